@@ -1,0 +1,53 @@
+# bayes_sacral: two commands on a fresh clone:  make reanalysis   and   make test
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/bayes-sacral
+STAMP := $(VENV)/.bs-installed
+# python3.12 is on every machine here, sometimes only behind pyenv: take the first interpreter that really is 3.12.
+PYTHON312 ?= $(shell for p in python3.12 $$(ls -d /root/.pyenv/versions/3.12*/bin/python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null) /usr/local/bin/python3.12 /usr/bin/python3.12; do \
+  if $$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1; then echo $$p; break; fi; done)
+PYTEST_WORKERS ?= 2
+
+.PHONY: help setup reanalysis test validate bench lint lock clean
+
+help:
+	@echo "make reanalysis  set up .venv (if missing) and run the reanalysis of the published study"
+	@echo "make test        set up .venv (if missing) and run the test suite (fast checks)"
+	@echo "make validate    heavy validation: full simulation-based calibration and slow checks"
+	@echo "make bench       benchmarks (ratios against a baseline in the same run)"
+	@echo "make lint        ruff"
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -n "$(PYTHON312)" || { echo "error: no Python 3.12 interpreter found (set PYTHON312=/path/to/python3.12)"; exit 1; }
+	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+setup: $(STAMP)
+
+reanalysis: $(STAMP)
+	$(CLI) reanalyze
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadfile -q
+
+validate: $(STAMP)
+	$(PY) -m pytest -m slow -n $(PYTEST_WORKERS) --dist loadfile -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+# Regenerate the pinned lock from the current .venv (after a deliberate dependency change).
+lock:
+	$(PY) -m pip freeze --all --exclude-editable | grep -v -E '^(pip|bayes[-_]sacral)==' > requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
