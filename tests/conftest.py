@@ -1,0 +1,49 @@
+"""Shared fixtures: the published study, the synthetic patient-level files, a CLI runner."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def published():
+    from bayes_sacral.data import load_published
+
+    return load_published()
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return DATA
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``bayes-sacral ARGS`` in-process; returns exit code, stdout and stderr."""
+    from bayes_sacral.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
