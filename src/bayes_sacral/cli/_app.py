@@ -1,0 +1,33 @@
+"""The typer application: sub-command groups are attached here."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+
+app = typer.Typer(
+    name="bayes-sacral",
+    help="Bayesian reanalysis of small clinical studies (PSFS vs sacroplasty for sacral metastases) "
+    "and design of their follow-up trials.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"bayes-sacral {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Bayesian reanalysis and trial design for sacral metastases (PSFS vs sacroplasty)."""
+
+
+from . import data_cmds, reanalyze_cmds, reproduce_cmds  # noqa: E402,F401  (commands register themselves on `app`)

@@ -1,0 +1,1 @@
+"""Classical statistics used beside the Bayesian models (the published analysis, reproduced)."""

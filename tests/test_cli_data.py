@@ -1,0 +1,63 @@
+"""The data/reproduce/reanalyze commands: formats, exit codes, atomic outputs."""
+
+import csv
+import json
+
+from bayes_sacral.data.published import published_path
+
+
+def test_help_everywhere(cli):
+    for args in ([], ["data"], ["data", "show"], ["data", "validate"], ["data", "check"], ["reproduce"], ["reanalyze"]):
+        r = cli(*args, "--help")
+        assert r.code == 0 and "Usage" in r.out, args
+
+
+def test_data_show_json_has_every_row(cli):
+    with open(published_path(), encoding="utf-8") as fh:
+        n_rows = sum(1 for _ in csv.DictReader(ln for ln in fh if not ln.startswith("#")))
+    r = cli("data", "show", "--format", "json")
+    assert r.code == 0 and len(r.json()) == n_rows
+    assert {"id", "quantity", "value", "value_text", "decimals", "unit", "n", "source", "label"} <= set(r.json()[0])
+
+
+def test_data_show_table_and_csv(cli):
+    assert "msts_total" in cli("data", "show", "-q", "msts_total").out
+    out = cli("data", "show", "--format", "csv").out
+    assert out.splitlines()[0].startswith("id,quantity")
+
+
+def test_data_check_json_and_strict(cli):
+    r = cli("data", "check", "--format", "json")
+    assert r.code == 0
+    doc = r.json()
+    assert all(set(d) == {"check", "subject", "status", "explanation", "numbers", "ids"} for d in doc)
+    assert {"grim", "grimmer", "domain_sum", "count_percent", "cell_sizes", "change_vs_means"} <= {d["check"] for d in doc}
+    assert any(d["status"] == "fail" for d in doc)
+    assert cli("data", "check", "--strict").code == 1
+
+
+def test_data_check_unreadable_input(cli, tmp_path):
+    r = cli("data", "check", "--dataset", tmp_path / "missing.csv")
+    assert r.code == 2 and "missing.csv" in r.err
+
+
+def test_reproduce_json_rows(cli):
+    rows = cli("reproduce", "--format", "json").json()
+    assert all({"outcome", "stratum", "test", "statistic", "p_value", "published_p_value"} <= set(r) for r in rows)
+    assert {r["test"] for r in rows} >= {"welch_t", "pooled_t", "fisher_exact", "boschloo_exact"}
+
+
+def test_output_file_written_atomically(cli, tmp_path):
+    out = tmp_path / "sub" / "check.json"
+    r = cli("data", "check", "--format", "json", "--output", out)
+    assert r.code == 0 and out.exists()
+    assert isinstance(json.loads(out.read_text()), list)
+    assert [p.name for p in out.parent.iterdir()] == ["check.json"]  # no temp file left behind
+
+
+def test_reanalyze_writes_report_folder(cli, tmp_path):
+    out = tmp_path / "rep"
+    r = cli("reanalyze", "--out", out)
+    assert r.code == 0
+    assert {"integrity.json", "integrity.csv", "reproduction.json", "reproduction.csv"} <= {p.name for p in out.iterdir()}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bs-tmp-")]
