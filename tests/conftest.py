@@ -47,3 +47,17 @@ def cli(capsys, monkeypatch):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+def _hypothesis_profiles():
+    import os
+
+    from hypothesis import settings
+
+    # CI runs derandomized so a landing never depends on the draw; locally examples vary run to run.
+    settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+    settings.register_profile("dev", deadline=None)
+    settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+_hypothesis_profiles()

@@ -72,3 +72,11 @@ def test_decimals_derived_from_text(k, d):
     sd = parse_summary(HEAD + f"a,msts_total,psfs,pathological,pre,,mean,{text_value},,points,9,T,x\n")
     assert sd.frame.loc[0, "decimals"] == d
     assert sd.frame.loc[0, "value_text"] == text_value
+
+
+def test_sd_bound_of_change_scores():
+    # two changes of -30 and +30 have SD 42.43 (= 30 * sqrt(2)): allowed; 42.5 is not.
+    ok = HEAD + "a,msts_total,psfs,pathological,change,,sd,42.43,,points,2,T,x\n"
+    assert parse_summary(ok).frame.loc[0, "value"] == 42.43
+    probs = problems_of(HEAD + "a,msts_total,psfs,pathological,change,,sd,42.5,,points,2,T,x\n")
+    assert "cannot exceed 42.43" in probs[0].rule  # 42.5 stands for >= 42.45 > 42.426

@@ -405,9 +405,13 @@ def _validate_row(row: dict, rec_no: int, line_no: int, fname: str, problems: li
             if not lo <= v <= top:
                 bad("value", f"{q} ({r['time'] or 'level'}) in {unit} lies in {lo}-{top}")
         if is_msts and stat == "sd" and unit in ("points", "percent_of_max"):
+            # A sample SD of values in [lo, hi] is at most (hi - lo)/2 * sqrt(n/(n-1)) (largest at n = 2).
             top = (MSTS_MAX_POINTS if q == "msts_total" else MSTS_ITEM_MAX) if unit == "points" else 100
-            if v > top:
-                bad("value", f"an SD of {q} in {unit} cannot exceed {top}")
+            span = 2 * top if r["time"] == "change" else top
+            m = n if n is not None and n >= 2 else 2
+            limit = span / 2 * (m / (m - 1)) ** 0.5
+            if v - 0.5 * 10.0 ** -(decimals or 0) > limit + 1e-12:  # the rounding interval must reach the bound
+                bad("value", f"an SD of {q} ({r['time'] or 'level'}) in {unit} cannot exceed {limit:.4g} for n = {m} values spanning {span}")
         if is_msts and stat not in ("p_value",) and unit == "probability":
             bad("unit", "unit 'probability' is for p-values")
         if stat in ("mean", "median", "min", "max", "value") and q in ("age", "followup", "secondary_procedure_days", "complication_time") and v < 0:
