@@ -1,0 +1,15 @@
+"""Model builders, one module per family; the registry maps a config's ``model.kind`` to its builder."""
+
+from __future__ import annotations
+
+from .base import KindOptions, ModelInput, ModelKind, PriorSet
+from .events import Complications, NarcoticChange, SecondaryProcedures
+
+__all__ = ["KINDS", "get_kind", "ModelKind", "ModelInput", "PriorSet", "KindOptions"]
+
+#: model.kind -> builder object
+KINDS: dict[str, ModelKind] = {k.name: k for k in (SecondaryProcedures(), NarcoticChange(), Complications())}
+
+
+def get_kind(name: str) -> ModelKind:
+    return KINDS[name]

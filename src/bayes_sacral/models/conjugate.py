@@ -1,0 +1,121 @@
+"""Closed forms for the conjugate event models: Beta and Dirichlet posteriors, and exact functionals of two Betas.
+
+For independent ``X ~ Beta(a1, b1)`` (PSFS) and ``Y ~ Beta(a2, b2)`` (sacroplasty), every probability below is a
+one-dimensional integral computed in quantile space, ``∫₀¹ F(Q(u)) du``, whose integrand is bounded and monotone
+even when a density is unbounded at 0 (Jeffreys priors, zero-event cells):
+
+- ``P(X < Y) = ∫₀¹ F_X(Q_Y(u)) du``;
+- CDF of the difference ``D = Y − X``: ``P(D ≤ t) = ∫₀¹ F_Y(Q_X(u) + t) du``, inverted by root finding for quantiles;
+- CDF of the ratio ``R = X / Y``: ``P(R ≤ r) = ∫₀¹ F_X(r · Q_Y(u)) du``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import integrate, optimize, stats
+
+__all__ = ["BetaPosterior", "beta_posterior", "prob_less", "difference_cdf", "difference_quantile", "ratio_cdf",
+           "ratio_quantile", "difference_moments", "dirichlet_marginals", "secondary_closed_form"]
+
+
+@dataclass(frozen=True)
+class BetaPosterior:
+    a: float
+    b: float
+
+    @property
+    def dist(self):
+        return stats.beta(self.a, self.b)
+
+
+def beta_posterior(prior_a: float, prior_b: float, events: int, trials: int) -> BetaPosterior:
+    """Beta(a + events, b + trials − events)."""
+    return BetaPosterior(prior_a + events, prior_b + trials - events)
+
+
+def _quad01(fn) -> float:
+    val, _ = integrate.quad(fn, 0.0, 1.0, limit=200, epsabs=1e-11, epsrel=1e-10)
+    return float(val)
+
+
+def prob_less(x: BetaPosterior, y: BetaPosterior) -> float:
+    """Exact P(X < Y)."""
+    return _quad01(lambda u: x.dist.cdf(y.dist.ppf(u)))
+
+
+def difference_cdf(t: float, x: BetaPosterior, y: BetaPosterior) -> float:
+    """Exact P(Y − X ≤ t)."""
+    return _quad01(lambda u: y.dist.cdf(np.clip(x.dist.ppf(u) + t, 0.0, 1.0)))
+
+
+def difference_quantile(q: float, x: BetaPosterior, y: BetaPosterior) -> float:
+    """Exact q-quantile of Y − X (root of the CDF on [−1, 1])."""
+    return float(optimize.brentq(lambda t: difference_cdf(t, x, y) - q, -1.0, 1.0, xtol=1e-10))
+
+
+def ratio_cdf(r: float, x: BetaPosterior, y: BetaPosterior) -> float:
+    """Exact P(X / Y ≤ r), r ≥ 0."""
+    return _quad01(lambda u: x.dist.cdf(np.clip(r * y.dist.ppf(u), 0.0, 1.0)))
+
+
+def ratio_quantile(q: float, x: BetaPosterior, y: BetaPosterior) -> float:
+    hi = 1.0
+    while ratio_cdf(hi, x, y) < q:
+        hi *= 4
+    return float(optimize.brentq(lambda r: ratio_cdf(r, x, y) - q, 0.0, hi, xtol=1e-10))
+
+
+def difference_moments(x: BetaPosterior, y: BetaPosterior) -> tuple[float, float]:
+    """Mean and SD of Y − X (independent)."""
+    return float(y.dist.mean() - x.dist.mean()), float(np.sqrt(x.dist.var() + y.dist.var()))
+
+
+def dirichlet_marginals(prior_a: np.ndarray, counts: np.ndarray) -> list[BetaPosterior]:
+    """Marginal Beta posteriors of each category under Dirichlet(prior_a) and multinomial counts."""
+    post = np.asarray(prior_a, float) + np.asarray(counts, float)
+    total = post.sum()
+    return [BetaPosterior(float(a), float(total - a)) for a in post]
+
+
+def secondary_closed_form(events: np.ndarray, trials: np.ndarray, prior_a, prior_b, prob: float = 0.95) -> dict:
+    """Exact posterior summaries of the independent beta-binomial secondary-procedure model, per fracture stratum.
+
+    ``events``/``trials``/``prior_*`` have shape (arm = [psfs, sacroplasty], fracture). Returns per stratum:
+    the Beta parameters, P(p_psfs < p_sacroplasty), mean/sd/median and equal-tailed interval of the risk
+    difference (sacroplasty − PSFS), and the median of the risk ratio (PSFS / sacroplasty).
+    """
+    events, trials = np.asarray(events), np.asarray(trials)
+    a = np.broadcast_to(np.asarray(prior_a, float), events.shape)
+    b = np.broadcast_to(np.asarray(prior_b, float), events.shape)
+    out = {}
+    lo_q, hi_q = (1 - prob) / 2, 1 - (1 - prob) / 2
+    for j in range(events.shape[1]):
+        x = beta_posterior(a[0, j], b[0, j], events[0, j], trials[0, j])
+        y = beta_posterior(a[1, j], b[1, j], events[1, j], trials[1, j])
+        mean, sd = difference_moments(x, y)
+        out[j] = {
+            "psfs": (x.a, x.b), "sacroplasty": (y.a, y.b),
+            "prob_psfs_lower": prob_less(x, y),
+            "rd_mean": mean, "rd_sd": sd,
+            "rd_median": difference_quantile(0.5, x, y),
+            "rd_eti": (difference_quantile(lo_q, x, y), difference_quantile(hi_q, x, y)),
+            "rr_median": ratio_quantile(0.5, x, y),
+        }
+    return out
+
+
+def beta_row(name: str, post: BetaPosterior, prob: float) -> dict:
+    d = post.dist
+    lo, hi = d.ppf([(1 - prob) / 2, 1 - (1 - prob) / 2])
+    return {"name": name, "mean": float(d.mean()), "sd": float(d.std()), "median": float(d.median()),
+            "eti_low": float(lo), "eti_high": float(hi), "prob_gt_0": 1.0}
+
+
+def difference_row(name: str, x: BetaPosterior, y: BetaPosterior, prob: float) -> dict:
+    """Exact summary of Y − X."""
+    mean, sd = difference_moments(x, y)
+    return {"name": name, "mean": mean, "sd": sd, "median": difference_quantile(0.5, x, y),
+            "eti_low": difference_quantile((1 - prob) / 2, x, y), "eti_high": difference_quantile(1 - (1 - prob) / 2, x, y),
+            "prob_gt_0": prob_less(x, y)}
