@@ -1,0 +1,117 @@
+"""The run store: one folder per fitted run, written atomically, with everything needed to audit and redo it.
+
+A run folder ``<root>/<name>/`` holds:
+
+- ``idata.nc``: the ArviZ DataTree (posterior, prior, prior_predictive, posterior_predictive, log_likelihood,
+  observed_data, constant_data, sample_stats) as netCDF4 (h5netcdf engine);
+- ``config.toml``: the resolved config (defaults and every prior written out);
+- ``manifest.json``: versions of the package and its dependencies, seeds, data hash, wall time, diagnostics
+  and status.
+
+Folders are built under a ``.bs-tmp-*`` name and renamed when complete, so an interrupted fit leaves nothing
+that looks like a finished run; an existing run is replaced only with ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import xarray as xr
+
+from .atomic import TMP_PREFIX, atomic_directory
+from .errors import BayesSacralError
+from .serialize import to_jsonable
+
+__all__ = ["DEFAULT_STORE", "Run", "write_run", "find_run", "list_runs", "versions", "RUN_FORMAT"]
+
+DEFAULT_STORE = Path("models")
+RUN_FORMAT = "bayes-sacral-run/1"
+_DEPENDENCIES = ("bayes-sacral", "pymc", "pytensor", "arviz", "arviz-base", "arviz-stats", "arviz-plots", "nutpie", "numba",
+                 "numpy", "scipy", "pandas", "xarray", "h5netcdf", "h5py", "pydantic", "jax", "numpyro", "blackjax", "dask", "distributed")
+
+
+def versions() -> dict[str, str]:
+    """Python, platform and installed versions of the package and its scientific dependencies."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for dist in _DEPENDENCIES:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+@dataclass
+class Run:
+    """A finished run folder."""
+
+    path: Path
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads((self.path / "manifest.json").read_text())
+
+    @property
+    def config_text(self) -> str:
+        return (self.path / "config.toml").read_text()
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def idata(self) -> xr.DataTree:
+        """The DataTree, loaded into memory (the file is closed again)."""
+        with xr.open_datatree(self.path / "idata.nc", engine="h5netcdf") as dt:
+            return dt.load()
+
+
+def write_run(root: Path, name: str, idata: xr.DataTree, config_toml: str, manifest: dict, overwrite: bool = False) -> Path:
+    """Write a run folder atomically; refuses to replace an existing run unless ``overwrite``."""
+    target = Path(root) / name
+    if target.exists() and not overwrite:
+        raise BayesSacralError(f"run folder {target} already exists; pass --overwrite to replace it or choose another run.name")
+    with atomic_directory(target, overwrite=overwrite) as tmp:
+        idata.to_netcdf(tmp / "idata.nc", engine="h5netcdf")
+        (tmp / "config.toml").write_text(config_toml, encoding="utf-8")
+        (tmp / "manifest.json").write_text(json.dumps(to_jsonable(manifest), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return target
+
+
+def find_run(ref: str | Path, root: Path = DEFAULT_STORE) -> Run:
+    """A run by folder path, or by name under ``root``."""
+    p = Path(ref)
+    for cand in (p, Path(root) / str(ref)):
+        if (cand / "manifest.json").exists() and (cand / "idata.nc").exists():
+            return Run(cand)
+    names = [r["name"] for r in list_runs(root)]
+    from .data._suggest import did_you_mean
+
+    raise BayesSacralError(f"no finished run at {ref!r} (looked for a folder with manifest.json and idata.nc, and under {root}/)"
+                           f"{did_you_mean(str(ref), names)}")
+
+
+def list_runs(root: Path = DEFAULT_STORE) -> list[dict]:
+    """One row per finished run under ``root`` (temporary folders of unfinished fits are skipped)."""
+    rows = []
+    root = Path(root)
+    if not root.is_dir():
+        return rows
+    for d in sorted(root.iterdir()):
+        if not d.is_dir() or d.name.startswith(TMP_PREFIX) or not (d / "manifest.json").exists():
+            continue
+        try:
+            m = json.loads((d / "manifest.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        rows.append({
+            "name": d.name, "kind": m.get("model", {}).get("kind", ""), "variant": m.get("model", {}).get("variant", m.get("model", {}).get("likelihood", "")),
+            "prior_set": m.get("prior_set", ""), "data": m.get("data", {}).get("source", ""), "seed": m.get("seed"),
+            "draws": m.get("sampler", {}).get("draws"), "chains": m.get("sampler", {}).get("chains"),
+            "status": m.get("diagnostics", {}).get("status", ""), "created": m.get("created", ""), "path": str(d),
+        })
+    return rows
