@@ -56,8 +56,15 @@ def test_output_file_written_atomically(cli, tmp_path):
 
 
 def test_reanalyze_writes_report_folder(cli, tmp_path):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "c.toml").write_text(
+        '[run]\nname = "compl"\nseed = 1\n[model]\nkind = "complications"\n[sampler]\ndraws = 200\ntune = 200\nchains = 2\n')
     out = tmp_path / "rep"
-    r = cli("reanalyze", "--out", out)
+    r = cli("reanalyze", "--out", out, "--configs", configs, "--store", tmp_path / "models")
     assert r.code == 0
-    assert {"integrity.json", "integrity.csv", "reproduction.json", "reproduction.csv"} <= {p.name for p in out.iterdir()}
+    assert {"integrity.json", "integrity.csv", "reproduction.json", "reproduction.csv", "runs.json", "summaries"} <= {p.name for p in out.iterdir()}
+    assert (out / "summaries" / "compl.csv").exists() and (tmp_path / "models" / "compl" / "manifest.json").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bs-tmp-")]
+    quick = cli("reanalyze", "--out", tmp_path / "rep2", "--no-fit")
+    assert quick.code == 0 and not (tmp_path / "rep2" / "summaries").exists()

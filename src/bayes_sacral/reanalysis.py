@@ -5,32 +5,77 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from .atomic import atomic_directory
+from .config import load_configs
 from .data.integrity import findings_frame, run_checks
 from .data.published import load_published
+from .fitting import fit_run
 from .serialize import to_jsonable
 from .stats.frequentist import reproduce_from_summary, results_frame
+from .store import DEFAULT_STORE
+from .summarize import summarize_posterior
 
-__all__ = ["DEFAULT_REPORT_DIR", "run_reanalysis"]
+__all__ = ["DEFAULT_REPORT_DIR", "DEFAULT_CONFIG_DIR", "run_reanalysis"]
 
 DEFAULT_REPORT_DIR = Path("reports/published-reanalysis")
+DEFAULT_CONFIG_DIR = Path("configs")
 
 
-def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, log=print) -> Path:
-    """Data check and frequentist reproduction of the published study, written atomically to ``out_dir``."""
+def _write_table(folder: Path, stem: str, records: list[dict]) -> None:
+    (folder / f"{stem}.json").write_text(json.dumps(to_jsonable(records), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    df = pd.DataFrame(records)
+    for c in df.columns:
+        if df[c].map(lambda v: isinstance(v, (list, dict))).any():
+            df[c] = df[c].map(lambda v: json.dumps(to_jsonable(v), ensure_ascii=False) if isinstance(v, (list, dict)) else v)
+    df.to_csv(folder / f"{stem}.csv", index=False, lineterminator="\n")
+
+
+def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAULT_CONFIG_DIR, store: Path = DEFAULT_STORE,
+                   fit: bool = True, log=print) -> Path:
+    """Data check, frequentist reproduction and every canonical config fitted, written atomically to ``out_dir``.
+
+    Run folders go to ``store`` (replaced: the reanalysis regenerates them from configs and seeds); the report
+    folder holds only deterministic numbers (no timings), so re-running it reproduces the committed copy.
+    """
     sd = load_published()
     findings = run_checks(sd)
     repro = reproduce_from_summary(sd)
+    runs = []
+    if fit:
+        for cfg in sorted(Path(configs_dir).glob("*.toml")):
+            runs.extend(load_configs(cfg))
+    fitted = []
+    for run in runs:
+        res = fit_run(run, store, overwrite=True, log=log)
+        d = res.diagnostics
+        log(f"{d.status}: {run.config.run.name} (max R-hat {d.max_r_hat:.3f}, min ESS {min(d.min_ess_bulk, d.min_ess_tail):.0f}, "
+            f"{d.divergences} divergences, {res.manifest['wall_time_s']['total']:.1f} s)")
+        fitted.append(res)
     with atomic_directory(out_dir, overwrite=True) as tmp:
         ff = findings_frame(findings)
-        (tmp / "integrity.json").write_text(json.dumps(to_jsonable([f.to_dict() for f in findings]), indent=2, ensure_ascii=False) + "\n")
-        ff.assign(numbers=ff["numbers"].map(lambda d: json.dumps(to_jsonable(d))), ids=ff["ids"].map(" ".join)).to_csv(
-            tmp / "integrity.csv", index=False, lineterminator="\n")
-        rf = results_frame(repro)
-        (tmp / "reproduction.json").write_text(json.dumps(to_jsonable(rf.to_dict(orient="records")), indent=2, ensure_ascii=False) + "\n")
-        rf.to_csv(tmp / "reproduction.csv", index=False, lineterminator="\n")
+        _write_table(tmp, "integrity", ff.to_dict(orient="records"))
+        _write_table(tmp, "reproduction", results_frame(repro).to_dict(orient="records"))
+        if fitted:
+            sums = tmp / "summaries"
+            sums.mkdir()
+            index = []
+            for res in fitted:
+                m = res.manifest
+                post = res.idata["posterior"].to_dataset()
+                th = {k: (t["value"], t["variables"]) for k, t in m["decision"]["thresholds"].items()}
+                rows = summarize_posterior(post, m["estimands"], m["decision"]["prob"], th, list(m.get("no_moment_variables", {})))
+                _write_table(sums, m["run"], rows)
+                d = m["diagnostics"]
+                index.append({"run": m["run"], "kind": m["model"]["kind"], "options": m["model"], "prior_set": m["prior_set"],
+                              "data": m["data"]["source"], "data_sha256": m["data"]["sha256"], "seed": m["seed"],
+                              "draws": m["sampler"]["draws"], "chains": m["sampler"]["chains"], "status": d["status"],
+                              "max_r_hat": d["max_r_hat"], "min_ess_bulk": d["min_ess_bulk"], "min_ess_tail": d["min_ess_tail"],
+                              "divergences": d["divergences"], "assumptions": m["data"]["assumptions"]})
+            _write_table(tmp, "runs", index)
     counts = {s: sum(f.status == s for f in findings) for s in ("pass", "borderline", "fail")}
     log(f"integrity: {len(findings)} findings ({counts['pass']} pass, {counts['borderline']} borderline, {counts['fail']} fail)")
-    log(f"reproduction: {len(repro)} tests")
+    log(f"reproduction: {len(repro)} tests; runs fitted: {len(fitted)}")
     log(f"wrote {out_dir}")
     return out_dir

@@ -34,8 +34,8 @@ def main() -> None:
             row = {
                 "patient_id": f"S{pid:03d}", "arm": arm, "fracture": frac,
                 "msts_pre": sum(pre), "msts_post": sum(post),
-                **{f"{k}_pre": v for k, v in zip(ITEMS, pre)},
-                **{f"{k}_post": v for k, v in zip(ITEMS, post)},
+                **{f"{k}_pre": v for k, v in zip(ITEMS, pre, strict=True)},
+                **{f"{k}_post": v for k, v in zip(ITEMS, post, strict=True)},
                 "secondary_procedure": sec,
                 "days_to_secondary": int(rng.integers(14, fu)) if sec else "",
                 "followup_days": fu,
@@ -45,9 +45,9 @@ def main() -> None:
                 "age": int(rng.integers(40, 85)),
                 "sex": rng.choice(["male", "female"]),
                 "cancer_type": rng.choice(["multiple myeloma", "renal", "liver", "breast", "lung"]),
-                "date_preop": "2020-01-%02d" % (1 + pid % 27),
-                "date_procedure": "2020-02-%02d" % (1 + pid % 27),
-                "date_postop": "2020-05-%02d" % (1 + pid % 27),
+                "date_preop": f"2020-01-{1 + pid % 27:02d}",
+                "date_procedure": f"2020-02-{1 + pid % 27:02d}",
+                "date_postop": f"2020-05-{1 + pid % 27:02d}",
             }
             rows.append(row)
     cols = list(rows[0])

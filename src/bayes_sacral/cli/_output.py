@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import enum
 import io
-import os
-import sys
 import json
 import math
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..atomic import atomic_write_text
@@ -79,7 +80,7 @@ def render(records: list[dict], fmt: OutputFormat, columns: list[str] | None = N
                 out[c] = out[c].map(lambda v: json.dumps(to_jsonable(v), ensure_ascii=False) if isinstance(v, (list, dict)) else v)
         return out.to_csv(index=False, lineterminator="\n")
     table = Table(title=title, show_lines=False, header_style="bold")
-    texts = [[_cell_text(rec[c], float_digits) for c in df.columns] for rec in df.to_dict(orient="records")]
+    texts = [[escape(_cell_text(rec[c], float_digits)) for c in df.columns] for rec in df.to_dict(orient="records")]
     for j, c in enumerate(df.columns):
         longest = max((len(row[j]) for row in texts), default=0)
         if longest <= 24:  # identifiers and numbers: never broken mid-word
@@ -104,7 +105,7 @@ def emit(records: list[dict], fmt: OutputFormat, columns: list[str] | None = Non
             rec_console = Console(record=True, width=200, file=io.StringIO())
             rec_console.print(rendered)
             if footer:
-                rec_console.print(footer)
+                rec_console.print(footer, markup=False, highlight=False)
             text = rec_console.export_text()
         else:
             text = rendered
@@ -114,6 +115,6 @@ def emit(records: list[dict], fmt: OutputFormat, columns: list[str] | None = Non
     if isinstance(rendered, Table):
         console.print(rendered)
         if footer:
-            console.print(footer)
+            console.print(footer, markup=False, highlight=False)
     else:
         print(rendered, end="")

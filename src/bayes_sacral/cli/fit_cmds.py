@@ -1,0 +1,228 @@
+"""``bayes-sacral config``, ``fit``, ``runs`` and ``summarize``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import BayesSacralError
+from ..store import DEFAULT_STORE, find_run, list_runs
+from ._app import app
+from ._output import OutputFormat, console, emit, err_console
+
+config_app = typer.Typer(help="Validate run configs and print complete defaults.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+runs_app = typer.Typer(help="The run store (models/).", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+SET_OPT = typer.Option(None, "--set", help="Override a config value by key path, e.g. --set priors.set=jeffreys --set run.seed=7 (repeatable; TOML values).")
+FORMAT_OPT = typer.Option(OutputFormat.table, "--format", "-f", help="Output format.", case_sensitive=False)
+STORE_OPT = typer.Option(DEFAULT_STORE, "--store", help="The run store folder.")
+
+
+@config_app.command("validate")
+def config_validate(
+    file: Path = typer.Argument(..., help="A run config (TOML).", dir_okay=False),
+    set_: list[str] | None = SET_OPT,
+) -> None:
+    """Validate a run config: every problem with its key path, the bad value and what is allowed (exit 2)."""
+    from ..config import load_configs
+
+    runs = load_configs(file, set_ or [])
+    for r in runs:
+        extra = f", overrides: {', '.join(r.overridden)}" if r.overridden else ""
+        console.print(f"[green]valid[/]: {r.config.run.name} — model {r.kind.name}, priors {r.prior_set}{extra}, "
+                      f"data {r.config.data.source}", highlight=False)
+
+
+@config_app.command("defaults")
+def config_defaults(kind: str = typer.Argument(..., help="Model kind, e.g. secondary_procedures.")) -> None:
+    """Print a complete, commented config for a model kind (every key with its default)."""
+    from ..config import defaults_toml
+
+    print(defaults_toml(kind), end="")
+
+
+@app.command("fit")
+def fit(
+    config: Path = typer.Argument(..., help="A run config (TOML).", dir_okay=False),
+    out: Path = typer.Option(DEFAULT_STORE, "--out", help="Run store folder; the run is written to OUT/<run.name>."),
+    set_: list[str] | None = SET_OPT,
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 if the diagnostics fail (R-hat, ESS, divergences, E-BFMI)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output; only the run folder path(s)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder of the same name."),
+) -> None:
+    """Fit a config (expanding any [sweep]) and write one run folder per run. The last line printed is the run folder's path."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from ..config import load_configs
+    from ..fitting import fit_run
+
+    runs = load_configs(config, set_ or [])
+    if not overwrite:
+        clash = [str(out / r.config.run.name) for r in runs if (out / r.config.run.name).exists()]
+        if clash:
+            raise BayesSacralError(f"run folder(s) already exist: {', '.join(clash)}; pass --overwrite or change run.name")
+    results = []
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err_console._make(), disable=quiet, transient=False)
+    with progress:
+        task = progress.add_task(f"fitting {len(runs)} run{'s' if len(runs) > 1 else ''}", total=len(runs))
+        for r in runs:
+            progress.update(task, description=f"fitting {r.config.run.name}")
+            res = fit_run(r, out, overwrite=overwrite, log=(lambda m: None) if quiet else progress.console.print)
+            results.append(res)
+            d = res.diagnostics
+            if not quiet:
+                colour = {"ok": "green", "warning": "yellow", "failed": "red"}[d.status]
+                progress.console.print(
+                    f"[{colour}]{d.status}[/]: {r.config.run.name} — max R-hat {d.max_r_hat:.3f}, min ESS bulk {d.min_ess_bulk:.0f} / tail "
+                    f"{d.min_ess_tail:.0f}, {d.divergences} divergences, min E-BFMI {d.min_bfmi:.2f}, "
+                    f"{res.manifest['wall_time_s']['total']:.1f} s" + (f" ({'; '.join(d.problems)})" if d.problems else ""), highlight=False)
+            progress.advance(task)
+    for res in results:
+        print(res.path)
+    if strict and any(r.diagnostics.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+@runs_app.command("list")
+def runs_list(store: Path = STORE_OPT, fmt: OutputFormat = FORMAT_OPT) -> None:
+    """Finished runs in the store: name, model, priors, data, seed, status."""
+    rows = list_runs(store)
+    cols = ["name", "kind", "variant", "prior_set", "data", "seed", "draws", "chains", "status", "created"] if fmt is OutputFormat.table else None
+    emit(rows, fmt, columns=cols, title=f"Runs in {store}/", styles={"status": {"failed": "red", "warning": "yellow"}})
+
+
+@app.command("summarize")
+def summarize(
+    run: str = typer.Argument(..., help="A run folder, or a run name under --store."),
+    fmt: OutputFormat = FORMAT_OPT,
+    prob: float | None = typer.Option(None, "--prob", help="Interval probability (default: the run's decision.prob, 0.95)."),
+    var: list[str] | None = typer.Option(None, "--var", help="Variables to summarise (default: the model's estimands)."),
+    all_vars: bool = typer.Option(False, "--all", help="Every posterior variable, including nuisance parameters."),
+    store: Path = STORE_OPT,
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (atomically).", dir_okay=False),
+    exact: bool = typer.Option(False, "--exact", help="Conjugate models: the closed-form posterior beside the MCMC estimates, "
+                               "with their difference in Monte Carlo standard errors."),
+) -> None:
+    """Posterior summary: one row per estimand element (mean, sd, median, HDI, ETI, P(>0), P(>threshold), R-hat, ESS)."""
+    if exact:
+        _summarize_exact(run, store, prob, fmt, output)
+        return
+    from ..summarize import summarize_posterior
+
+    r = find_run(run, store)
+    m = r.manifest
+    dt = r.idata()
+    post = dt["posterior"].to_dataset()
+    p = prob if prob is not None else m.get("decision", {}).get("prob", 0.95)
+    if not 0 < p < 1:
+        raise typer.BadParameter("--prob must lie in (0, 1)")
+    names = list(post.data_vars) if all_vars else (var or m.get("estimands") or list(post.data_vars))
+    unknown = [v for v in names if v not in post]
+    if unknown:
+        raise BayesSacralError(f"run {r.name} has no posterior variable(s) {', '.join(unknown)}; available: {', '.join(post.data_vars)}")
+    thresholds = {k: (t["value"], t["variables"]) for k, t in m.get("decision", {}).get("thresholds", {}).items()}
+    no_moments = m.get("no_moment_variables", {})
+    rows = summarize_posterior(post, names, p, thresholds, list(no_moments))
+    assumptions = m.get("data", {}).get("assumptions", [])
+    footer = (f"{int(round(p * 100))}% intervals; run {r.name}, seed {m.get('seed')}, status {m.get('diagnostics', {}).get('status')}"
+              + "".join(f"\nassumption: {a}" for a in assumptions)
+              + "".join(f"\n{v}: mean and sd not reported: {why}" for v, why in no_moments.items() if v in names))
+    emit(rows, fmt, title=f"{r.name}: {m.get('model', {}).get('kind')} ({m.get('prior_set')} priors)", output=output, footer=footer,
+         float_digits=3)
+
+
+def _summarize_exact(run: str, store: Path, prob: float | None, fmt: OutputFormat, output: Path | None) -> None:
+    """Closed form vs MCMC for a conjugate run (rebuilt from its resolved config and data)."""
+    import tempfile
+
+    import arviz as az
+    import numpy as np
+
+    from ..config import load_config
+    from ..fitting import prepare_run
+
+    r = find_run(run, store)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "config.toml"
+        cfg.write_text(r.config_text)
+        resolved = load_config(cfg)
+    p = prob if prob is not None else resolved.config.decision.prob
+    inp, _ = prepare_run(resolved)
+    rows = resolved.kind.exact_summary(inp, resolved.priors, resolved.options, p)
+    if rows is None:
+        raise BayesSacralError(f"run {r.name} ({resolved.kind.name}) has no closed form; --exact applies to conjugate models "
+                               "(secondary_procedures independent, narcotic_change dirichlet_multinomial, complications)")
+    post = r.idata()["posterior"].to_dataset()
+    out = []
+    for row in rows:
+        var, _, rest = row["name"].partition("[")
+        da = post[var]
+        if rest:
+            labels = [x.strip() for x in rest.rstrip("]").split(",")]
+            extra = [d for d in da.dims if d not in ("chain", "draw")]
+            da = da.sel(dict(zip(extra, labels, strict=True)))
+        mcse = float(az.mcse(da, method="mean"))
+        mc_mean = float(da.mean())
+        out.append({"name": row["name"], "exact_mean": row["mean"], "mcmc_mean": mc_mean, "mcse": mcse,
+                    "z": (mc_mean - row["mean"]) / mcse if mcse > 0 else np.nan,
+                    "exact_median": row["median"], "exact_eti_low": row["eti_low"], "exact_eti_high": row["eti_high"],
+                    "exact_prob_gt_0": row["prob_gt_0"], "mcmc_prob_gt_0": float((da > 0).mean())})
+    emit(out, fmt, title=f"{r.name}: closed form vs MCMC ({int(round(p * 100))}% equal-tailed intervals)", output=output, float_digits=4,
+         footer="z = (MCMC mean − exact mean) / MCSE; |z| above about 3 would point to a problem in the engine.")
+
+
+@app.command("calibrate")
+def calibrate(
+    config: Path = typer.Argument(..., help="A run config (TOML); its model, priors and data design are calibrated.", dir_okay=False),
+    sims: int = typer.Option(200, "--sims", min=20, help="Simulated data sets (>= 200 for a real check)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed (default: the config's run.seed)."),
+    bins: int = typer.Option(10, "--bins", help="Rank histogram bins for the chi-square test (must divide 100)."),
+    set_: list[str] | None = SET_OPT,
+    fmt: OutputFormat = FORMAT_OPT,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Simulation-based calibration of a config's model: rank uniformity of the true values (exit 1 if miscalibrated)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from ..calibration import run_sbc
+    from ..config import load_configs
+    from ..fitting import prepare_run
+
+    failed = []
+    for run in load_configs(config, set_ or []):  # a [sweep] is calibrated run by run
+        inp, _ = prepare_run(run)
+        progress = Progress(TextColumn("calibrating {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                            console=err_console._make(), disable=quiet)
+        with progress:
+            task = progress.add_task(run.config.run.name, total=sims)
+            res = run_sbc(run.kind, run.options, inp, run.priors, n_sims=sims, seed=seed if seed is not None else run.config.run.seed,
+                          bins=bins, target_accept=max(run.config.sampler.target_accept, 0.9),
+                          progress=lambda i, n, task=task, progress=progress: progress.update(task, completed=i))
+        table = res.table()
+        footer = (f"{res.n_sims} simulations, ranks 0..{res.n_ranks - 1} in {res.bins} bins; Bonferroni level {res.threshold:.2g} over "
+                  f"{len(table)} quantities; {res.divergences} divergent transitions in all; "
+                  + ("calibrated" if res.calibrated else "NOT calibrated"))
+        emit(table.to_dict(orient="records"), fmt, title=f"Simulation-based calibration: {run.config.run.name}", footer=footer, float_digits=4)
+        if fmt is not OutputFormat.table:
+            err_console.print(footer, markup=False)
+        if not res.calibrated:
+            failed.append(run.config.run.name)
+    if failed:
+        raise typer.Exit(1)

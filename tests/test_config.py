@@ -1,0 +1,125 @@
+"""Run configs: every bad config fails with its key path, value and rule (exit 2); defaults validate; overrides and sweeps."""
+
+from pathlib import Path
+
+import pytest
+
+from bayes_sacral.config import (
+    config_to_toml,
+    defaults_toml,
+    load_config,
+    load_configs,
+    parse_set,
+    resolve,
+)
+from bayes_sacral.errors import InputError
+from bayes_sacral.models import KINDS
+
+BAD = Path(__file__).parent / "data" / "bad_configs"
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+EXPECTED = {  # file -> (key path, fragment of the rule)
+    "unknown_key.toml": ("sampler.draw", "did you mean 'draws'"),
+    "wrong_type.toml": ("sampler.draws", "valid integer"),
+    "out_of_range.toml": ("sampler.target_accept", "less than 1"),
+    "unknown_kind.toml": ("model.kind", "did you mean 'secondary_procedures'"),
+    "unknown_prior_set.toml": ("priors.set", "did you mean 'jeffreys'"),
+    "bad_prior_family.toml": ("priors.p_secondary", "does not fit"),
+    "bad_prior_value.toml": ("priors.p_secondary", "alpha must be > 0"),
+    "unknown_prior_param.toml": ("priors.p_secundary", "did you mean 'p_secondary'"),
+    "missing_seed.toml": ("run.seed", "required"),
+    "ipd_without_path.toml": ("data.path", "needs a path"),
+    "syntax_error.toml": ("TOML syntax", "line 2"),
+    "bad_model_option.toml": ("model.variant", "ordered_logit"),
+    "bad_sweep.toml": ("priors.set", "flat"),
+}
+
+
+def test_every_bad_config_is_covered():
+    assert {p.name for p in BAD.glob("*.toml")} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_bad_config_message(name):
+    key, fragment = EXPECTED[name]
+    with pytest.raises(InputError) as exc:
+        load_configs(BAD / name)
+    text = str(exc.value)
+    assert any(p.location.startswith(key) for p in exc.value.problems), text
+    assert fragment in text
+    assert all(p.file.endswith(name) for p in exc.value.problems)
+
+
+@pytest.mark.parametrize("name", ["unknown_key.toml", "bad_prior_value.toml", "syntax_error.toml"])
+def test_cli_exit_code_2(cli, name):
+    r = cli("config", "validate", BAD / name)
+    assert r.code == 2 and EXPECTED[name][0] in r.err
+
+
+def test_out_of_range_reports_all_problems():
+    with pytest.raises(InputError) as exc:
+        load_configs(BAD / "out_of_range.toml")
+    assert {p.location for p in exc.value.problems} == {"sampler.target_accept", "sampler.chains"}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_defaults_are_complete_and_valid(kind, tmp_path):
+    text = defaults_toml(kind)
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    run = load_config(p)
+    assert run.kind.name == kind
+    for key in ("draws", "tune", "chains", "target_accept", "backend", "seed", "source", "set"):
+        assert f"{key} =" in text
+
+
+def test_canonical_configs_validate():
+    files = sorted(CONFIGS.glob("*.toml"))
+    assert files
+    for f in files:
+        assert load_configs(f)
+
+
+def test_set_overrides_are_typed_and_validated(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text(defaults_toml("secondary_procedures"))
+    run = load_config(p, ["priors.set=jeffreys", "run.seed=7", "sampler.draws=300", 'priors.p_secondary={dist="Beta",alpha=2,beta=3}'])
+    assert run.prior_set == "jeffreys" and run.config.run.seed == 7 and run.config.sampler.draws == 300
+    assert run.priors["p_secondary"].params == {"alpha": 2, "beta": 3} and run.overridden == ["p_secondary"]
+    with pytest.raises(InputError) as exc:
+        load_config(p, ["sampler.draws=-5"])
+    assert exc.value.problems[0].file == "--set" and exc.value.problems[0].location == "sampler.draws"
+    with pytest.raises(InputError):
+        parse_set(["no-equals-sign"])
+
+
+def test_sweep_expands_with_distinct_names():
+    runs = load_configs(CONFIGS / "secondary_procedures.toml")
+    assert [r.prior_set for r in runs] == ["uniform", "jeffreys", "skeptical", "literature"]
+    assert len({r.config.run.name for r in runs}) == 4
+
+
+def test_resolved_config_refits_the_same_model(tmp_path):
+    run = load_configs(CONFIGS / "secondary_procedures.toml")[3]  # literature: per-arm table parameters
+    text = config_to_toml(run)
+    p = tmp_path / "resolved.toml"
+    p.write_text(text)
+    again = load_config(p)
+    assert again.priors["p_secondary"].params == run.priors["p_secondary"].params
+    assert again.config.sampler == run.config.sampler and again.config.run == run.config.run
+
+
+def test_prior_table_must_name_dim_labels():
+    doc = {"run": {"name": "x", "seed": 1}, "model": {"kind": "secondary_procedures"},
+           "priors": {"p_secondary": {"dist": "Beta", "alpha": {"psfs": 1, "sacro": 1}, "beta": 1}}}
+    with pytest.raises(InputError) as exc:
+        resolve(doc)
+    assert "every label" in str(exc.value)
+
+
+def test_threshold_variables_checked():
+    doc = {"run": {"name": "x", "seed": 1}, "model": {"kind": "secondary_procedures"},
+           "decision": {"thresholds": {"t": {"value": 0.1, "variables": ["risk_diference"]}}}}
+    with pytest.raises(InputError) as exc:
+        resolve(doc)
+    assert "did you mean 'risk_difference'" in str(exc.value)

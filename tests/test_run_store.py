@@ -1,0 +1,168 @@
+"""Fitting through the CLI: run folders, manifests, bit-identical reproducibility, atomicity, summaries."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bayes_sacral.store import Run
+
+CONFIG = """
+[run]
+name = "{name}"
+seed = {seed}
+[model]
+kind = "secondary_procedures"
+[priors]
+set = "uniform"
+[sampler]
+draws = 300
+tune = 300
+chains = 2
+prior_draws = 50
+[decision]
+prob = 0.9
+[decision.thresholds]
+ten_points = {{ value = 0.10, variables = ["risk_difference"] }}
+"""
+
+
+def write_config(tmp_path, name="sec", seed=3):
+    p = tmp_path / f"{name}.toml"
+    p.write_text(CONFIG.format(name=name, seed=seed))
+    return p
+
+
+def draws_hash(path) -> str:
+    with xr.open_datatree(path / "idata.nc", engine="h5netcdf") as dt:
+        post = dt["posterior"].to_dataset()
+        return hashlib.sha256(b"".join(post[v].values.tobytes() for v in sorted(post.data_vars))).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    from bayes_sacral.cli import main
+
+    tmp = tmp_path_factory.mktemp("store")
+    cfg = write_config(tmp)
+    assert main(["fit", str(cfg), "--out", str(tmp / "models"), "--quiet"]) == 0
+    return tmp, cfg, tmp / "models" / "sec"
+
+
+def test_run_folder_contents(fitted):
+    _, _, path = fitted
+    assert sorted(p.name for p in path.iterdir()) == ["config.toml", "idata.nc", "manifest.json"]
+    dt = Run(path).idata()
+    for group in ("posterior", "prior", "prior_predictive", "posterior_predictive", "log_likelihood", "observed_data", "sample_stats"):
+        assert group in dt.children, group
+    m = Run(path).manifest
+    for key in ("versions", "seed", "data", "wall_time_s", "diagnostics", "config_sha256", "priors"):
+        assert key in m
+    assert m["versions"]["pymc"] and m["versions"]["arviz"] and m["data"]["sha256"]
+    d = m["diagnostics"]
+    assert {"max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences", "min_bfmi", "status"} <= set(d)
+    assert d["status"] in ("ok", "warning", "failed")
+    assert "[priors]" in (path / "config.toml").read_text()
+
+
+def test_same_config_and_seed_give_identical_draws(fitted, tmp_path):
+    from bayes_sacral.cli import main
+
+    _, cfg, path = fitted
+    out = tmp_path / "again"
+    assert main(["fit", str(cfg), "--out", str(out), "--quiet"]) == 0
+    assert draws_hash(out / "sec") == draws_hash(path)
+    # a fresh process too
+    out2 = tmp_path / "proc"
+    subprocess.run([sys.executable, "-m", "bayes_sacral", "fit", str(cfg), "--out", str(out2), "--quiet"], check=True, capture_output=True)
+    assert draws_hash(out2 / "sec") == draws_hash(path)
+    # and a different seed differs
+    assert main(["fit", str(cfg), "--out", str(tmp_path / "seed"), "--quiet", "--set", "run.seed=4"]) == 0
+    assert draws_hash(tmp_path / "seed" / "sec") != draws_hash(path)
+
+
+def test_last_line_is_the_run_folder(cli, tmp_path):
+    cfg = write_config(tmp_path, "lastline")
+    r = cli("fit", cfg, "--out", tmp_path / "m")
+    assert r.code == 0
+    assert r.out.strip().splitlines()[-1] == str(tmp_path / "m" / "lastline")
+
+
+def test_existing_run_is_not_overwritten(fitted, cli):
+    tmp, cfg, path = fitted
+    before = draws_hash(path)
+    r = cli("fit", cfg, "--out", tmp / "models", "--quiet", "--set", "run.seed=99")
+    assert r.code == 1 and "already exist" in r.err
+    assert draws_hash(path) == before
+
+
+def test_interrupted_fit_leaves_no_run(tmp_path, monkeypatch, cli):
+    cfg = write_config(tmp_path, "crash")
+
+    def boom(self, *a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(xr.DataTree, "to_netcdf", boom)
+    with pytest.raises(RuntimeError):
+        cli("fit", cfg, "--out", tmp_path / "m", "--quiet")
+    assert not (tmp_path / "m" / "crash").exists()
+    assert list((tmp_path / "m").iterdir()) == []  # no temporary folder left either
+
+
+def test_strict_fails_on_failed_diagnostics(cli, tmp_path):
+    cfg = write_config(tmp_path, "tiny")
+    r = cli("fit", cfg, "--out", tmp_path / "m", "--quiet", "--strict", "--set", "sampler.draws=10", "--set", "sampler.tune=10")
+    manifest = json.loads((tmp_path / "m" / "tiny" / "manifest.json").read_text())
+    assert manifest["diagnostics"]["status"] == "failed"
+    assert r.code == 1
+
+
+def test_runs_list_and_summarize(fitted, cli):
+    tmp, _, path = fitted
+    rows = cli("runs", "list", "--store", tmp / "models", "--format", "json").json()
+    assert [r["name"] for r in rows] == ["sec"]
+    out = cli("summarize", str(path), "--format", "json").json()
+    keys = {"name", "mean", "sd", "median", "hdi_low", "hdi_high", "eti_low", "eti_high", "prob_gt_0", "r_hat", "ess_bulk", "ess_tail", "prob_gt_ten_points"}
+    assert all(keys <= set(r) for r in out)
+    names = [r["name"] for r in out]
+    assert "risk_difference[pathological]" in names and "p_secondary[psfs, pathological]" in names
+    rd = next(r for r in out if r["name"] == "risk_difference[pathological]")
+    post = Run(path).idata()["posterior"]["risk_difference"].sel(fracture="pathological").values.ravel()
+    assert rd["prob_gt_ten_points"] == pytest.approx(np.mean(post > 0.10))
+    assert rd["eti_low"] == pytest.approx(np.quantile(post, 0.05))  # the run's decision.prob = 0.9
+    assert next(r for r in out if r["name"] == "p_secondary[psfs, pathological]")["prob_gt_ten_points"] is None
+    nnt = next(r for r in out if r["name"] == "nnt[impending]")
+    assert nnt["mean"] is None and nnt["median"] is not None
+    wide = cli("summarize", str(path), "--format", "json", "--prob", "0.5").json()
+    rd50 = next(r for r in wide if r["name"] == "risk_difference[pathological]")
+    assert rd50["eti_low"] == pytest.approx(np.quantile(post, 0.25))
+    csv_out = cli("summarize", "sec", "--store", tmp / "models", "--format", "csv").out
+    assert csv_out.splitlines()[0].startswith("name,mean,sd,median,hdi_low")
+
+
+def test_summarize_unknown_run(cli, tmp_path):
+    r = cli("summarize", "nope", "--store", tmp_path)
+    assert r.code == 1 and "no finished run" in r.err
+
+
+def test_summarize_exact_agrees(fitted, cli):
+    from scipy import stats
+
+    _, _, path = fitted
+    rows = {r["name"]: r for r in cli("summarize", str(path), "--exact", "--format", "json").json()}
+    assert all(abs(r["z"]) < 4 for r in rows.values()), rows
+    # the exact column itself, checked against scipy here: uniform prior, 5/12 -> Beta(6, 8)
+    assert rows["p_secondary[sacroplasty, pathological]"]["exact_mean"] == pytest.approx(stats.beta(6, 8).mean())
+    assert rows["p_secondary[sacroplasty, pathological]"]["exact_eti_low"] == pytest.approx(stats.beta(6, 8).ppf(0.05))
+
+
+def test_summarize_exact_refuses_non_conjugate(cli, tmp_path):
+    cfg = write_config(tmp_path, "hier")
+    assert cli("fit", cfg, "--out", tmp_path / "m", "--quiet", "--set", "model.variant=hierarchical",
+               "--set", "priors.set=weakly_informative").code == 0
+    r = cli("summarize", str(tmp_path / "m" / "hier"), "--exact")
+    assert r.code == 1 and "no closed form" in r.err
