@@ -158,8 +158,12 @@ class ResolvedRun:
         return self.config.model
 
     def thresholds(self) -> dict[str, tuple[float, list[str], str]]:
-        """name -> (value in the variables' own unit, variables, note)."""
+        """name -> (value in the variables' own unit, variables, note); the model's defaults when the config names none."""
         out = {}
+        if not self.config.decision.thresholds:
+            for name, (value, note) in self.kind.default_thresholds(self.options).items():
+                out[name] = (float(value), self.kind.effect_variables(self.options), note)
+            return out
         for name, t in self.config.decision.thresholds.items():
             if isinstance(t, (int, float)):
                 out[name] = (float(t), self.kind.effect_variables(self.options), "")
@@ -385,6 +389,8 @@ def resolve(doc: dict, fname: str = "<config>", over_paths: set[str] | None = No
             problems.append(Problem(origin, key, prior_text(ps) if dist in FAMILIES else repr(dist), msg))
         priors[pname] = ps
         overridden.append(pname)
+    for key, value, msg in kind.check_options(options, cfg.data.source):
+        problems.append(Problem(_origin(fname, key, over_paths), key, value, msg))
     for pname, msg in kind.check_priors(priors, options):
         key = f"priors.{pname}"
         problems.append(Problem(_origin(fname, key, over_paths), key, prior_text(priors[pname]), msg))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FAMILIES", "PriorSpec", "PriorParam", "check_prior", "make_prior", "prior_text"]
+__all__ = ["FAMILIES", "IMPROPER", "PriorSpec", "PriorParam", "check_prior", "make_prior", "prior_text"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,12 @@ FAMILIES: dict[str, Family] = {
     "Beta": Family(("alpha", "beta"), ("alpha", "beta"), "unit"),
     "Uniform": Family(("lower", "upper"), (), "interval"),
     "Dirichlet": Family(("a",), ("a",), "simplex"),
+    # improper reference priors: flat on the real line, and Jeffreys' p(x) ∝ 1/x for a scale (flat in log x)
+    "Flat": Family((), (), "real"),
+    "Jeffreys": Family((), (), "positive"),
 }
+#: families with no proper density: no prior predictive draws exist for them
+IMPROPER = ("Flat", "Jeffreys")
 
 #: which family supports fit a parameter's support
 _COMPATIBLE = {
@@ -130,6 +135,11 @@ def make_prior(name: str, spec: PriorSpec, dims: tuple[str, ...], coords: dict[s
     import pymc as pm
 
     params = {p: _param_array(v, dims, coords) for p, v in spec.params.items()}
+    if spec.dist == "Flat":
+        return pm.Flat(name, dims=dims or None, **kwargs)
+    if spec.dist == "Jeffreys":
+        log_x = pm.Flat(f"{name}_log_jeffreys", dims=dims or None)
+        return pm.Deterministic(name, pm.math.exp(log_x), dims=dims or None)
     dist = getattr(pm, spec.dist)
     if spec.dist == "Dirichlet":
         a = np.asarray(params["a"], dtype=float)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from .base import KindOptions, ModelInput, ModelKind, PriorSet
+from .domains import MstsDomains
 from .events import Complications, NarcoticChange, SecondaryProcedures
+from .msts import Msts
 
 __all__ = ["KINDS", "get_kind", "ModelKind", "ModelInput", "PriorSet", "KindOptions"]
 
 #: model.kind -> builder object
-KINDS: dict[str, ModelKind] = {k.name: k for k in (SecondaryProcedures(), NarcoticChange(), Complications())}
+KINDS: dict[str, ModelKind] = {k.name: k for k in (Msts(), MstsDomains(), SecondaryProcedures(), NarcoticChange(), Complications())}
 
 
 def get_kind(name: str) -> ModelKind:

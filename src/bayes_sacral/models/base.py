@@ -53,6 +53,9 @@ class ModelInput:
 
     data: xr.Dataset
     assumptions: list[str] = field(default_factory=list)
+    replicates: list[xr.Dataset] | None = None
+    """Several data sets of identical shape (e.g. reconstructions) fitted with one compiled model and pooled."""
+    replicate_dim: str = "reconstruction"
 
     @property
     def coords(self) -> dict[str, list]:
@@ -88,6 +91,14 @@ class ModelKind:
     def effect_variables(self, options: KindOptions) -> list[str]:
         """Variables a bare decision threshold applies to (all oriented so that > 0 favours PSFS, unless documented)."""
         raise NotImplementedError
+
+    def check_options(self, options: KindOptions, data_source: str) -> list[tuple[str, str, str]]:
+        """Cross-section problems (key path, value, message), e.g. an option the data source cannot support."""
+        return []
+
+    def default_thresholds(self, options: KindOptions) -> dict[str, tuple[float, str]]:
+        """Decision thresholds used when a config names none: name -> (value on the effect variables, note)."""
+        return {}
 
     def check_priors(self, priors: dict[str, PriorSpec], options: KindOptions) -> list[tuple[str, str]]:
         """Model-specific prior problems: (parameter, message) pairs."""
