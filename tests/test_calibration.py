@@ -11,6 +11,9 @@ MODELS = {
     "beta_binomial": {"model": {"kind": "secondary_procedures"}, "priors": {"set": "uniform"}},
     "beta_binomial_hierarchical": {"model": {"kind": "secondary_procedures", "variant": "hierarchical"}, "priors": {"set": "weakly_informative"}},
     "ordered_logit": {"model": {"kind": "narcotic_change", "variant": "ordered_logit"}, "priors": {"set": "weakly_informative"}},
+    "msts_ipd_normal": {"data": {"source": "ipd", "path": "tests/data/ipd_valid.csv"}, "model": {"kind": "msts"}},
+    "msts_ipd_beta_binomial": {"data": {"source": "ipd", "path": "tests/data/ipd_valid.csv"}, "model": {"kind": "msts", "likelihood": "beta_binomial"}},
+    "msts_summary": {"model": {"kind": "msts", "route": "summary"}},
 }
 
 
@@ -25,7 +28,7 @@ def test_rank_uniformity_detects_non_uniform_ranks():
     assert rank_uniformity(list(range(100)) * 2, 100, 10)[1] > 0.99
 
 
-@pytest.mark.parametrize("name", ["beta_binomial", "ordered_logit"])
+@pytest.mark.parametrize("name", ["beta_binomial", "ordered_logit", "msts_ipd_normal", "msts_ipd_beta_binomial", "msts_summary"])
 def test_sbc_reduced(name):
     _, res = sbc(name, n_sims=60, bins=5)
     table = res.table()
@@ -49,3 +52,17 @@ def test_sbc_full(name):
     assert res.n_sims >= 200
     assert res.calibrated, res.table()
     assert res.divergences <= 0.01 * res.n_sims * 800
+
+
+def test_refits_see_their_data():
+    """Regression: a refit must use the data it is given (nutpie keys shared data internally)."""
+    import numpy as np
+
+    from bayes_sacral.inference import Refitter
+
+    run = resolve({"run": {"name": "r", "seed": 1}, **MODELS["beta_binomial"]})
+    inp, _ = prepare_run(run)
+    refit = Refitter(run.kind.build(inp, run.priors, run.options))
+    low, _ = refit.fit({"events_obs": np.zeros((2, 2))}, seed=1)
+    high, _ = refit.fit({"events_obs": inp.data["trials"].values}, seed=1)
+    assert float(low["p_secondary"].mean()) < 0.15 < 0.85 < float(high["p_secondary"].mean())

@@ -63,6 +63,8 @@ def _quiet_pymc():
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning)
             warnings.filterwarnings("ignore", message=".*The number of samples is too small.*")
+            # PyTensor's numba backend draws beta-binomial variates in object mode: slower, not wrong
+            warnings.filterwarnings("ignore", message=".*Numba will use object mode.*")
             yield
     finally:
         for lg, lv in zip(loggers, levels, strict=True):
@@ -148,21 +150,12 @@ def diagnose(idata: xr.DataTree, var_names: list[str] | None = None) -> Diagnost
     keep = [v for v in post.data_vars if float(post[v].std()) > 0]
     post = post[keep]
     problems = []
-    status = "ok"
-
-    def worse(level: str):
-        nonlocal status
-        order = {"ok": 0, "warning": 1, "failed": 2}
-        if order[level] > order[status]:
-            status = level
-
     if chains >= 2:
         rhat = az.rhat(post)
         max_rhat, rhat_var = _extreme(rhat, np.max)
     else:
         max_rhat, rhat_var = float("nan"), ""
         problems.append("one chain: R-hat cannot be computed")
-        worse("warning")
     ess_b, essb_var = _extreme(az.ess(post, method="bulk"), np.min)
     ess_t, esst_var = _extreme(az.ess(post, method="tail"), np.min)
     stats = idata["sample_stats"].to_dataset() if "sample_stats" in idata.children else xr.Dataset()
@@ -173,6 +166,23 @@ def diagnose(idata: xr.DataTree, var_names: list[str] | None = None) -> Diagnost
     else:
         min_bfmi = float("nan")
 
+    return judge(max_rhat, rhat_var, ess_b, essb_var, ess_t, esst_var, div, frac, min_bfmi, chains, problems)
+
+
+def judge(max_rhat: float, rhat_var: str, ess_b: float, essb_var: str, ess_t: float, esst_var: str, div: int, frac: float,
+          min_bfmi: float, chains: int, problems: list[str] | None = None) -> Diagnostics:
+    """Status of diagnostic values against :data:`THRESHOLDS` (ESS thresholds scale with the number of chains)."""
+    problems = list(problems or [])
+    status = "ok"
+
+    def worse(level: str):
+        nonlocal status
+        order = {"ok": 0, "warning": 1, "failed": 2}
+        if order[level] > order[status]:
+            status = level
+
+    if any("cannot be computed" in p for p in problems):
+        worse("warning")
     th = THRESHOLDS
     if np.isfinite(max_rhat):
         if max_rhat > th["r_hat"]["warning"]:
@@ -233,14 +243,89 @@ class Refitter:
                 raise ValueError(f"observed variable {rv.name} must be backed by exactly one pm.Data container")
             self.data_for_observed[rv.name] = found[0]
 
+    def with_data(self, data: dict[str, np.ndarray]):
+        """The compiled model with new values for its pm.Data containers (unused containers are skipped)."""
+        # nutpie keys its shared data internally; the pm.Data names are those of its shared variables
+        known = {var.name for var in self.compiled.shared_var_keys}
+        unknown = [k for k in data if k not in known and k not in self.model.named_vars]
+        if unknown:
+            raise KeyError(f"no data container(s) {unknown} in the model")
+        return self.compiled.with_data(**{k: np.asarray(v, dtype=self.model[k].get_value().dtype) for k, v in data.items() if k in known})
+
     def fit(self, data: dict[str, np.ndarray], seed: int, draws: int = 500, tune: int = 500, chains: int = 2,
             target_accept: float = 0.9) -> tuple[xr.Dataset, int]:
         """Posterior draws (Dataset with chain, draw dims) and the number of divergences for new ``data``."""
         import nutpie
 
-        cm = self.compiled.with_data(**{k: np.asarray(v, dtype=float) for k, v in data.items()})
+        cm = self.with_data(data)
         tree = nutpie.sample(cm, draws=draws, tune=tune, chains=chains, cores=1, seed=int(seed), progress_bar=False,
                              save_warmup=False, target_accept=target_accept)
         post = tree["posterior"].to_dataset()
         div = int(tree["sample_stats"]["diverging"].sum())
         return post, div
+
+
+def sample_replicates(model: pm.Model, datasets: list[dict[str, np.ndarray]], settings: SamplerSettings, seed: int,
+                      dim: str = "reconstruction", progress=None) -> tuple[xr.DataTree, float, list[Diagnostics]]:
+    """Fit one compiled model to several data sets of identical shape and pool the draws.
+
+    The pooled posterior has ``chain`` = replicate × chain, with a ``dim`` coordinate along ``chain`` naming each block's
+    data set. Posterior predictive draws and pointwise log-likelihoods are computed per block against that block's own
+    data. The prior group uses the model's own (first) data set. Returns the tree, wall time and each block's diagnostics.
+    """
+    s_post, s_prior, s_pp, _ = child_seeds(seed)
+    t0 = time.perf_counter()
+    refit = Refitter(model)
+    seeds = np.random.SeedSequence(s_post).generate_state(len(datasets), dtype=np.uint32)
+    pp_seeds = np.random.SeedSequence(s_pp).generate_state(len(datasets), dtype=np.uint32)
+    C = settings.chains
+    posts, stats, pps, lls, diags = [], [], [], [], []
+    obs_names = list(refit.data_for_observed)
+    for k, data in enumerate(datasets):
+        import nutpie
+
+        cm = refit.with_data(data)
+        tree = nutpie.sample(cm, draws=settings.draws, tune=settings.tune, chains=C, cores=1, seed=int(seeds[k]), progress_bar=False,
+                             save_warmup=False, target_accept=settings.target_accept, maxdepth=settings.max_treedepth)
+        post = tree["posterior"].to_dataset()
+        ss = tree["sample_stats"].to_dataset()[["diverging", "energy"]]
+        block = xr.DataTree.from_dict({"posterior": post, "sample_stats": ss})
+        diags.append(diagnose(block))
+        with model, _quiet_pymc():
+            pm.set_data({n: np.asarray(v, dtype=model[n].get_value().dtype) for n, v in data.items()})
+            pp = pm.sample_posterior_predictive(block, var_names=obs_names, random_seed=int(pp_seeds[k]),
+                                                extend_inferencedata=False, progressbar=False)["posterior_predictive"].to_dataset()
+            ll = pm.compute_log_likelihood(block, extend_inferencedata=False, progressbar=False)
+        chain = np.arange(k * C, (k + 1) * C)
+        for lst, ds in ((posts, post), (stats, ss), (pps, pp), (lls, ll)):
+            lst.append(ds.assign_coords(chain=chain))
+        if progress is not None:
+            progress(k + 1, len(datasets))
+    label = {dim: ("chain", np.repeat(np.arange(1, len(datasets) + 1), C))}
+    tree = xr.DataTree.from_dict({
+        "posterior": xr.concat(posts, "chain").assign_coords(label),
+        "sample_stats": xr.concat(stats, "chain").assign_coords(label),
+        "posterior_predictive": xr.concat(pps, "chain").assign_coords(label),
+        "log_likelihood": xr.concat(lls, "chain").assign_coords(label),
+    })
+    with model, _quiet_pymc():
+        pm.set_data({n: np.asarray(v, dtype=model[n].get_value().dtype) for n, v in datasets[0].items()})
+        if settings.prior_draws:
+            tree.update(pm.sample_prior_predictive(draws=settings.prior_draws, random_seed=s_prior))
+    return tree, time.perf_counter() - t0, diags
+
+
+def combine_diagnostics(diags: list[Diagnostics], chains: int) -> Diagnostics:
+    """Diagnostics of pooled replicate fits.
+
+    R-hat is judged within each block (each block is its own posterior). The pooled summaries average over blocks,
+    so their effective sample size is the sum of the blocks' ESS; the sum of each block's smallest ESS is used, a
+    lower bound. Divergences add up; E-BFMI is the smallest of any block.
+    """
+    worst = max(diags, key=lambda d: d.max_r_hat)
+    div = sum(d.divergences for d in diags)
+    total_draws = sum(d.divergences / d.divergence_fraction for d in diags if d.divergence_fraction)
+    frac = div / total_draws if div and total_draws else 0.0
+    return judge(worst.max_r_hat, f"{worst.worst_r_hat_variable} (data set {diags.index(worst) + 1})",
+                 float(sum(d.min_ess_bulk for d in diags)), "sum over data sets", float(sum(d.min_ess_tail for d in diags)),
+                 "sum over data sets", div, frac, float(np.nanmin([d.min_bfmi for d in diags])), chains)

@@ -74,8 +74,42 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
                               "max_r_hat": d["max_r_hat"], "min_ess_bulk": d["min_ess_bulk"], "min_ess_tail": d["min_ess_tail"],
                               "divergences": d["divergences"], "assumptions": m["data"]["assumptions"]})
             _write_table(tmp, "runs", index)
+            _write_model_checks(tmp / "model_checks", fitted, log)
     counts = {s: sum(f.status == s for f in findings) for s in ("pass", "borderline", "fail")}
     log(f"integrity: {len(findings)} findings ({counts['pass']} pass, {counts['borderline']} borderline, {counts['fail']} fail)")
     log(f"reproduction: {len(repro)} tests; runs fitted: {len(fitted)}")
     log(f"wrote {out_dir}")
     return out_dir
+
+
+def _write_model_checks(folder: Path, fitted, log) -> None:
+    """PSIS-LOO and posterior predictive checks per patient-level run, reconstruction spread, likelihood comparisons."""
+    from .checks import compare_runs, loo_table, ppc_table, spread_table
+
+    folder.mkdir()
+    loo_rows = []
+    groups: dict[tuple, dict] = {}
+    for res in fitted:
+        m = res.manifest
+        name = m["run"]
+        dt = res.idata
+        _write_table(folder, f"ppc--{name}", ppc_table(dt).to_dict(orient="records"))
+        if m.get("replicates"):
+            _write_table(folder, f"spread--{name}", spread_table(dt).to_dict(orient="records"))
+        ll = dt["log_likelihood"].to_dataset() if "log_likelihood" in dt.children else None
+        if m["model"]["kind"] in ("msts", "msts_domains") and ll is not None and len(ll.data_vars) == 1:
+            loo_rows.append({"run": name, **loo_table(dt)})
+            key = (m["model"]["kind"], m["data"]["sha256"], m["model"].get("route"), m["model"].get("reconstructions"),
+                   m["model"].get("pre_post_correlation"), m["model"].get("reconstruction_seed"))
+            groups.setdefault(key, {})[name] = dt
+    if loo_rows:
+        _write_table(folder, "loo", loo_rows)
+    comps = []
+    for runs in groups.values():
+        if len(runs) > 1:
+            table = compare_runs(runs)
+            table.insert(0, "comparison", " vs ".join(runs))
+            comps.extend(table.to_dict(orient="records"))
+    if comps:
+        _write_table(folder, "loo_compare", comps)
+        log(f"LOO comparisons: {len(comps)} rows")

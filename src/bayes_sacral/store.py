@@ -52,6 +52,9 @@ class Run:
 
     path: Path
 
+    def __post_init__(self):
+        self.path = Path(self.path)
+
     @property
     def manifest(self) -> dict:
         return json.loads((self.path / "manifest.json").read_text())

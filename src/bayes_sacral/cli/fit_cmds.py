@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -113,10 +114,16 @@ def summarize(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (atomically).", dir_okay=False),
     exact: bool = typer.Option(False, "--exact", help="Conjugate models: the closed-form posterior beside the MCMC estimates, "
                                "with their difference in Monte Carlo standard errors."),
+    loo: bool = typer.Option(False, "--loo", help="PSIS-LOO: elpd, its SE, p_loo and Pareto-k diagnostics."),
+    ppc: bool = typer.Option(False, "--ppc", help="Posterior predictive checks (per cell for patient-level MSTS runs)."),
+    spread: bool = typer.Option(False, "--spread", help="Reconstructed route: between-reconstruction spread of each estimand."),
 ) -> None:
     """Posterior summary: one row per estimand element (mean, sd, median, HDI, ETI, P(>0), P(>threshold), R-hat, ESS)."""
     if exact:
         _summarize_exact(run, store, prob, fmt, output)
+        return
+    if loo or ppc or spread:
+        _summarize_checks(run, store, fmt, output, loo, ppc, spread)
         return
     from ..summarize import summarize_posterior
 
@@ -135,7 +142,10 @@ def summarize(
     no_moments = m.get("no_moment_variables", {})
     rows = summarize_posterior(post, names, p, thresholds, list(no_moments))
     assumptions = m.get("data", {}).get("assumptions", [])
+    notes = {t.get("note") for t in m.get("decision", {}).get("thresholds", {}).values() if t.get("note")}
     footer = (f"{int(round(p * 100))}% intervals; run {r.name}, seed {m.get('seed')}, status {m.get('diagnostics', {}).get('status')}"
+              + "".join("\nthresholds: " + ", ".join(f"{k} = {t['value']:.3g}" for k, t in m["decision"]["thresholds"].items()) for _ in [0] if thresholds)
+              + "".join(f"\nthreshold note: {n}" for n in sorted(notes))
               + "".join(f"\nassumption: {a}" for a in assumptions)
               + "".join(f"\n{v}: mean and sd not reported: {why}" for v, why in no_moments.items() if v in names))
     emit(rows, fmt, title=f"{r.name}: {m.get('model', {}).get('kind')} ({m.get('prior_set')} priors)", output=output, footer=footer,
@@ -226,3 +236,51 @@ def calibrate(
             failed.append(run.config.run.name)
     if failed:
         raise typer.Exit(1)
+
+
+def _summarize_checks(run: str, store: Path, fmt: OutputFormat, output: Path | None, loo: bool, ppc: bool, spread: bool) -> None:
+    from ..checks import LOO_NOTE, loo_table, ppc_table, spread_table
+
+    r = find_run(run, store)
+    dt = r.idata()
+    if loo:
+        res = loo_table(dt)
+        emit([{"run": r.name, **res}], fmt, title=f"{r.name}: PSIS-LOO", output=output, footer=LOO_NOTE
+             + (f" Averaged over {res['blocks']} reconstruction blocks." if res["blocks"] > 1 else ""))
+    if ppc:
+        tab = ppc_table(dt)
+        emit(tab.to_dict(orient="records"), fmt, title=f"{r.name}: posterior predictive checks", output=output, float_digits=3,
+             footer="p_value = P(replicated statistic ≥ observed); values near 0 or 1 flag misfit. "
+                    "at_ceiling = share of postoperative totals of 28-30.")
+    if spread:
+        try:
+            tab = spread_table(dt)
+        except ValueError as exc:
+            raise BayesSacralError(f"{r.name}: {exc}") from None
+        emit(tab.to_dict(orient="records"), fmt, title=f"{r.name}: between-reconstruction spread", output=output, float_digits=3,
+             footer="fraction_between = share of the posterior variance due to the unknown patient data (variance of the "
+                    "reconstructions' posterior means over the total).")
+
+
+@app.command("compare")
+def compare(
+    runs: list[str] = typer.Argument(..., help="Two or more runs fitted to the same patient-level (or reconstructed) data."),
+    store: Path = STORE_OPT,
+    fmt: OutputFormat = FORMAT_OPT,
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (atomically).", dir_okay=False),
+) -> None:
+    """Compare likelihoods or models by PSIS-LOO (ArviZ compare, stacking weights); reconstruction blocks are compared pairwise."""
+    from ..checks import LOO_NOTE, compare_runs
+
+    if len(runs) < 2:
+        raise typer.BadParameter("compare needs at least two runs")
+    found = {find_run(x, store).name: find_run(x, store) for x in runs}
+    hashes = {n: (r.manifest["data"]["sha256"], json.dumps(r.manifest["model"].get("reconstruction_seed")),
+                  r.manifest["model"].get("reconstructions"), r.manifest["model"].get("pre_post_correlation")) for n, r in found.items()}
+    if len(set(hashes.values())) != 1:
+        raise BayesSacralError(f"runs were fitted to different data (data hash / reconstruction settings differ): {hashes}")
+    try:
+        table = compare_runs({n: r.idata() for n, r in found.items()})
+    except ValueError as exc:
+        raise BayesSacralError(str(exc)) from None
+    emit(table.to_dict(orient="records"), fmt, title="PSIS-LOO comparison", output=output, float_digits=3, footer=LOO_NOTE)

@@ -1,0 +1,200 @@
+"""Model checking of fitted runs: posterior predictive checks and PSIS-LOO (ArviZ), aware of reconstruction blocks.
+
+A run fitted to K reconstructed data sets stores its pooled draws as K blocks of chains (a ``reconstruction``
+coordinate along ``chain``); each block's posterior predictive draws and log-likelihood refer to that block's own data.
+Checks are therefore computed block by block and averaged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .vocabulary import ARMS, FRACTURES
+
+__all__ = ["blocks", "loo_table", "compare_runs", "ppc_table", "spread_table", "LOO_NOTE"]
+
+LOO_NOTE = ("Continuous likelihoods (normal, Student-t) give densities at integer scores; with a spacing of 1 point these equal "
+            "probability masses to a good approximation, so their elpd is compared with the beta-binomial's probability masses.")
+CEILING = 28  # "at the ceiling": a postoperative total of 28-30
+
+
+def blocks(dt: xr.DataTree) -> list[tuple[int, xr.DataTree, xr.Dataset | None]]:
+    """(block number, sub-tree with posterior / log_likelihood / posterior_predictive / sample_stats, that block's data)."""
+    post = dt["posterior"].to_dataset()
+    if "reconstruction" not in post.coords:
+        data = dt["constant_data"].to_dataset() if "constant_data" in dt.children else None
+        if data is not None and "observed_data" in dt.children:
+            data = data.merge(dt["observed_data"].to_dataset(), compat="override")
+        return [(1, dt, data)]
+    labels = post["reconstruction"].values
+    out = []
+    recon = dt["reconstruction_data"].to_dataset() if "reconstruction_data" in dt.children else None
+    for k in np.unique(labels):
+        chains = post["chain"].values[labels == k]
+        groups = {}
+        for g in ("posterior", "log_likelihood", "posterior_predictive", "sample_stats"):
+            if g in dt.children:
+                groups[g] = dt[g].to_dataset().sel(chain=chains).assign_coords(chain=np.arange(len(chains)))
+        data = recon.sel(reconstruction=k) if recon is not None else None
+        out.append((int(k), xr.DataTree.from_dict(groups), data))
+    return out
+
+
+def _loo(sub: xr.DataTree):
+    import warnings
+
+    import arviz as az
+
+    ll = sub["log_likelihood"].to_dataset()
+    var = list(ll.data_vars)
+    if len(var) > 1:
+        # several observed variables (summary route): sum them per observation unit
+        total = sum(ll[v] for v in var)
+        sub = sub.copy()
+        sub["log_likelihood"] = xr.DataTree(xr.Dataset({"total": total}))
+    with warnings.catch_warnings():  # high Pareto k is reported in the table, not as a warning
+        warnings.filterwarnings("ignore", message=".*Pareto distribution.*")
+        return az.loo(sub)
+
+
+def loo_table(dt: xr.DataTree) -> dict:
+    """PSIS-LOO of one run (averaged over reconstruction blocks): elpd, se, p_loo, Pareto k > 0.7 count."""
+    rows = []
+    for k, sub, _ in blocks(dt):
+        res = _loo(sub)
+        k_vals = np.asarray(res.pareto_k.values).ravel()
+        rows.append({"block": k, "elpd_loo": float(res.elpd), "se": float(res.se), "p_loo": float(res.p),
+                     "n_points": int(res.n_data_points), "pareto_k_gt_0.7": int((k_vals > 0.7).sum())})
+    df = pd.DataFrame(rows)
+    return {"elpd_loo": float(df["elpd_loo"].mean()), "se": float(df["se"].mean()), "p_loo": float(df["p_loo"].mean()),
+            "n_points": int(df["n_points"].iloc[0]), "pareto_k_gt_0.7": int(df["pareto_k_gt_0.7"].max()), "blocks": len(df),
+            "elpd_loo_between_blocks_sd": float(df["elpd_loo"].std(ddof=1)) if len(df) > 1 else 0.0}
+
+
+def compare_runs(runs: dict[str, xr.DataTree]) -> pd.DataFrame:
+    """Compare runs by PSIS-LOO (ArviZ ``compare``), block by block when they share reconstructions; mean over blocks."""
+    import arviz as az
+
+    per_run = {name: blocks(dt) for name, dt in runs.items()}
+    counts = {len(b) for b in per_run.values()}
+    if len(counts) != 1:
+        raise ValueError("runs to compare must have the same number of reconstruction blocks")
+    n_blocks = counts.pop()
+    tables = []
+    for i in range(n_blocks):
+        subs = {}
+        for name, b in per_run.items():
+            sub = b[i][1]
+            ll = sub["log_likelihood"].to_dataset()
+            if len(ll.data_vars) != 1:
+                raise ValueError(f"run {name} has {len(ll.data_vars)} observed variables; LOO comparison needs patient-level runs")
+            subs[name] = sub
+        sizes = {name: int(next(iter(s["log_likelihood"].to_dataset().data_vars.values())).size
+                           / (s["log_likelihood"].to_dataset().sizes["chain"] * s["log_likelihood"].to_dataset().sizes["draw"]))
+                 for name, s in subs.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"runs have different numbers of observations {sizes}: they were not fitted to the same data")
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Pareto distribution.*")
+            tables.append(az.compare(subs))
+    cols = ["elpd", "p", "elpd_diff", "dse", "weight"]
+    mean = sum(t[cols] for t in tables) / len(tables)
+    mean = mean.sort_values("elpd", ascending=False)
+    mean["rank"] = np.arange(len(mean))
+    mean["blocks"] = n_blocks
+    return mean.reset_index(names="run")[["run", "rank", "elpd", "p", "elpd_diff", "dse", "weight", "blocks"]]
+
+
+def _cell_stats(y: np.ndarray, arm_idx: np.ndarray, frac_idx: np.ndarray) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    """Cell mean, SD and fraction at the ceiling of y (..., patient)."""
+    out = {}
+    for a, arm in enumerate(ARMS):
+        for f, frac in enumerate(FRACTURES):
+            m = (arm_idx == a) & (frac_idx == f)
+            if not m.any():
+                continue
+            v = y[..., m]
+            out[arm, frac] = {"mean": v.mean(-1), "sd": v.std(-1, ddof=1) if m.sum() > 1 else np.zeros(v.shape[:-1]),
+                              "at_ceiling": (v >= CEILING).mean(-1)}
+    return out
+
+
+def ppc_table(dt: xr.DataTree) -> pd.DataFrame:
+    """Posterior predictive checks: observed statistic, predictive mean and 90% interval, P(replicated ≥ observed).
+
+    Patient-level MSTS runs: per arm × fracture cell, the mean, SD and share at the ceiling (28-30) of the postoperative
+    total. Other runs: every observed value. Reconstructed runs: each block against its own data, averaged.
+    """
+    rows = []
+    for k, sub, data in blocks(dt):
+        pp = sub["posterior_predictive"].to_dataset()
+        for var in pp.data_vars:
+            rep = pp[var].stack(sample=("chain", "draw")).transpose("sample", ...).values
+            if var == "msts_post" and data is not None and "arm_idx" in data and "fracture_idx" in data:
+                obs = np.asarray((data["msts_post"] if "msts_post" in data else data[var]).values, dtype=float)
+                obs_s = _cell_stats(obs, data["arm_idx"].values, data["fracture_idx"].values)
+                rep_s = _cell_stats(rep.astype(float), data["arm_idx"].values, data["fracture_idx"].values)
+                for cell, stats in obs_s.items():
+                    for stat, o in stats.items():
+                        r = rep_s[cell][stat]
+                        rows.append({"block": k, "variable": var, "element": f"{cell[0]} × {cell[1]}", "statistic": stat,
+                                     "observed": float(o), "predictive_mean": float(r.mean()),
+                                     "predictive_low": float(np.quantile(r, 0.05)), "predictive_high": float(np.quantile(r, 0.95)),
+                                     "p_value": float((r >= o).mean())})
+                continue
+            obs_ds = dt["observed_data"].to_dataset() if "observed_data" in dt.children else None
+            if obs_ds is None or var not in obs_ds:
+                continue
+            obs = obs_ds[var]
+            flat_obs = np.asarray(obs.values, dtype=float).reshape(-1)
+            flat_rep = rep.reshape(rep.shape[0], -1).astype(float)
+            labels = list(np.ndindex(*obs.shape)) if obs.ndim else [()]
+            for j, idx in enumerate(labels):
+                name = ", ".join(str(obs[d].values[i]) for d, i in zip(obs.dims, idx, strict=True)) if obs.ndim else ""
+                r = flat_rep[:, j]
+                rows.append({"block": k, "variable": var, "element": name, "statistic": "value", "observed": float(flat_obs[j]),
+                             "predictive_mean": float(r.mean()), "predictive_low": float(np.quantile(r, 0.05)),
+                             "predictive_high": float(np.quantile(r, 0.95)), "p_value": float((r >= flat_obs[j]).mean())})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    keys = ["variable", "element", "statistic"]
+    agg = df.groupby(keys, sort=False).agg(observed=("observed", "mean"), predictive_mean=("predictive_mean", "mean"),
+                                           predictive_low=("predictive_low", "mean"), predictive_high=("predictive_high", "mean"),
+                                           p_value=("p_value", "mean"), blocks=("block", "nunique")).reset_index()
+    return agg
+
+
+def spread_table(dt: xr.DataTree, dim: str = "reconstruction") -> pd.DataFrame:
+    """Between-reconstruction spread per estimand element: SD of the blocks' posterior means vs the mean posterior SD.
+
+    ``fraction_between`` = B / (B + W) with B the variance of the block means and W the mean block variance: the share of
+    posterior variance that comes from not knowing the patient data (as in multiple imputation).
+    """
+    group = f"{dim}_spread"
+    if group not in dt.children:
+        raise ValueError("this run was not fitted to reconstructed data sets")
+    ds = dt[group].to_dataset()
+    rows = []
+    for name in ds.data_vars:
+        if not name.endswith("__mean"):
+            continue
+        var = name[: -len("__mean")]
+        means, sds = ds[name], ds[f"{var}__sd"]
+        extra = [d for d in means.dims if d != dim]
+        for idx in (np.ndindex(*[means.sizes[d] for d in extra]) if extra else [()]):
+            sel = dict(zip(extra, idx, strict=True))
+            m = means.isel(sel).values
+            s = sds.isel(sel).values
+            label = ", ".join(str(means[d].values[i]) for d, i in sel.items())
+            between = float(np.var(m, ddof=1)) if len(m) > 1 else 0.0
+            within = float(np.mean(s**2))
+            rows.append({"name": f"{var}[{label}]" if label else var, "pooled_mean": float(np.mean(m)), "between_sd": float(np.sqrt(between)),
+                         "within_sd": float(np.sqrt(within)), "fraction_between": between / (between + within) if between + within > 0 else 0.0,
+                         "min_block_mean": float(np.min(m)), "max_block_mean": float(np.max(m))})
+    return pd.DataFrame(rows)
+
