@@ -11,7 +11,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$(ls -d /root/.pyenv/versions/3.12*/bi
   if $$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1; then echo $$p; break; fi; done)
 PYTEST_WORKERS ?= 2
 
-.PHONY: help setup reanalysis test validate bench lint lock clean
+.PHONY: help setup browser reanalysis test validate bench lint lock clean
 
 help:
 	@echo "make reanalysis  set up .venv (if missing) and run the reanalysis of the published study"
@@ -32,7 +32,13 @@ setup: $(STAMP)
 reanalysis: $(STAMP)
 	$(CLI) reanalyze
 
-test: $(STAMP)
+# The report test renders report.html in headless Chromium (Debian packages chromium, chromium-driver).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+	    || echo "note: Chromium could not be installed; the headless-browser report test will be skipped"; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadfile -q
 
 validate: $(STAMP)

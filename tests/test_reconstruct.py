@@ -58,7 +58,7 @@ def test_item_means_match_tables_where_possible(rec, published):
     relaxed = {(r.cell, r.constraint) for r in rec.relaxations}
     for ipd in rec.datasets:
         f = ipd.frame
-        for (arm, frac), (n, *_rest) in CELLS.items():
+        for (arm, frac) in CELLS:
             c = f[(f["arm"] == arm) & (f["fracture"] == frac)]
             for t in ("pre", "post"):
                 if (f"{arm} × {frac}", f"item means ({t})") in relaxed:

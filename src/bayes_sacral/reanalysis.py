@@ -75,6 +75,11 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
                               "divergences": d["divergences"], "assumptions": m["data"]["assumptions"]})
             _write_table(tmp, "runs", index)
             _write_model_checks(tmp / "model_checks", fitted, log)
+            from .report.build import write_report
+            from .store import Run
+
+            write_report([Run(res.path) for res in fitted], tmp,
+                         "Bayesian reanalysis of Cox et al. 2025: PSFS vs sacroplasty alone for sacral metastases", log=log)
     counts = {s: sum(f.status == s for f in findings) for s in ("pass", "borderline", "fail")}
     log(f"integrity: {len(findings)} findings ({counts['pass']} pass, {counts['borderline']} borderline, {counts['fail']} fail)")
     log(f"reproduction: {len(repro)} tests; runs fitted: {len(fitted)}")

@@ -46,7 +46,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-@dataclass
+@dataclass(eq=False)
 class Run:
     """A finished run folder."""
 
@@ -54,10 +54,14 @@ class Run:
 
     def __post_init__(self):
         self.path = Path(self.path)
+        self._idata = None
+        self._manifest = None
 
     @property
     def manifest(self) -> dict:
-        return json.loads((self.path / "manifest.json").read_text())
+        if self._manifest is None:
+            self._manifest = json.loads((self.path / "manifest.json").read_text())
+        return self._manifest
 
     @property
     def config_text(self) -> str:
@@ -68,9 +72,11 @@ class Run:
         return self.path.name
 
     def idata(self) -> xr.DataTree:
-        """The DataTree, loaded into memory (the file is closed again)."""
-        with xr.open_datatree(self.path / "idata.nc", engine="h5netcdf") as dt:
-            return dt.load()
+        """The DataTree, loaded into memory once (the file is closed again); treat it as read-only."""
+        if self._idata is None:
+            with xr.open_datatree(self.path / "idata.nc", engine="h5netcdf") as dt:
+                self._idata = dt.load()
+        return self._idata
 
 
 def write_run(root: Path, name: str, idata: xr.DataTree, config_toml: str, manifest: dict, overwrite: bool = False) -> Path:

@@ -1,0 +1,171 @@
+"""Report tables as DataFrames, and their CSV and LaTeX (booktabs) forms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..summarize import summarize_posterior
+from ..vocabulary import ARMS, FRACTURES
+
+__all__ = ["posterior_table", "diagnostics_table", "priors_table", "sampler_table", "decision_table", "to_latex", "cell_sizes_table",
+           "headline_variables", "harm_threshold"]
+
+
+def headline_variables(manifest: dict) -> list[str]:
+    kind = manifest["model"]["kind"]
+    return {"msts": ["treatment_effect", "treatment_effect_average", "interaction"],
+            "secondary_procedures": ["risk_difference", "risk_difference_pooled"],
+            "narcotic_change": ["ordinal_log_odds_ratio", "difference_p_decrease", "difference_p_increase"],
+            "complications": ["p_complication"],
+            "msts_domains": ["domain_effect_points", "domain_effect_mean"]}.get(kind, manifest.get("effect_variables", []))
+
+
+def harm_threshold(manifest: dict) -> float:
+    """P(harm) = P(effect < −primary threshold) when the model has an MCID-type threshold, else P(effect < 0)."""
+    th = manifest.get("decision", {}).get("thresholds", {})
+    if "mcid" in th:
+        return -float(th["mcid"]["value"])
+    return 0.0
+
+
+def posterior_table(run, prob: float = 0.95, variables: list[str] | None = None) -> pd.DataFrame:
+    """Mean, median, HDI, P(benefit) = P(> 0), P(> each threshold), P(harm) for the estimands of a run."""
+    m = run.manifest
+    post = run.idata()["posterior"].to_dataset()
+    names = variables or m["estimands"]
+    th = {k: (t["value"], t["variables"]) for k, t in m["decision"]["thresholds"].items()}
+    rows = summarize_posterior(post, names, prob, th, list(m.get("no_moment_variables", {})))
+    harm = harm_threshold(m)
+    effects = set(m.get("effect_variables", []))
+    out = []
+    for r in rows:
+        var = r["name"].split("[")[0]
+        x = post[var]
+        if "[" in r["name"]:
+            labels = [s.strip() for s in r["name"].split("[", 1)[1].rstrip("]").split(",")]
+            extra = [d for d in x.dims if d not in ("chain", "draw")]
+            x = x.sel(dict(zip(extra, labels, strict=True)))
+        x = np.asarray(x.values, dtype=float).ravel()
+        row = {"quantity": r["name"], "mean": r["mean"], "median": r["median"], "hdi_low": r["hdi_low"], "hdi_high": r["hdi_high"],
+               "P(benefit)": r["prob_gt_0"] if var in effects else None}
+        for k in th:
+            row[f"P(>{k})"] = r.get(f"prob_gt_{k}")
+        row["P(harm)"] = float(np.mean(x < harm)) if var in effects else None
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def diagnostics_table(run) -> pd.DataFrame:
+    """R-hat and bulk/tail ESS per parameter element, with the run's thresholds applied (problems flagged)."""
+    m = run.manifest
+    post = run.idata()["posterior"].to_dataset()
+    names = [v for v in dict.fromkeys(list(m["priors"]) + m["estimands"]) if v in post]
+    rows = summarize_posterior(post, names, 0.95)
+    th = m.get("diagnostic_thresholds", {})
+    chains = post.sizes["chain"]
+    r_ok = th.get("r_hat", {}).get("ok", 1.01)
+    ess_ok = th.get("ess_per_chain", {}).get("ok", 100) * chains
+    if m.get("replicates"):
+        chains_per = m["sampler"]["chains"]
+        ess_ok = th.get("ess_per_chain", {}).get("ok", 100) * chains_per
+    out = []
+    for r in rows:
+        flags = []
+        if np.isfinite(r["r_hat"]) and r["r_hat"] > r_ok:
+            flags.append(f"R-hat > {r_ok}")
+        if np.isfinite(r["ess_bulk"]) and min(r["ess_bulk"], r["ess_tail"]) < ess_ok:
+            flags.append(f"ESS < {ess_ok}")
+        out.append({"quantity": r["name"], "r_hat": r["r_hat"], "ess_bulk": r["ess_bulk"], "ess_tail": r["ess_tail"],
+                    "flag": "; ".join(flags)})
+    return pd.DataFrame(out)
+
+
+def priors_table(run) -> pd.DataFrame:
+    m = run.manifest
+    return pd.DataFrame([{"parameter": p, "prior": v["text"], "justification": v["justification"],
+                          "source": "config override" if v.get("overridden") else f"prior set '{m['prior_set']}'"}
+                         for p, v in m["priors"].items()])
+
+
+def sampler_table(run) -> pd.DataFrame:
+    m = run.manifest
+    s = m["sampler"]
+    rows = [("backend", s["backend"]), ("chains", s["chains"]), ("tuning iterations per chain", s["tune"]),
+            ("draws per chain", s["draws"]), ("target acceptance", s["target_accept"]), ("maximum tree depth", s["max_treedepth"]),
+            ("seed", m["seed"])]
+    if m.get("replicates"):
+        rows.append(("reconstructed data sets (each fitted as above, draws pooled)", m["replicates"]["count"]))
+    d = m["diagnostics"]
+    rows += [("max R-hat", round(d["max_r_hat"], 4)), ("min bulk ESS", round(d["min_ess_bulk"])), ("min tail ESS", round(d["min_ess_tail"])),
+             ("divergent transitions", d["divergences"]), ("min E-BFMI", round(d["min_bfmi"], 3)), ("status", d["status"])]
+    return pd.DataFrame(rows, columns=["setting", "value"]).astype({"value": str})
+
+
+def decision_table(run) -> pd.DataFrame:
+    """For each headline effect element: P(benefit), P(> threshold), P(harm) and a plain reading."""
+    tab = posterior_table(run, variables=[v for v in headline_variables(run.manifest) if v in run.manifest["effect_variables"]])
+    out = []
+    for _, r in tab.iterrows():
+        p = r["P(benefit)"]
+        if p is None or (isinstance(p, float) and np.isnan(p)):
+            continue
+        if p >= 0.95:
+            reading = "benefit probable"
+        elif p >= 0.8:
+            reading = "benefit more likely than not, uncertain"
+        elif p > 0.2:
+            reading = "compatible with benefit and harm"
+        elif p > 0.05:
+            reading = "harm more likely than not, uncertain"
+        else:
+            reading = "harm probable"
+        extra = {k: r[k] for k in tab.columns if k.startswith("P(>")}
+        out.append({"quantity": r["quantity"], "median": r["median"], "P(benefit)": p, **extra, "P(harm)": r["P(harm)"], "reading": reading})
+    return pd.DataFrame(out)
+
+
+def cell_sizes_table(n) -> pd.DataFrame:
+    """Patients per arm x fracture (n: DataArray or DataFrame with arms as rows)."""
+    rows = []
+    for arm in ARMS:
+        row = {"arm": arm}
+        for f in FRACTURES:
+            try:
+                row[f] = int(n.sel(arm=arm, fracture=f)) if hasattr(n, "sel") else int(n.loc[arm, f])
+            except (KeyError, ValueError):
+                row[f] = None
+        row["total"] = sum(v for k, v in row.items() if k in FRACTURES and v is not None)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    total = {"arm": "total", **{c: int(df[c].sum()) for c in (*FRACTURES, "total")}}
+    return pd.concat([df, pd.DataFrame([total])], ignore_index=True)
+
+
+def _tex_escape(s: str) -> str:
+    rep = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+           "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "×": r"$\times$", "−": "--", "≥": r"$\geq$", "≤": r"$\leq$",
+           "±": r"$\pm$", "→": r"$\rightarrow$", "½": r"1/2"}
+    return "".join(rep.get(ch, ch) for ch in str(s))
+
+
+def fmt_cell(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    if isinstance(v, (float, np.floating)):
+        if v != 0 and abs(v) < 10 ** (-digits):
+            return f"{v:.1e}"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def to_latex(df: pd.DataFrame, caption: str, label: str, digits: int = 3) -> str:
+    """A booktabs table (needs \\usepackage{booktabs} in the manuscript)."""
+    cols = list(df.columns)
+    align = "".join("r" if pd.api.types.is_numeric_dtype(df[c]) else "l" for c in cols)
+    lines = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{_tex_escape(caption)}}}", rf"\label{{{label}}}",
+             rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(_tex_escape(c) for c in cols) + r" \\", r"\midrule"]
+    for _, row in df.iterrows():
+        lines.append(" & ".join(_tex_escape(fmt_cell(row[c], digits)) for c in cols) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(lines)
