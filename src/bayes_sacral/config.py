@@ -294,13 +294,15 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Resolve
 
 
 # ---------------------------------------------------------------------- validation
-def _allowed_keys(loc: tuple, doc: dict) -> list[str]:
+def _allowed_keys(loc: tuple, doc: dict, root: Any = None) -> list[str]:
     """Field names of the table at ``loc`` (for unknown-key messages)."""
-    cls: Any = RunConfig
+    cls: Any = root or RunConfig
     for part in loc:
         if cls is RunConfig and part == "model":
             kind = doc.get("model", {}).get("kind") if isinstance(doc.get("model"), dict) else None
             cls = KINDS[kind].options_class if kind in KINDS else None
+            continue
+        if isinstance(part, int):
             continue
         if cls is None or not hasattr(cls, "model_fields"):
             return []
@@ -308,6 +310,8 @@ def _allowed_keys(loc: tuple, doc: dict) -> list[str]:
         if fld is None:
             return []
         ann = fld.annotation
+        if getattr(ann, "__origin__", None) is list and ann.__args__:
+            ann = ann.__args__[0]
         cls = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
     return list(cls.model_fields) if cls is not None and hasattr(cls, "model_fields") else []
 
@@ -316,7 +320,7 @@ def _origin(path: str, key: str, over_paths: set[str]) -> str:
     return "--set" if any(key == p or key.startswith(p + ".") for p in over_paths) else path
 
 
-def _pydantic_problems(exc: ValidationError, doc: dict, fname: str, over_paths: set[str]) -> list[Problem]:
+def _pydantic_problems(exc: ValidationError, doc: dict, fname: str, over_paths: set[str], root: Any = None) -> list[Problem]:
     out = []
     for e in exc.errors():
         loc = list(e["loc"])
@@ -327,7 +331,7 @@ def _pydantic_problems(exc: ValidationError, doc: dict, fname: str, over_paths: 
         value = e.get("input")
         etype = e["type"]
         if etype == "extra_forbidden":
-            allowed = _allowed_keys(tuple(e["loc"][:-1]) if e["loc"][:1] != ("model",) else ("model",), doc)
+            allowed = _allowed_keys(tuple(e["loc"][:-1]) if e["loc"][:1] != ("model",) else ("model",), doc, root)
             rule = f"unknown key{did_you_mean(loc[-1], allowed)}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
             shown = ""
         elif etype == "missing":

@@ -30,4 +30,4 @@ def _root(
     """Bayesian reanalysis and trial design for sacral metastases (PSFS vs sacroplasty)."""
 
 
-from . import data_cmds, fit_cmds, reanalyze_cmds, report_cmds, reproduce_cmds  # noqa: E402,F401  (commands register themselves on `app`)
+from . import data_cmds, design_cmds, fit_cmds, reanalyze_cmds, report_cmds, reproduce_cmds  # noqa: E402,F401  (commands register themselves on `app`)

@@ -1,0 +1,1 @@
+"""Follow-up trial design: power, assurance and sample size by simulation, exact where the maths allows."""

@@ -1,0 +1,144 @@
+"""Design outputs: results as netCDF and CSV, a summary, figures (success curves with MCSE bands, OC curves) and a
+protocol-ready paragraph. Each file is written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..atomic import atomic_write_text
+from ..serialize import to_jsonable
+from .config import DesignConfig
+from .context import Context
+
+__all__ = ["write_outputs", "protocol_paragraph"]
+
+
+def _atomic_netcdf(ds: xr.Dataset, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".bs-tmp-", suffix=".nc", dir=path.parent)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def tidy(ds: xr.Dataset) -> pd.DataFrame:
+    rows = []
+    for sc in ds["scenario"].values:
+        for n in ds["sample_size"].values:
+            sel = ds.sel(scenario=sc, sample_size=n)
+            rows.append({"scenario": str(sc), "label": str(sel["scenario_label"].values), "sample_size": int(n),
+                         "success_probability": float(sel["success_probability"]), "mcse": float(sel["mcse"]),
+                         "expected_sample_size": float(sel["expected_sample_size"]), "n_trials": int(sel["n_trials"]),
+                         **{f"stop_efficacy[{lk}]": float(sel["prob_stop_efficacy"].sel(look=lk)) for lk in ds["look"].values[:-1]},
+                         **{f"stop_futility[{lk}]": float(sel["prob_stop_futility"].sel(look=lk)) for lk in ds["look"].values[:-1]}})
+    return pd.DataFrame(rows)
+
+
+def _fmt(p: float) -> str:
+    return "> 0.99" if p >= 0.995 else ("< 0.01" if p <= 0.005 else f"{p:.2f}")
+
+
+def protocol_paragraph(cfg: DesignConfig, ctx: Context, ds: xr.Dataset, manifest: dict) -> str:
+    d = cfg.design
+    sn = manifest["smallest_n"]
+    ep = "postoperative MSTS (adjusted for the preoperative score)" if d.endpoint == "msts" else "the rate of secondary procedures"
+    alloc = "1:1" if d.allocation == 1 else f"{d.allocation:g}:1 (PSFS : sacroplasty alone)"
+    txt = [f"Patients with sacral metastases will be randomised {alloc} to PSFS or sacroplasty alone, stratified by fracture status "
+           f"(expected {cfg.strata.pathological:.0%} pathological, {cfg.strata.impending:.0%} impending). The primary endpoint is {ep}."]
+    txt.append(f"The trial will be analysed with a Bayesian model ({ctx.prior_note}); the decision rule is: {_rule_text(cfg, ctx)}.")
+    if cfg.interim:
+        looks = "; ".join(f"at {i.fraction:.0%} of patients" + (f", stop for efficacy if P(benefit) ≥ {i.efficacy:g}" if i.efficacy else "")
+                          + (f", stop for futility if {'the predictive probability of success' if i.futility_rule == 'predictive' else f'P(effect > {ctx.mcid:g})'} < {i.futility:g}"
+                             if i.futility else "") for i in cfg.interim)
+        txt.append(f"Interim analyses: {looks}.")
+    engine = manifest["engine"]
+    how = {"exact": "computed exactly (by enumeration or closed form)",
+           "vectorized": f"estimated from {d.n_trials} simulated trials per sample size",
+           "full_model": f"estimated by refitting the analysis model to {d.n_trials} simulated trials per sample size"}[engine]
+    txt.append(f"Operating characteristics were {how} (bayes-sacral, {engine} engine, seed {d.seed}).")
+    des = ds.sel(scenario="design")
+    label = ctx.labels["design"]
+    if sn["smallest_n"] is not None:
+        j = list(ds["sample_size"].values).index(sn["smallest_n"])
+        p = float(des["success_probability"].values[j])
+        se = float(des["mcse"].values[j])
+        s = (f"Under {ctx.truth_note}, {label} reaches the target of {d.target:g} at N = {sn['smallest_n']} "
+             f"({_fmt(p)}" + (f", MCSE {se:.3f}" if se > 0 else "") + ")")
+        if sn["smallest_n_conservative"] != sn["smallest_n"] or sn["smallest_n_optimistic"] != sn["smallest_n"]:
+            s += f"; allowing for Monte Carlo error, between N = {sn['smallest_n_optimistic']} and N = {sn['smallest_n_conservative'] or 'more than ' + str(d.sample_sizes[-1])}"
+        txt.append(s + ".")
+    else:
+        best = float(des["success_probability"].values[-1])
+        txt.append(f"Under {ctx.truth_note}, {label} does not reach the target of {d.target:g} within the sample sizes studied "
+                   f"(largest N = {d.sample_sizes[-1]}: {_fmt(best)}).")
+    if "null" in ds["scenario"].values:
+        t1 = ds["success_probability"].sel(scenario="null").values
+        txt.append(f"Under no effect, the probability of declaring success (type I error) is at most {t1.max():.3f} over these sample sizes.")
+    if d.endpoint == "msts" and (ctx.rule == "dual" or any(i.futility and i.futility_rule == "posterior" for i in cfg.interim)):
+        txt.append("The MCID of 3.6 points (12 of 100) is borrowed from Gazendam et al., JBJS 2022 (PARITY, primary bone tumours) and is "
+                   "not validated for sacral metastases.")
+    if "assurance" in label:
+        txt.append("Assurance averages over the uncertainty of the reanalysis; it is not the power at a fixed effect.")
+    return " ".join(txt)
+
+
+def _rule_text(cfg, ctx):
+    from .runner import _rule_text as rt
+
+    return rt(cfg, ctx)
+
+
+def _figures(cfg: DesignConfig, ctx: Context, ds: xr.Dataset, folder: Path) -> list[str]:
+    from ..report.style import DOUBLE, PALETTE, SINGLE, house_style, new_figure, save_figure
+
+    out = []
+    sizes = ds["sample_size"].values
+    with house_style():
+        fig, ax = new_figure(SINGLE, 2.6)
+        main = [s for s in ds["scenario"].values if not str(s).startswith("oc_")]
+        for i, sc in enumerate(main):
+            p = ds["success_probability"].sel(scenario=sc).values
+            se = ds["mcse"].sel(scenario=sc).values
+            ax.plot(sizes, p, "o-", ms=3, color=PALETTE[i], label=ctx.labels[str(sc)])
+            ax.fill_between(sizes, np.clip(p - 1.96 * se, 0, 1), np.clip(p + 1.96 * se, 0, 1), color=PALETTE[i], alpha=0.2, lw=0)
+        ax.axhline(cfg.design.target, color="0.4", lw=0.6, ls="--")
+        ax.set_xlabel("Total sample size (patients)")
+        ax.set_ylabel("P(success)")
+        ax.set_ylim(0, 1.02)
+        ax.legend(frameon=False, loc="center right", fontsize=7)
+        save_figure(fig, folder / "success")
+        out.append("success")
+        ocs = [s for s in ds["scenario"].values if str(s).startswith("oc_")]
+        if ocs:
+            eff = [float(str(s)[3:]) for s in ocs]
+            fig, ax = new_figure(DOUBLE if len(sizes) > 4 else SINGLE, 2.6)
+            for j, n in enumerate(sizes):
+                p = [float(ds["success_probability"].sel(scenario=s, sample_size=n)) for s in ocs]
+                ax.plot(eff, p, "o-", ms=3, color=PALETTE[j % len(PALETTE)], label=f"N = {n}")
+            ax.set_xlabel("True effect (MSTS points)" if cfg.design.endpoint == "msts" else "True risk difference")
+            ax.set_ylabel("P(success)")
+            ax.set_ylim(0, 1.02)
+            ax.legend(frameon=False, ncols=2, fontsize=7)
+            save_figure(fig, folder / "oc")
+            out.append("oc")
+    return out
+
+
+def write_outputs(cfg: DesignConfig, ctx: Context, ds: xr.Dataset, out: Path, manifest: dict) -> None:
+    _atomic_netcdf(ds, out / "design.nc")
+    atomic_write_text(out / "design.csv", tidy(ds).to_csv(index=False, lineterminator="\n"))
+    paragraph = protocol_paragraph(cfg, ctx, ds, manifest)
+    figs = _figures(cfg, ctx, ds, out / "figures")
+    manifest = {**manifest, "figures": figs, "protocol": paragraph}
+    atomic_write_text(out / "manifest.json", json.dumps(to_jsonable(manifest), indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out / "protocol.md", f"# Design {cfg.design.name}\n\n{paragraph}\n\n![Success probability](figures/success.png)\n")
