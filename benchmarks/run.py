@@ -1,0 +1,160 @@
+"""Design-engine benchmarks (`make bench`): ratios measured in one run, on this machine.
+
+1. Exact engine: a power curve of 8 sample sizes (MSTS reference and weakly informative analyses; binary endpoint).
+2. Vectorised engine: trial analyses per second on all cores (goal >= 1e5/s on 2 cores).
+3. Full-model engine against a naive loop that builds and samples a fresh PyMC model per trial (`pm.sample`, nutpie
+   recompiling each time): throughput ratio on the same simulated trials, and agreement of their posterior
+   probabilities and decisions.
+
+Results are printed and written to benchmarks/results/latest.json (not in git).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SIZES = [40, 60, 80, 100, 120, 160, 200, 240]
+
+
+def _cfg(tmp: Path, text: str):
+    from bayes_sacral.design.config import load_design
+
+    p = tmp / "d.toml"
+    p.write_text(text)
+    return load_design(p)
+
+
+def bench_exact(tmp: Path) -> dict:
+    from bayes_sacral.design.runner import run_design
+
+    out = {}
+    for name, extra in (("msts_reference", 'endpoint = "msts"\n[analysis]\nprior = "reference"\n'),
+                        ("msts_weakly_informative", 'endpoint = "msts"\n'),
+                        ("secondary_procedure_uniform", 'endpoint = "secondary_procedure"\n')):
+        head, _, tail = extra.partition("\n[")
+        cfg = _cfg(tmp, f'[design]\nname = "b"\nseed = 1\nengine = "exact"\nsample_sizes = {SIZES}\n{head}\n' + (f"[{tail}" if tail else ""))
+        t = time.perf_counter()
+        run_design(cfg, tmp / f"exact-{name}")
+        out[name] = round(time.perf_counter() - t, 3)
+    return out
+
+
+def bench_vectorized(tmp: Path, n_trials: int = 100_000) -> dict:
+    from bayes_sacral.design.runner import run_design
+
+    cfg = _cfg(tmp, f'[design]\nname = "v"\nseed = 1\nendpoint = "msts"\nengine = "vectorized"\nsample_sizes = {SIZES}\n'
+                    f"n_trials = {n_trials}\nbatch_size = 10000\n[truth]\nnull = false\n")
+    res = {}
+    for workers in (1, os.cpu_count() or 2):
+        t = time.perf_counter()
+        run_design(cfg, tmp / f"vec-{workers}", workers=workers)
+        wall = time.perf_counter() - t
+        res[f"workers_{workers}"] = {"trials": n_trials * len(SIZES), "seconds": round(wall, 2),
+                                     "trial_analyses_per_second": round(n_trials * len(SIZES) / wall)}
+    return res
+
+
+def bench_full_model(tmp: Path, likelihood: str, n_naive: int = 5, n_engine: int = 400, N: int = 60) -> dict:
+    import pandas as pd
+    import pymc as pm
+
+    from bayes_sacral.design.config import load_design  # noqa: F401
+    from bayes_sacral.design.context import build_context
+    from bayes_sacral.design.full_model import analysis_run, simulate_patients
+    from bayes_sacral.design.runner import _preop, run_design
+    from bayes_sacral.inference import Refitter, _quiet_pymc
+    from bayes_sacral.models.base import ModelInput
+    from bayes_sacral.models.msts import ipd_dataset
+
+    cfg = _cfg(tmp, f'[design]\nname = "f"\nseed = 1\nendpoint = "msts"\nengine = "full_model"\nsample_sizes = [{N}]\n'
+                    f'n_trials = {n_engine}\nbatch_size = 25\n[truth]\nnull = false\n[full_model]\nlikelihood = "{likelihood}"\n')
+    ctx = build_context(cfg)
+    fm = cfg.full_model.model_dump()
+    rng = np.random.default_rng(7)
+    trials = [simulate_patients(ctx, "design", rng, N, i, _preop(cfg)) for i in range(n_naive)]
+    run = analysis_run(fm)
+
+    def data_of(tr):
+        d = ipd_dataset(pd.DataFrame(tr))
+        d.attrs["route"] = "ipd"
+        return d
+
+    # naive: a fresh model and pm.sample per trial (what a loop over brms update() or pm.sample does)
+    naive_p = []
+    t = time.perf_counter()
+    for i, tr in enumerate(trials):
+        model = run.kind.build(ModelInput(data_of(tr), []), run.priors, run.options)
+        with model, _quiet_pymc():
+            idata = pm.sample(draws=fm["draws"], tune=fm["tune"], chains=fm["chains"], random_seed=100 + i, progressbar=False,
+                              target_accept=fm["target_accept"])
+        te = idata["posterior"]["treatment_effect"].values.reshape(-1, 2) @ ctx.weights
+        naive_p.append(float(np.mean(te > 0)))
+    naive_wall = time.perf_counter() - t
+    # engine on the same trials: compile once, refit
+    t = time.perf_counter()
+    refit = Refitter(run.kind.build(ModelInput(data_of(trials[0]), []), run.priors, run.options))
+    compile_s = time.perf_counter() - t
+    eng_p = []
+    t = time.perf_counter()
+    for i, tr in enumerate(trials):
+        d = data_of(tr)
+        post, _ = refit.fit({"msts_pre": d["msts_pre"].values.astype(float), "msts_post_obs": d["msts_post"].values,
+                             "psfs": d["psfs"].values.astype(float), "fracture_idx": d["fracture_idx"].values, "arm_idx": d["arm_idx"].values},
+                            200 + i, draws=fm["draws"], tune=fm["tune"], chains=fm["chains"], target_accept=fm["target_accept"])
+        te = post["treatment_effect"].transpose("chain", "draw", "fracture").values.reshape(-1, 2) @ ctx.weights
+        eng_p.append(float(np.mean(te > 0)))
+    refit_wall = time.perf_counter() - t
+    # the engine end to end (worker processes, compile in each, persistence)
+    t = time.perf_counter()
+    run_design(cfg, tmp / f"full-{likelihood}")
+    engine_wall = time.perf_counter() - t
+    naive_per = naive_wall / n_naive
+    c = cfg.decision.threshold
+    return {
+        "likelihood": likelihood, "sample_size": N, "draws": fm["draws"], "tune": fm["tune"], "chains": fm["chains"],
+        "naive_seconds_per_trial": round(naive_per, 3),
+        "compile_seconds": round(compile_s, 2),
+        "refit_seconds_per_trial": round(refit_wall / n_naive, 4),
+        "ratio_refit_vs_naive_one_core": round(naive_per / (refit_wall / n_naive), 1),
+        "engine_trials": n_engine, "engine_seconds": round(engine_wall, 1),
+        "engine_trials_per_second": round(n_engine / engine_wall, 2),
+        "ratio_engine_vs_naive": round(naive_per / (engine_wall / n_engine), 1),
+        "max_abs_diff_prob_benefit": round(float(np.max(np.abs(np.array(naive_p) - np.array(eng_p)))), 4),
+        "decisions_agree": int(np.sum((np.array(naive_p) >= c) == (np.array(eng_p) >= c))), "decisions_compared": n_naive,
+    }
+
+
+def main() -> int:
+    results = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        print("exact engine: 8-point power curves ...", flush=True)
+        results["exact_seconds"] = bench_exact(tmp)
+        print(json.dumps(results["exact_seconds"], indent=2))
+        print("vectorized engine ...", flush=True)
+        results["vectorized"] = bench_vectorized(tmp)
+        print(json.dumps(results["vectorized"], indent=2))
+        results["full_model"] = {}
+        for lik in ("beta_binomial", "normal"):
+            print(f"full-model engine ({lik}) vs naive pm.sample loop ...", flush=True)
+            results["full_model"][lik] = bench_full_model(tmp, lik)
+            print(json.dumps(results["full_model"][lik], indent=2))
+    from bayes_sacral.store import versions
+
+    results["machine"] = {"cpu_count": os.cpu_count(), "python": sys.version.split()[0], **{k: v for k, v in versions().items() if k in ("pymc", "nutpie", "numpy")}}
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
