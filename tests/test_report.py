@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pytest
 
 from bayes_sacral.config import load_configs
@@ -24,7 +25,9 @@ def runs(tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
     out = []
     for cfg, extra in (("configs/msts_summary.toml", ['sweep={"priors.set" = ["weakly_informative", "skeptical"]}']),
-                       ("configs/secondary_procedures.toml", ['sweep={"priors.set" = ["uniform"]}'])):
+                       # a dot in the run name (as sweeps over numbers produce) must not truncate file names
+                       ("configs/secondary_procedures.toml", ['sweep={"priors.set" = ["uniform"]}',
+                                                              "run.name=secondary-0.5"])):
         for run in load_configs(cfg, FAST + extra):
             out.append(Run(fit_run(run, store).path))
     return out
@@ -59,6 +62,16 @@ def test_sections_tables_and_figures_present(report, runs):
         for kind in ("forest", "density", "ppc", "rank"):
             assert f"{r.name}--{kind}" in figs
     assert any(f.endswith("--sensitivity") for f in figs)
+    for name in figs:  # every figure the HTML shows also exists as its own PNG and PDF
+        assert (report / "figures" / f"{name}.png").is_file() and (report / "figures" / f"{name}.pdf").is_file(), name
+    for ref in re.findall(r"\]\((figures/[^)]+)\)", md):  # and the Markdown links resolve
+        assert (report / ref).is_file(), ref
+    assert any(".5--" in name for name in figs)
+    # summary route: the results text also gives the change difference that the summaries inform directly
+    summ = next(r for r in runs if r.manifest["model"].get("route") == "summary" and "skeptical" not in r.name)
+    x = summ.idata()["posterior"]["change_difference"].sel(fracture="pathological").values.ravel()
+    assert f"difference in mean change, which the summaries inform directly (the comparison of a t test on change scores), " \
+           f"had posterior median {np.median(x):.2f} points in pathological fractures" in md
     assert "src=\"http" not in html and "<link" not in html  # self-contained: nothing fetched
     assert "posterior probability that PSFS" in html and "Gazendam" in html
 

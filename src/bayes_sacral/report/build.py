@@ -263,7 +263,7 @@ def write_report(runs: list, tmp: Path, title: str = "Bayesian reanalysis", log=
         msts_reps = [r for r in reps if r.manifest["model"]["kind"] == "msts" and r.manifest["prior_set"] != "reference"]
         if len(msts_reps) > 1:
             any_group = True
-            labels = [f"{r.manifest['model'].get('route')} / {r.manifest['model'].get('likelihood')} ({r.name})" for r in msts_reps]
+            labels = [f"{_route_label(r.manifest)} / {r.manifest['model'].get('likelihood')} ({r.name})" for r in msts_reps]
             rows = []
             for r, lab in zip(msts_reps, labels, strict=True):
                 for _, t in posterior_table(r, variables=["treatment_effect"]).iterrows():
@@ -417,3 +417,10 @@ def _write_md(path: Path, title: str, sections: list[Section]) -> None:
                 out += [f"<details><summary>{b.caption}</summary>", "", "```toml", b.content.rstrip(), "```", "", "</details>", ""]
     path.write_text("\n".join(out) + "\n", encoding="utf-8")
 
+
+def _route_label(m: dict) -> str:
+    """The data route, naming an IPD file (which may itself be reconstructed or synthetic data) by its file name."""
+    route = m["model"].get("route")
+    if route == "ipd" and m["data"].get("path"):
+        return f"ipd: {Path(m['data']['path']).stem}"
+    return str(route)

@@ -118,7 +118,9 @@ def forest(runs: list, labels: list[str] | None = None):
     ypos = {lab: -float(i) for i, lab in enumerate(order)}
     n_rows = len(order)
     k = max(1, len(runs))
-    height = 0.9 + 0.28 * n_rows * k + (0.3 if var in POINTS_VARS else 0) + (0.25 * int(np.ceil(k / 3)) if k > 1 else 0)
+    longest = max(len(lab) for lab in (labels or [r.name for r in runs]))
+    ncols = min(k, 3 if longest <= 30 else 2)
+    height = 0.9 + 0.28 * n_rows * k + (0.3 if var in POINTS_VARS else 0) + (0.25 * int(np.ceil(k / ncols)) if k > 1 else 0)
     fig, ax = new_figure(SINGLE if k == 1 else DOUBLE, height)
     step = 0.8 / k
     for i, (rows, _) in enumerate(all_rows):
@@ -136,7 +138,7 @@ def forest(runs: list, labels: list[str] | None = None):
     if var in POINTS_VARS:
         _points_axis(ax)
     if k > 1:
-        fig.legend(loc="outside lower center", ncols=min(k, 3), frameon=False, handlelength=1.0)
+        fig.legend(loc="outside lower center", ncols=ncols, frameon=False, handlelength=1.0)
     return fig
 
 

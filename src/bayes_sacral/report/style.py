@@ -61,8 +61,9 @@ def save_figure(fig, stem: Path) -> list[Path]:
     """Write ``stem``.png (300 dpi) and ``stem``.pdf with no timestamps, so the same figure gives the same bytes."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    png = stem.with_suffix(".png")
-    pdf = stem.with_suffix(".pdf")
+    # Run names may contain dots (sweep values such as 0.5): append, never replace a "suffix".
+    png = stem.with_name(stem.name + ".png")
+    pdf = stem.with_name(stem.name + ".pdf")
     fig.savefig(png, dpi=DPI, metadata={"Software": None})
     fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None})
     plt.close(fig)

@@ -14,6 +14,9 @@ __all__ = ["posterior_table", "diagnostics_table", "priors_table", "sampler_tabl
 
 def headline_variables(manifest: dict) -> list[str]:
     kind = manifest["model"]["kind"]
+    if kind == "msts" and manifest["model"].get("route") == "summary" and "change_difference" in manifest.get("estimands", []):
+        # from summaries the adjusted effect leans on the preop-slope prior; the change difference is identified directly
+        return ["treatment_effect", "change_difference", "treatment_effect_average", "interaction"]
     return {"msts": ["treatment_effect", "treatment_effect_average", "interaction"],
             "secondary_procedures": ["risk_difference", "risk_difference_pooled"],
             "narcotic_change": ["ordinal_log_odds_ratio", "difference_p_decrease", "difference_p_increase"],
