@@ -166,3 +166,32 @@ def test_summarize_exact_refuses_non_conjugate(cli, tmp_path):
                "--set", "priors.set=weakly_informative").code == 0
     r = cli("summarize", str(tmp_path / "m" / "hier"), "--exact")
     assert r.code == 1 and "no closed form" in r.err
+
+
+def test_reuse_only_what_a_refit_would_reproduce(fitted, tmp_path):
+    """A stored run is reused only with the same resolved config (seed included), data and code; else refitted."""
+    import shutil
+
+    from bayes_sacral.config import load_configs
+    from bayes_sacral.fitting import fit_run, reusable_run
+    from bayes_sacral.store import versions
+
+    _, cfg, path = fitted
+    store = tmp_path / "models"
+    shutil.copytree(path, store / "sec")
+    (run,) = load_configs(cfg)
+    reused = reusable_run(run, store)
+    assert reused is not None and reused.path == store / "sec"
+    assert draws_hash(reused.path) == draws_hash(path)
+    assert Run(path).manifest["versions"]["bayes-sacral-fit-source"] == versions()["bayes-sacral-fit-source"]
+    (other_seed,) = load_configs(cfg, ["run.seed=4"])
+    assert reusable_run(other_seed, store) is None
+    (other_prior,) = load_configs(cfg, ["priors.set=jeffreys"])
+    assert reusable_run(other_prior, store) is None
+    m = json.loads((store / "sec" / "manifest.json").read_text())
+    m["versions"]["bayes-sacral-fit-source"] = "0" * 16  # written by other code
+    (store / "sec" / "manifest.json").write_text(json.dumps(m))
+    assert reusable_run(run, store) is None
+    assert reusable_run(run, tmp_path / "empty") is None
+    # and what is refitted in its place is the same run again
+    assert draws_hash(fit_run(run, store, overwrite=True).path) == draws_hash(path)

@@ -27,7 +27,7 @@ from .models import ModelInput
 from .priors import IMPROPER, prior_text
 from .store import DEFAULT_STORE, RUN_FORMAT, versions, write_run
 
-__all__ = ["FitResult", "fit_run", "prepare_run", "build_run_model"]
+__all__ = ["FitResult", "fit_run", "prepare_run", "build_run_model", "reusable_run"]
 
 
 @dataclass
@@ -130,6 +130,31 @@ def fit_run(run: ResolvedRun, out_root: Path = DEFAULT_STORE, overwrite: bool = 
     idata.attrs.update({"bayes_sacral_run": cfg.run.name, "bayes_sacral_seed": cfg.run.seed, "data_sha256": study.sha256})
     path = write_run(Path(out_root), cfg.run.name, idata, config_toml, manifest, overwrite=overwrite)
     return FitResult(path, manifest, idata, diag)
+
+
+def reusable_run(run: ResolvedRun, out_root: Path = DEFAULT_STORE) -> FitResult | None:
+    """The stored run of this config if refitting it would reproduce it exactly, else None.
+
+    Reused only when the stored run was written by this very code and stack (``versions()``, which includes a
+    fingerprint of the package's own files), from the same resolved config (with its seed) and the same data
+    (SHA-256), and is complete. Same config + seed + code give identical draws, so reusing it is not an approximation.
+    """
+    from .store import Run
+
+    target = Path(out_root) / run.config.run.name
+    if not (target / "manifest.json").is_file() or not (target / "idata.nc").is_file():
+        return None
+    try:
+        stored = Run(target)
+        m = stored.manifest
+        study = load_study(run.config.data.source, run.config.data.path, run.base_dir)
+    except Exception:  # an unreadable folder or data is refitted (and its errors surface there)
+        return None
+    if (m.get("format") != RUN_FORMAT or m.get("versions") != versions()
+            or m.get("config_sha256") != hashlib.sha256(config_to_toml(run).encode()).hexdigest()
+            or m.get("data", {}).get("sha256") != study.sha256):
+        return None
+    return FitResult(target, m, stored.idata(), Diagnostics(**m["diagnostics"]))
 
 
 # Model data containers that take a replicate's values: pm.Data name -> replicate Dataset variable.

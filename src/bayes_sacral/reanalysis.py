@@ -11,7 +11,7 @@ from .atomic import atomic_directory
 from .config import load_configs
 from .data.integrity import findings_frame, run_checks
 from .data.published import load_published
-from .fitting import fit_run
+from .fitting import fit_run, reusable_run
 from .serialize import to_jsonable
 from .stats.frequentist import reproduce_from_summary, results_frame
 from .store import DEFAULT_STORE
@@ -33,11 +33,13 @@ def _write_table(folder: Path, stem: str, records: list[dict]) -> None:
 
 
 def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAULT_CONFIG_DIR, store: Path = DEFAULT_STORE,
-                   fit: bool = True, log=print) -> Path:
+                   fit: bool = True, log=print, reuse: bool = False) -> Path:
     """Data check, frequentist reproduction and every canonical config fitted, written atomically to ``out_dir``.
 
     Run folders go to ``store`` (replaced: the reanalysis regenerates them from configs and seeds); the report
-    folder holds only deterministic numbers (no timings), so re-running it reproduces the committed copy.
+    folder holds only deterministic numbers (no timings), so re-running it reproduces the committed copy. With
+    ``reuse``, a stored run that this code would reproduce exactly (same resolved config, seed, data hash and
+    versions, see :func:`~bayes_sacral.fitting.reusable_run`) is taken as it is instead of being refitted.
     """
     sd = load_published()
     findings = run_checks(sd)
@@ -48,7 +50,11 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
             runs.extend(load_configs(cfg))
     fitted = []
     for run in runs:
-        res = fit_run(run, store, overwrite=True, log=log)
+        res = reusable_run(run, store) if reuse else None
+        if res is not None:
+            log(f"reused {res.path} (same config, seed, data and code)")
+        else:
+            res = fit_run(run, store, overwrite=True, log=log)
         d = res.diagnostics
         log(f"{d.status}: {run.config.run.name} (max R-hat {d.max_r_hat:.3f}, min ESS {min(d.min_ess_bulk, d.min_ess_tail):.0f}, "
             f"{d.divergences} divergences, {res.manifest['wall_time_s']['total']:.1f} s)")

@@ -14,6 +14,8 @@ that looks like a finished run; an existing run is replaced only with ``overwrit
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import platform
 import sys
@@ -27,7 +29,7 @@ from .atomic import TMP_PREFIX, atomic_directory
 from .errors import BayesSacralError
 from .serialize import to_jsonable
 
-__all__ = ["DEFAULT_STORE", "Run", "write_run", "find_run", "list_runs", "versions", "RUN_FORMAT"]
+__all__ = ["DEFAULT_STORE", "Run", "write_run", "find_run", "list_runs", "versions", "source_fingerprint", "RUN_FORMAT"]
 
 DEFAULT_STORE = Path("models")
 RUN_FORMAT = "bayes-sacral-run/1"
@@ -43,7 +45,25 @@ def versions() -> dict[str, str]:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
+    out["bayes-sacral-fit-source"] = source_fingerprint()
     return out
+
+
+_NOT_FIT_CODE = ("report", "design", "cli", "reanalysis.py", "checks.py")
+
+
+@functools.cache
+def source_fingerprint() -> str:
+    """SHA-256 (first 16 hex digits) over the package files that can change a fit (all code and bundled data except the
+    report, design and command-line layers), so a run records the exact code that produced it even between releases,
+    and a stored run is reused only by code that would reproduce it."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    files = (p for p in root.rglob("*") if p.is_file() and p.suffix != ".pyc" and "__pycache__" not in p.parts
+             and p.relative_to(root).parts[0] not in _NOT_FIT_CODE)
+    for f in sorted(files):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 @dataclass(eq=False)
