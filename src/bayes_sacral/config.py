@@ -232,6 +232,15 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def read_with_overrides(path: Path, overrides: list[str] | None) -> tuple[dict, set[str]]:
+    """A TOML config as a dict with ``--set key.path=value`` overrides applied, and the set of overridden key paths."""
+    raw = _read_toml(path)
+    over = parse_set(overrides or [])
+    for keys, value in over:
+        _set_path(raw, keys, value, "--set")
+    return raw, {".".join(k) for k, _ in over}
+
+
 def load_configs(path: str | Path, overrides: list[str] | None = None) -> list[ResolvedRun]:
     """Read a config, apply ``--set`` overrides, expand ``[sweep]`` and validate each run.
 
@@ -241,11 +250,7 @@ def load_configs(path: str | Path, overrides: list[str] | None = None) -> list[R
         Every problem of every expanded run, each with its key path.
     """
     path = Path(path)
-    raw = _read_toml(path)
-    over = parse_set(overrides or [])
-    for keys, value in over:
-        _set_path(raw, keys, value, "--set")
-    over_paths = {".".join(k) for k, _ in over}
+    raw, over_paths = read_with_overrides(path, overrides)
     sweep = raw.pop("sweep", {}) or {}
     problems: list[Problem] = []
     if not isinstance(sweep, dict):

@@ -21,7 +21,7 @@ from typing import Literal
 import tomli_w
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ..config import _pydantic_problems, _read_toml, _set_path, _Strict, parse_set
+from ..config import _pydantic_problems, _Strict, read_with_overrides
 from ..errors import InputError, Problem
 
 __all__ = ["DesignConfig", "load_design", "design_to_toml", "ANALYSIS_PRIORS", "default_mcid"]
@@ -233,11 +233,7 @@ def _check(cfg: DesignConfig, fname: str) -> list[Problem]:
 def load_design(path: str | Path, overrides: list[str] | None = None) -> DesignConfig:
     """Read, override (``--set``) and validate a design config."""
     path = Path(path)
-    raw = _read_toml(path)
-    over = parse_set(overrides or [])
-    for keys, value in over:
-        _set_path(raw, keys, value, "--set")
-    over_paths = {".".join(k) for k, _ in over}
+    raw, over_paths = read_with_overrides(path, overrides)
     try:
         cfg = DesignConfig.model_validate(copy.deepcopy(raw))
     except ValidationError as exc:

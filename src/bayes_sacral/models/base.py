@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..data.source import StudyData
 
-__all__ = ["PriorSet", "ModelInput", "ModelKind", "KindOptions"]
+__all__ = ["PriorSet", "ModelInput", "ModelKind", "KindOptions", "reconstructed_input"]
 
 
 class KindOptions(BaseModel):
@@ -60,6 +60,19 @@ class ModelInput:
     @property
     def coords(self) -> dict[str, list]:
         return {str(k): [str(v) if isinstance(v, str) else v for v in self.data[k].values.tolist()] for k in self.data.dims}
+
+
+def reconstructed_input(study: StudyData, options, to_dataset, description: str) -> ModelInput:
+    """Reconstructed route: ``options.reconstructions`` patient-level data sets rebuilt from the study's summaries,
+    each shaped by ``to_dataset(frame)``, to be fitted with one compiled model and pooled; ``description`` and every
+    reported number the reconstruction had to relax become the run's assumptions."""
+    from ..data.reconstruct import reconstruct
+
+    rec = reconstruct(study.require_summary("the reconstructed route"), k=options.reconstructions,
+                      correlation=options.pre_post_correlation, seed=options.reconstruction_seed)
+    reps = [to_dataset(d.frame) for d in rec.datasets]
+    notes = [description] + [f"reconstruction relaxed a reported number: {r}" for r in rec.relaxations_unique()]
+    return ModelInput(reps[0], notes, replicates=reps, replicate_dim="reconstruction")
 
 
 class ModelKind:

@@ -30,7 +30,7 @@ from pydantic import Field
 from ..errors import InputError, Problem
 from ..priors import PriorParam, PriorSpec, make_prior
 from ..vocabulary import FRACTURES, MSTS_ITEM_MAX, MSTS_ITEMS
-from .base import KindOptions, ModelInput, ModelKind, PriorSet
+from .base import KindOptions, ModelInput, ModelKind, PriorSet, reconstructed_input
 
 __all__ = ["MstsDomains", "DomainOptions", "items_dataset"]
 
@@ -135,19 +135,11 @@ class MstsDomains(ModelKind):
             if study.ipd is None:
                 raise InputError([Problem(study.path or "<data>", "model.route", "'ipd'", "needs patient-level data")])
             return ModelInput(items_dataset(study.ipd.frame), [])
-        from ..data.reconstruct import reconstruct
-
-        rec = reconstruct(study.require_summary("the reconstructed route"), k=options.reconstructions,
-                          correlation=options.pre_post_correlation, seed=options.reconstruction_seed)
-        reps = [items_dataset(d.frame) for d in rec.datasets]
-        notes = [f"reconstructed patient-level item scores: {options.reconstructions} data sets consistent with the published item "
-                 f"means and totals (assumed pre-post correlation of totals {options.pre_post_correlation}); item scores within a "
-                 "patient are otherwise arranged at random, so between-item correlations are not informed by the data"]
-        notes += [f"reconstruction relaxed a reported number: {r}" for r in rec.relaxations_unique()]
-        inp = ModelInput(reps[0], notes)
-        inp.replicates = reps
-        inp.replicate_dim = "reconstruction"
-        return inp
+        return reconstructed_input(study, options, items_dataset,
+                                   f"reconstructed patient-level item scores: {options.reconstructions} data sets consistent with "
+                                   f"the published item means and totals (assumed pre-post correlation of totals "
+                                   f"{options.pre_post_correlation}); item scores within a patient are otherwise arranged at random, "
+                                   "so between-item correlations are not informed by the data")
 
     def build(self, inp, priors, options):
         d = inp.data

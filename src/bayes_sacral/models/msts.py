@@ -41,7 +41,7 @@ from ..data.source import StudyData
 from ..errors import InputError, Problem
 from ..priors import PriorParam, PriorSpec, make_prior
 from ..vocabulary import ARMS, FRACTURES, MSTS_MAX_POINTS
-from .base import KindOptions, ModelInput, ModelKind, PriorSet
+from .base import KindOptions, ModelInput, ModelKind, PriorSet, reconstructed_input
 
 __all__ = ["Msts", "MstsOptions", "MCID_POINTS", "MCID_NOTE", "ipd_dataset"]
 
@@ -300,20 +300,12 @@ class Msts(ModelKind):
             data = ipd_dataset(study.ipd.frame)
             data.attrs["route"] = "ipd"
             return ModelInput(data, [])
-        from ..data.reconstruct import reconstruct
-
-        rec = reconstruct(study.require_summary("the reconstructed route"), k=options.reconstructions,
-                          correlation=options.pre_post_correlation, seed=options.reconstruction_seed)
-        reps = [ipd_dataset(d.frame) for d in rec.datasets]
-        for r in reps:
+        inp = reconstructed_input(study, options, ipd_dataset,
+                                  f"reconstructed patient-level data: {options.reconstructions} data sets consistent with the "
+                                  f"published summaries (SPRITE-style search), assumed within-cell pre-post correlation "
+                                  f"{options.pre_post_correlation}; the draws of the fits to each are pooled")
+        for r in inp.replicates:
             r.attrs["route"] = "reconstructed"
-        notes = [f"reconstructed patient-level data: {options.reconstructions} data sets consistent with the published summaries "
-                 f"(SPRITE-style search), assumed within-cell pre-post correlation {options.pre_post_correlation}; "
-                 "the draws of the fits to each are pooled"]
-        notes += [f"reconstruction relaxed a reported number: {r}" for r in rec.relaxations_unique()]
-        inp = ModelInput(reps[0], notes)
-        inp.replicates = reps
-        inp.replicate_dim = "reconstruction"
         return inp
 
     # ---------------------------------------------------------------- model
