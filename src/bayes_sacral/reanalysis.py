@@ -46,7 +46,13 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
     repro = reproduce_from_summary(sd)
     runs = []
     if fit:
-        for cfg in sorted(Path(configs_dir).glob("*.toml")):
+        cfgs = sorted(Path(configs_dir).glob("*.toml"))
+        if not cfgs:
+            from .errors import InputError, Problem
+
+            rule = "no run configs (*.toml) in this folder" if Path(configs_dir).is_dir() else "no such folder"
+            raise InputError([Problem(str(configs_dir), "--configs", str(configs_dir), rule + " (pass --no-fit to skip fitting)")])
+        for cfg in cfgs:
             runs.extend(load_configs(cfg))
     fitted = []
     for run in runs:
