@@ -402,26 +402,20 @@ def check_cell_sizes(sd: SummaryData) -> list[Finding]:
     pat = sd.frame[(sd.frame["quantity"] == "patients") & (sd.frame["statistic"] == "count")]
 
     def total(arm: str, frac: str):
-        r = pat[(pat["arm"] == arm) & (pat["fracture"] == frac)]
-        return r
+        return pat[(pat["arm"] == arm) & (pat["fracture"] == frac)]
 
-    for arm in ARMS:
-        for _, r in total(arm, "all").iterrows():
-            parts = cells.sel(arm=arm).values
-            if np.isnan(parts).any():
-                continue
-            s = int(parts.sum())
-            out.append(Finding("cell_sizes", f"{arm} total ({r['id']})", "pass" if s == int(r["value"]) else "fail",
-                               f"the fracture cells {' + '.join(str(int(x)) for x in parts)} = {s} {'equal' if s == int(r['value']) else 'differ from'} the arm total {int(r['value'])}.",
-                               {"cells": parts.astype(int).tolist(), "total": int(r["value"])}, [r["id"]]))
-    for frac in FRACTURES:
-        for _, r in total("all", frac).iterrows():
-            parts = cells.sel(fracture=frac).values
-            if np.isnan(parts).any():
-                continue
-            s = int(parts.sum())
-            out.append(Finding("cell_sizes", f"{frac} total ({r['id']})", "pass" if s == int(r["value"]) else "fail",
-                               f"the arm cells {' + '.join(str(int(x)) for x in parts)} = {s} {'equal' if s == int(r['value']) else 'differ from'} the stratum total {int(r['value'])}.",
+    # margins: each arm's fracture cells against the arm total, each stratum's arm cells against the stratum total
+    margins = [(arm, f"{arm} total", total(arm, "all"), cells.sel(arm=arm).values, "fracture cells", "arm total") for arm in ARMS]
+    margins += [(frac, f"{frac} total", total("all", frac), cells.sel(fracture=frac).values, "arm cells", "stratum total")
+                for frac in FRACTURES]
+    for _, subject, rows, parts, what, whole in margins:
+        if np.isnan(parts).any():
+            continue
+        s = int(parts.sum())
+        for _, r in rows.iterrows():
+            ok = s == int(r["value"])
+            out.append(Finding("cell_sizes", f"{subject} ({r['id']})", "pass" if ok else "fail",
+                               f"the {what} {' + '.join(str(int(x)) for x in parts)} = {s} {'equal' if ok else 'differ from'} the {whole} {int(r['value'])}.",
                                {"cells": parts.astype(int).tolist(), "total": int(r["value"])}, [r["id"]]))
     for _, r in total("all", "all").iterrows():
         if np.isnan(cells.values).any():
