@@ -12,10 +12,20 @@ DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="session")
-def published():
-    from bayes_sacral.data import load_published
+def study():
+    from bayes_sacral.study import load_study
 
-    return load_published()
+    return load_study()
+
+
+@pytest.fixture(scope="session")
+def card(study):
+    return study.card
+
+
+@pytest.fixture(scope="session")
+def published(study):
+    return study.summary
 
 
 @pytest.fixture

@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 from bayes_sacral.data.integrity import run_checks
 from bayes_sacral.data.rounding import achievable_sumsq, grim_sums, interval
 from bayes_sacral.data.summary import parse_summary
+from bayes_sacral.study import load_study
+
+CARD = load_study().card
 
 
 def rounds_to(x: Fraction, text: str) -> bool:
@@ -43,7 +46,8 @@ def _cell_file(n, mean_text, sd_text, unit="points", time="change"):
         "# format: bayes-sacral-summary/1\n"
         "id,quantity,arm,fracture,time,statistic,value,unit,n,source,label\n"
         f"m,msts_total,psfs,pathological,{time},mean,{mean_text},{unit},{n},T,x\n"
-        f"s,msts_total,psfs,pathological,{time},sd,{sd_text},{unit},{n},T,x\n"
+        f"s,msts_total,psfs,pathological,{time},sd,{sd_text},{unit},{n},T,x\n",
+        CARD,
     )
 
 
@@ -93,13 +97,13 @@ def test_paper_impending_psfs_sd_is_borderline(published):
     assert f.status == "borderline"
 
 
-def test_paper_domain_sums(published):
+def test_paper_item_sums(published):
     # sacroplasty impending post: each item mean of n = 7 pins one integer sum; they add up to 200, the total 28.0 needs 196.
     items = ["4.9", "4.9", "5.0", "4.7", "4.7", "4.4"]
     sums = [[s for s in range(36) if rounds_to(Fraction(s, 7), t)] for t in items]
     assert all(len(s) == 1 for s in sums) and sum(s[0] for s in sums) == 200
     assert [s for s in range(211) if rounds_to(Fraction(s, 7), "28.0")] == [196]
-    findings = run_checks(published, ["domain_sum"])
+    findings = run_checks(published, ["item_sum"])
     status = {f.subject: f.status for f in findings}
     assert status["MSTS items vs total, sacroplasty × impending, post"] == "fail"
     # PSFS pathological pre: item sums 2+4+8+14+25+12 = 65 (7.22), the total 7.3 needs 66

@@ -6,25 +6,28 @@ from hypothesis import strategies as st
 
 from bayes_sacral.data.summary import parse_summary, read_summary
 from bayes_sacral.errors import InputError
+from bayes_sacral.study import load_study
+
+CARD = load_study().card
 
 HEAD = "# format: bayes-sacral-summary/1\nid,quantity,arm,fracture,time,category,statistic,value,decimals,unit,n,source,label\n"
 
 
 def problems_of(text, fname="study.csv"):
     with pytest.raises(InputError) as exc:
-        parse_summary(text, fname)
+        parse_summary(text, CARD, fname)
     return exc.value.problems
 
 
 def test_bad_file_reports_every_problem(data_dir):
     with pytest.raises(InputError) as exc:
-        read_summary(data_dir / "summary_bad.csv")
+        read_summary(data_dir / "summary_bad.csv", CARD)
     msgs = [str(p) for p in exc.value.problems]
     assert all(m.startswith(str(data_dir / "summary_bad.csv")) for m in msgs)
     joined = "\n".join(msgs)
     assert "row 2 (line 5), column 'id': value 'a': duplicate id" in joined
     assert "did you mean 'msts_total'" in joined
-    assert "column 'value': value '31.0'" in joined and "0-30" in joined
+    assert "column 'value': value '31.0'" in joined and "0 to 30" in joined
     assert "a count cannot exceed n = 9" in joined
     assert "value '42%'" in joined
     assert "column 'n'" in joined
@@ -60,7 +63,7 @@ def test_valid_user_file_round_trip(tmp_path):
     )
     p = tmp_path / "mine.csv"
     p.write_text(text)
-    sd = read_summary(p)
+    sd = read_summary(p, CARD)
     assert list(sd.frame["id"]) == ["n1", "m1"]
     assert sd.frame.loc[1, "decimals"] == 2 and sd.frame.loc[1, "value_text"] == "8.20"
     assert len(sd.sha256) == 64
@@ -69,7 +72,7 @@ def test_valid_user_file_round_trip(tmp_path):
 @given(st.integers(min_value=0, max_value=300), st.integers(min_value=0, max_value=3))
 def test_decimals_derived_from_text(k, d):
     text_value = f"{k / 10:.{d}f}"
-    sd = parse_summary(HEAD + f"a,msts_total,psfs,pathological,pre,,mean,{text_value},,points,9,T,x\n")
+    sd = parse_summary(HEAD + f"a,msts_total,psfs,pathological,pre,,mean,{text_value},,points,9,T,x\n", CARD)
     assert sd.frame.loc[0, "decimals"] == d
     assert sd.frame.loc[0, "value_text"] == text_value
 
@@ -77,6 +80,6 @@ def test_decimals_derived_from_text(k, d):
 def test_sd_bound_of_change_scores():
     # two changes of -30 and +30 have SD 42.43 (= 30 * sqrt(2)): allowed; 42.5 is not.
     ok = HEAD + "a,msts_total,psfs,pathological,change,,sd,42.43,,points,2,T,x\n"
-    assert parse_summary(ok).frame.loc[0, "value"] == 42.43
+    assert parse_summary(ok, CARD).frame.loc[0, "value"] == 42.43
     probs = problems_of(HEAD + "a,msts_total,psfs,pathological,change,,sd,42.5,,points,2,T,x\n")
     assert "cannot exceed 42.43" in probs[0].rule  # 42.5 stands for >= 42.45 > 42.426

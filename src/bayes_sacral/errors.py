@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Problem", "InputError", "BayesSacralError"]
+__all__ = ["Problem", "InputError", "BayesSacralError", "cap_problems", "MAX_PER_KIND"]
+
+#: At most this many problems of one kind are listed; the rest are counted.
+MAX_PER_KIND = 20
 
 
 class BayesSacralError(Exception):
@@ -33,6 +36,8 @@ class Problem:
     location: str
     value: str
     rule: str
+    kind: str = field(default="", compare=False, repr=False)
+    """Groups problems of the same kind (for capping long lists); not shown."""
 
     def __str__(self) -> str:
         val = f": value {self.value}" if self.value != "" else ""
@@ -56,3 +61,19 @@ class InputError(BayesSacralError):
         n = len(self.problems)
         head = f"{n} problem{'s' if n != 1 else ''} found"
         return head + ":\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+
+def cap_problems(problems: list[Problem], per_kind: int = MAX_PER_KIND) -> list[Problem]:
+    """The first ``per_kind`` problems of each kind (in order), then one line per kind saying how many more there are."""
+    counts: dict[str, int] = {}
+    kept: list[Problem] = []
+    for p in problems:
+        k = p.kind or p.rule
+        counts[k] = counts.get(k, 0) + 1
+        if counts[k] <= per_kind:
+            kept.append(p)
+    extra = [(k, n - per_kind) for k, n in counts.items() if n > per_kind]
+    for k, more in extra:
+        first = next(p for p in problems if (p.kind or p.rule) == k)
+        kept.append(Problem(first.file, "...", "", f"and {more:,} more problem{'s' if more != 1 else ''} of this kind ({k})", kind=k))
+    return kept

@@ -1,6 +1,6 @@
-"""Data: the summary-data format, the published study, patient-level input and integrity checks."""
+"""Data: the summary-data format, patient-level input, integrity checks and reconstruction, all read against a study card."""
 
-from .published import load_published, published_path
+from .source import StudyData, load_data
 from .summary import SummaryData, read_summary
 
-__all__ = ["SummaryData", "read_summary", "load_published", "published_path"]
+__all__ = ["SummaryData", "read_summary", "StudyData", "load_data"]

@@ -18,7 +18,6 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from ..vocabulary import ARMS, FRACTURES, MSTS_ITEM_MAX, MSTS_ITEMS, MSTS_MAX_POINTS
 from .rounding import (
     BORDERLINE_UNITS,
     achievable_sumsq,
@@ -27,17 +26,13 @@ from .rounding import (
     grim_sums,
     interval,
 )
-from .summary import SummaryData
+from .summary import SummaryData, quantity_specs
 
 __all__ = ["Finding", "STATUSES", "run_checks", "findings_frame"]
 
 STATUSES = ("pass", "borderline", "fail")
 #: Days per unit, for comparing durations reported in different units (a month is 365.25/12 days).
 DAYS_PER = {"days": 1.0, "weeks": 7.0, "months": 365.25 / 12, "years": 365.25}
-#: Quantities whose categories partition the patients of a cell (each patient in exactly one).
-PARTITIONS = ("sex", "narcotic_change", "cancer_type")
-#: Quantities reported per arm x fracture cell whose n must be the cell size.
-CELL_LEVEL = (*(f"msts_{d}" for d in ("total", *MSTS_ITEMS)), "secondary_procedure", "narcotic_change")
 
 
 @dataclass
@@ -65,30 +60,46 @@ def _fmt(x: Fraction | float, nd: int = 3) -> str:
     return f"{float(x):.{nd}f}".rstrip("0").rstrip(".") if isinstance(x, (Fraction, float)) else str(x)
 
 
-def _cell(row: pd.Series) -> str:
-    return f"{row['arm']} × {row['fracture']}"
+def _cell(sd: SummaryData, row: pd.Series) -> str:
+    return sd.card.cell_label(row["arm"], row[sd.card.stratum_dim])
 
 
-def _msts_bounds(quantity: str, time: str) -> tuple[int, int, Fraction]:
-    """Item bounds and points->reported-unit scale for an MSTS quantity ('percent_of_max' handled by caller)."""
-    top = MSTS_MAX_POINTS if quantity == "msts_total" else MSTS_ITEM_MAX
-    lo = -top if time == "change" else 0
-    return lo, top, Fraction(100, top)
+def _score_bounds(sd: SummaryData, quantity: str, time: str) -> tuple[int, int, Fraction, str]:
+    """(lower, upper bound of one patient's value in points, points -> percent-of-range scale, label) of a score quantity."""
+    spec = quantity_specs(sd.card)[quantity]
+    outcome, item = spec.score
+    lo, hi = spec.bounds
+    span = hi - lo
+    label = sd.card.outcome_label(outcome) + ("" if item == "total" else f" {sd.card.item_label(outcome, item).lower()}")
+    if time == "change":
+        return -span, span, Fraction(100, span), label
+    return lo, hi, Fraction(100, span), label
 
 
-def _integer_structure(row: pd.Series) -> tuple[int | None, int | None, Fraction, str] | None:
+def _integer_structure(sd: SummaryData, row: pd.Series) -> tuple[int | None, int | None, Fraction, str] | None:
     """(item lower bound, upper bound, scale to reported unit, description) for means of whole numbers."""
     q, unit = row["quantity"], row["unit"]
-    if q.startswith("msts_"):
-        lo, hi, pct = _msts_bounds(q, row["time"])
+    spec = quantity_specs(sd.card).get(q)
+    if spec is None:
+        return None
+    if spec.score is not None:
+        lo, hi, pct, label = _score_bounds(sd, q, row["time"])
+        what = "changes" if row["time"] == "change" else "scores"
         if unit == "points":
-            return lo, hi, Fraction(1), f"whole-number MSTS {'changes' if row['time'] == 'change' else 'scores'} in {lo}..{hi} points"
+            return lo, hi, Fraction(1), f"whole-number {label} {what} in {lo}..{hi} points"
         if unit == "percent_of_max":
-            return lo, hi, pct, f"whole-number MSTS {'changes' if row['time'] == 'change' else 'scores'} in {lo}..{hi} points, reported as percent of {hi}"
+            if row["time"] != "change":  # percent of the range counts from the scale's minimum
+                lo, hi = 0, hi - lo
+            return lo, hi, pct, f"whole-number {label} {what} in {lo}..{hi} points, reported as percent of the range"
         return None
     if q == "age" and unit == "years":
-        return 0, 120, Fraction(1), "ages in whole years (an assumption: Table 1 does not say)"
-    if q in ("secondary_procedure_days", "complication_time", "followup") and unit == "days":
+        return 0, 120, Fraction(1), "ages in whole years (an assumption: the source does not say)"
+    cov = sd.card.covariate_specs().get(q)
+    if cov is not None and cov.type == "integer" and (not cov.unit or cov.unit == unit):
+        lo = None if cov.min is None else int(cov.min)
+        hi = None if cov.max is None else int(cov.max)
+        return lo, hi, Fraction(1), f"whole-number {q}"
+    if unit == "days" and (q == "followup" or q.endswith("_time")):
         return 0, None, Fraction(1), "whole days"
     return None
 
@@ -97,13 +108,13 @@ def _integer_structure(row: pd.Series) -> tuple[int | None, int | None, Fraction
 def check_grim(sd: SummaryData) -> list[Finding]:
     out = []
     for _, row in sd.frame[sd.frame["statistic"] == "mean"].iterrows():
-        struct = _integer_structure(row)
+        struct = _integer_structure(sd, row)
         if struct is None or pd.isna(row["n"]):
             continue
         lo, hi, scale, desc = struct
         n, d, v = int(row["n"]), int(row["decimals"]), row["value_text"]
         sums = grim_sums(v, d, n, scale, lo, hi)
-        subject = f"{row['quantity']} {row['time'] or ''} mean, {_cell(row)} ({row['id']})".replace("  ", " ")
+        subject = f"{row['quantity']} {row['time'] or ''} mean, {_cell(sd, row)} ({row['id']})".replace("  ", " ")
         nums = {"mean": v, "decimals": d, "n": n, "unit": row["unit"]}
         if sums:
             s = sums[0]
@@ -133,10 +144,10 @@ def _change_sums_from_means(sd: SummaryData, row: pd.Series) -> tuple[list[int] 
     ids = []
     sets = []
     for t in ("pre", "post"):
-        r = sd.canonical(quantity=row["quantity"], arm=row["arm"], fracture=row["fracture"], time=t, statistic="mean", unit="points")
+        r = sd.canonical(quantity=row["quantity"], arm=row["arm"], stratum=row[sd.card.stratum_dim], time=t, statistic="mean", unit="points")
         if r is None or pd.isna(r["n"]) or int(r["n"]) != int(row["n"]):
             return None, []
-        lo, hi, _ = _msts_bounds(row["quantity"], t)
+        lo, hi, _, _ = _score_bounds(sd, row["quantity"], t)
         s = grim_sums(r["value_text"], int(r["decimals"]), int(r["n"]), Fraction(1), lo, hi)
         if not s:
             return None, []
@@ -152,10 +163,10 @@ def check_grimmer(sd: SummaryData) -> list[Finding]:
         if pd.isna(row["n"]):
             continue
         n = int(row["n"])
-        subject = f"{row['quantity']} {row['time'] or ''} SD, {_cell(row)} ({row['id']})".replace("  ", " ")
-        mean = sd.canonical(quantity=row["quantity"], arm=row["arm"], fracture=row["fracture"], time=row["time"],
+        subject = f"{row['quantity']} {row['time'] or ''} SD, {_cell(sd, row)} ({row['id']})".replace("  ", " ")
+        mean = sd.canonical(quantity=row["quantity"], arm=row["arm"], stratum=row[sd.card.stratum_dim], time=row["time"],
                             category=row["category"], statistic="mean", unit=row["unit"])
-        struct = _integer_structure(row)
+        struct = _integer_structure(sd, row)
         if struct is None or mean is None or int(mean["n"]) != n:
             continue
         if n < 2:
@@ -166,7 +177,7 @@ def check_grimmer(sd: SummaryData) -> list[Finding]:
         ids = [row["id"], mean["id"]]
         sums = grim_sums(mean["value_text"], int(mean["decimals"]), n, scale, lo, hi)
         note = ""
-        if row["quantity"].startswith("msts_") and row["time"] == "change":
+        if quantity_specs(sd.card)[row["quantity"]].score is not None and row["time"] == "change":
             implied, extra = _change_sums_from_means(sd, row)
             if implied is not None:
                 both = sorted(set(sums) & set(implied))
@@ -223,20 +234,24 @@ def check_grimmer(sd: SummaryData) -> list[Finding]:
 
 
 # ---------------------------------------------------------------------- domain sums
-def check_domain_sums(sd: SummaryData) -> list[Finding]:
+def check_item_sums(sd: SummaryData) -> list[Finding]:
+    """Item means of a score against its total: the item sums must include a total the reported total allows."""
     out = []
-    for arm in ARMS:
-        for frac in FRACTURES:
-            for t in ("pre", "post"):
-                total = sd.canonical(quantity="msts_total", arm=arm, fracture=frac, time=t, statistic="mean", unit="points")
-                items = [sd.canonical(quantity=f"msts_{i}", arm=arm, fracture=frac, time=t, statistic="mean", unit="points") for i in MSTS_ITEMS]
+    card = sd.card
+    for oname, o in card.outcomes.items():
+        if o.kind != "score" or not o.items:
+            continue
+        for arm, frac, t in ((a, f, t) for a in card.arm_levels for f in card.stratum_levels for t in ("pre", "post")):
+            if True:
+                total = sd.canonical(quantity=f"{oname}_total", arm=arm, stratum=frac, time=t, statistic="mean", unit="points")
+                items = [sd.canonical(quantity=f"{oname}_{i}", arm=arm, stratum=frac, time=t, statistic="mean", unit="points") for i in o.items]
                 if total is None or any(r is None for r in items):
                     continue
                 n = int(total["n"])
                 ids = [total["id"], *(r["id"] for r in items)]
-                subject = f"MSTS items vs total, {arm} × {frac}, {t}"
-                item_sets = [grim_sums(r["value_text"], int(r["decimals"]), int(r["n"]), Fraction(1), 0, MSTS_ITEM_MAX) for r in items]
-                tot_set = grim_sums(total["value_text"], int(total["decimals"]), n, Fraction(1), 0, MSTS_MAX_POINTS)
+                subject = f"{card.outcome_label(oname)} items vs total, {card.cell_label(arm, frac)}, {t}"
+                item_sets = [grim_sums(r["value_text"], int(r["decimals"]), int(r["n"]), Fraction(1), o.item_min, o.item_max) for r in items]
+                tot_set = grim_sums(total["value_text"], int(total["decimals"]), n, Fraction(1), o.min, o.max)
                 printed_sum = sum(Fraction(r["value_text"]) for r in items)
                 nums = {"total": total["value_text"], "items": [r["value_text"] for r in items], "sum_of_item_means": _fmt(printed_sum, 2), "n": n}
                 if all(item_sets) and tot_set and all(int(r["n"]) == n for r in items):
@@ -245,15 +260,15 @@ def check_domain_sums(sd: SummaryData) -> list[Finding]:
                     overlap = max(lo_s, tot_set[0]) <= min(hi_s, tot_set[-1])
                     sums_txt = " + ".join(str(s[0]) if len(s) == 1 else f"[{s[0]}..{s[-1]}]" for s in item_sets)
                     if overlap:
-                        out.append(Finding("domain_sum", subject, "pass",
+                        out.append(Finding("item_sum", subject, "pass",
                                            f"the item sums ({sums_txt} = {lo_s}{'' if lo_s == hi_s else f'..{hi_s}'}) include a total the reported {total['value_text']} allows ({tot_set[0]}{'' if len(tot_set) == 1 else f'..{tot_set[-1]}'} over n = {n}).",
                                            {**nums, "item_sums": [[s[0], s[-1]] for s in item_sets], "total_sums": [tot_set[0], tot_set[-1]]}, ids))
                         continue
                     near = lo_s if lo_s > tot_set[-1] else hi_s
                     gap = gap_units(Fraction(near, n), total["value_text"], int(total["decimals"]))
                     status = _status_from_gap(gap)
-                    out.append(Finding("domain_sum", subject, status,
-                                       f"the six item means need item sums {sums_txt} = {lo_s}{'' if lo_s == hi_s else f'..{hi_s}'} "
+                    out.append(Finding("item_sum", subject, status,
+                                       f"the item means need item sums {sums_txt} = {lo_s}{'' if lo_s == hi_s else f'..{hi_s}'} "
                                        f"(mean total {_fmt(Fraction(lo_s, n), 2)}{'' if lo_s == hi_s else f'..{_fmt(Fraction(hi_s, n), 2)}'}), "
                                        f"but the reported total {total['value_text']} needs a sum of {tot_set[0]}{'' if len(tot_set) == 1 else f'..{tot_set[-1]}'} over n = {n}.",
                                        {**nums, "item_sums": [[s[0], s[-1]] for s in item_sets], "total_sums": [tot_set[0], tot_set[-1]], "gap_units": round(gap, 4)}, ids))
@@ -265,7 +280,7 @@ def check_domain_sums(sd: SummaryData) -> list[Finding]:
                 ok = max(lo_i, t_lo) <= min(hi_i, t_hi)
                 near = lo_i if lo_i > t_hi else hi_i
                 gap = 0.0 if ok else gap_units(near, total["value_text"], int(total["decimals"]))
-                out.append(Finding("domain_sum", subject, _status_from_gap(gap),
+                out.append(Finding("item_sum", subject, _status_from_gap(gap),
                                    f"(by rounding intervals, as a mean here fails GRIM) the item means sum to {_fmt(lo_i, 3)}..{_fmt(hi_i, 3)}; "
                                    f"the total {total['value_text']} stands for {_fmt(t_lo, 3)}..{_fmt(t_hi, 3)}.", nums, ids))
     return out
@@ -276,14 +291,15 @@ def check_change_vs_means(sd: SummaryData) -> list[Finding]:
     out = []
     rows = sd.frame[(sd.frame["time"] == "change") & (sd.frame["statistic"] == "mean")]
     for _, row in rows.iterrows():
-        pre = sd.canonical(quantity=row["quantity"], arm=row["arm"], fracture=row["fracture"], time="pre", statistic="mean", unit="points")
-        post = sd.canonical(quantity=row["quantity"], arm=row["arm"], fracture=row["fracture"], time="post", statistic="mean", unit="points")
+        strat = row[sd.card.stratum_dim]
+        pre = sd.canonical(quantity=row["quantity"], arm=row["arm"], stratum=strat, time="pre", statistic="mean", unit="points")
+        post = sd.canonical(quantity=row["quantity"], arm=row["arm"], stratum=strat, time="post", statistic="mean", unit="points")
         if pre is None or post is None:
             continue
         n = int(row["n"])
-        lo, hi, pct = _msts_bounds(row["quantity"], "pre")
+        lo, hi, pct, _ = _score_bounds(sd, row["quantity"], "pre")
         scale = pct if row["unit"] == "percent_of_max" else Fraction(1)
-        subject = f"mean change vs pre/post means, {_cell(row)} ({row['id']})"
+        subject = f"mean change vs pre/post means, {_cell(sd, row)} ({row['id']})"
         ids = [row["id"], pre["id"], post["id"]]
         v, d = row["value_text"], int(row["decimals"])
         nums = {"change": v, "unit": row["unit"], "pre": pre["value_text"], "post": post["value_text"], "n": n}
@@ -324,8 +340,9 @@ def check_count_percent(sd: SummaryData) -> list[Finding]:
     for _, row in sd.frame[sd.frame["statistic"] == "percent"].iterrows():
         n = int(row["n"])
         v, d = row["value_text"], int(row["decimals"])
-        count = sd.canonical(quantity=row["quantity"], arm=row["arm"], fracture=row["fracture"], category=row["category"], statistic="count", n=n)
-        subject = f"{row['quantity']}{'[' + row['category'] + ']' if row['category'] else ''} percent, {_cell(row)} ({row['id']})"
+        count = sd.canonical(quantity=row["quantity"], arm=row["arm"], stratum=row[sd.card.stratum_dim], category=row["category"],
+                             statistic="count", n=n)
+        subject = f"{row['quantity']}{'[' + row['category'] + ']' if row['category'] else ''} percent, {_cell(sd, row)} ({row['id']})"
         if count is not None:
             k = int(count["value"])
             x = Fraction(100 * k, n)
@@ -355,24 +372,33 @@ def check_count_percent(sd: SummaryData) -> list[Finding]:
 
 # ---------------------------------------------------------------------- partitions, composites, cell sizes
 def check_partitions(sd: SummaryData) -> list[Finding]:
+    """Category counts of a cell: composites equal the sum of their parts (``a_b`` = a + b, ``any`` = the rest), and
+    the categories of a partitioning quantity (ordinal outcomes, sex, declared covariates) account for the cell."""
     out = []
-    counts = sd.frame[(sd.frame["statistic"] == "count") & (sd.frame["quantity"].isin(PARTITIONS + ("ablation",)))]
-    for (q, arm, frac), grp in counts.groupby(["quantity", "arm", "fracture"], sort=False):
+    card = sd.card
+    specs = quantity_specs(card)
+    sdim = card.stratum_dim
+    categorical = [q for q, sp in specs.items() if sp.categories not in ("none",)]
+    counts = sd.frame[(sd.frame["statistic"] == "count") & (sd.frame["quantity"].isin(categorical))]
+    for (q, arm, frac), grp in counts.groupby(["quantity", "arm", sdim], sort=False):
         grp = grp.drop_duplicates("category")
+        grp = grp[grp["category"] != ""]
         cats = list(grp["category"])
         composites = {c: c.split("_") for c in cats if "_" in c and all(p in cats for p in c.split("_"))}
-        if q == "ablation" and "any" in cats:
-            composites["any"] = [c for c in cats if c != "any"]
+        partition = specs[q].partition
+        if not partition and "any" in cats:
+            composites["any"] = [c for c in cats if c != "any" and c not in composites]
+        cell = card.cell_label(arm, frac) if arm != "all" else ("all patients" if frac == "all" else frac)
         for comp, parts in composites.items():
             whole = grp[grp["category"] == comp].iloc[0]
             part_rows = grp[grp["category"].isin(parts)]
             s = int(part_rows["value"].sum())
             status = "pass" if s == int(whole["value"]) else "fail"
-            out.append(Finding("category_sum", f"{q}[{comp}] = sum of {', '.join(parts)}, {arm} × {frac}", status,
+            out.append(Finding("category_sum", f"{q}[{comp}] = sum of {', '.join(parts)}, {cell}", status,
                                f"{' + '.join(str(int(x)) for x in part_rows['value'])} = {s} {'equals' if status == 'pass' else 'differs from'} the reported {int(whole['value'])}.",
                                {"whole": int(whole["value"]), "parts": dict(zip(part_rows["category"], part_rows["value"].astype(int).tolist(), strict=True))},
                                [whole["id"], *part_rows["id"]]))
-        if q not in PARTITIONS:
+        if not partition:
             continue
         components = {p for parts in composites.values() for p in parts}
         top = grp[~grp["category"].isin(components)]
@@ -381,8 +407,11 @@ def check_partitions(sd: SummaryData) -> list[Finding]:
             continue
         n = ns.pop()
         s = int(top["value"].sum())
-        levels = {"narcotic_change": 3, "sex": 2}.get(q)
-        complete = levels is not None and len(top) == levels
+        levels = specs[q].categories
+        complete = isinstance(levels, tuple) and len(top) == len(levels)
+        cov = card.covariate_specs().get(q)
+        if cov is not None and cov.type == "categorical":
+            complete = len(top) == len(cov.levels)
         if s == n:
             status, expl = "pass", f"the categories {', '.join(top['category'])} account for {s} of n = {n}."
         elif s > n:
@@ -391,24 +420,30 @@ def check_partitions(sd: SummaryData) -> list[Finding]:
             status, expl = "fail", f"all categories are reported but add up to {s}, not n = {n}."
         else:
             status, expl = "pass", f"the reported categories account for {s} of n = {n}; the other {n - s} are in categories not reported."
-        out.append(Finding("category_sum", f"{q} categories, {arm} × {frac}", status, expl,
+        out.append(Finding("category_sum", f"{q} categories, {cell}", status, expl,
                            {"n": n, "counts": dict(zip(top["category"], top["value"].astype(int).tolist(), strict=True))}, list(top["id"])))
     return out
 
 
 def check_cell_sizes(sd: SummaryData) -> list[Finding]:
+    """Cell sizes against the reported arm, stratum and study totals; the n of every cell-level statistic against its cell."""
     out = []
+    card = sd.card
+    sdim = card.stratum_dim
     cells = sd.cell_sizes()
     pat = sd.frame[(sd.frame["quantity"] == "patients") & (sd.frame["statistic"] == "count")]
 
     def total(arm: str, frac: str):
-        return pat[(pat["arm"] == arm) & (pat["fracture"] == frac)]
+        return pat[(pat["arm"] == arm) & (pat[sdim] == frac)]
 
-    # margins: each arm's fracture cells against the arm total, each stratum's arm cells against the stratum total
-    margins = [(arm, f"{arm} total", total(arm, "all"), cells.sel(arm=arm).values, "fracture cells", "arm total") for arm in ARMS]
-    margins += [(frac, f"{frac} total", total("all", frac), cells.sel(fracture=frac).values, "arm cells", "stratum total")
-                for frac in FRACTURES]
-    for _, subject, rows, parts, what, whole in margins:
+    margins = []
+    if card.stratified:
+        # margins: each arm's stratum cells against the arm total, each stratum's arm cells against the stratum total
+        margins += [(f"{arm} total", total(arm, "all"), cells.sel(arm=arm).values, f"{card.strata_label} cells", "arm total")
+                    for arm in card.arm_levels]
+        margins += [(f"{frac} total", total("all", frac), cells.sel({sdim: frac}).values, "arm cells", "stratum total")
+                    for frac in card.stratum_levels]
+    for subject, rows, parts, what, whole in margins:
         if np.isnan(parts).any():
             continue
         s = int(parts.sum())
@@ -422,30 +457,39 @@ def check_cell_sizes(sd: SummaryData) -> list[Finding]:
             continue
         s = int(cells.values.sum())
         out.append(Finding("cell_sizes", f"study total ({r['id']})", "pass" if s == int(r["value"]) else "fail",
-                           f"the four cells add up to {s}, {'equal to' if s == int(r['value']) else 'not'} the study total {int(r['value'])}.",
+                           f"the {cells.size} cells add up to {s}, {'equal to' if s == int(r['value']) else 'not'} the study total {int(r['value'])}.",
                            {"cells": cells.values.astype(int).tolist(), "total": int(r["value"])}, [r["id"]]))
     # n of cell-level statistics vs the cell size
-    cell_rows = sd.frame[sd.frame["quantity"].isin(CELL_LEVEL) & sd.frame["arm"].isin(ARMS) & sd.frame["fracture"].isin(FRACTURES) & sd.frame["n"].notna()]
-    for (arm, frac), grp in cell_rows.groupby(["arm", "fracture"], sort=False):
-        size = cells.sel(arm=arm, fracture=frac).item()
+    specs = quantity_specs(card)
+    cell_level = [q for q, sp in specs.items() if sp.role in ("score", "event", "ordinal")]
+    cell_rows = sd.frame[sd.frame["quantity"].isin(cell_level) & sd.frame["arm"].isin(card.arm_levels)
+                         & sd.frame[sdim].isin(card.stratum_levels) & sd.frame["n"].notna()]
+    for (arm, frac), grp in cell_rows.groupby(["arm", sdim], sort=False):
+        size = cells.sel({"arm": arm, sdim: frac}).item()
         if np.isnan(size):
             continue
+        cell = card.cell_label(arm, frac)
         bad = grp[grp["n"].astype(int) != int(size)]
         if bad.empty:
-            out.append(Finding("cell_sizes", f"n of every cell-level statistic, {arm} × {frac}", "pass",
+            out.append(Finding("cell_sizes", f"n of every cell-level statistic, {cell}", "pass",
                                f"all {len(grp)} statistics reported for this cell use n = {int(size)}, the cell size.",
                                {"cell_size": int(size), "statistics": len(grp)}, []))
         else:
-            out.append(Finding("cell_sizes", f"n of every cell-level statistic, {arm} × {frac}", "fail",
+            out.append(Finding("cell_sizes", f"n of every cell-level statistic, {cell}", "fail",
                                f"{len(bad)} statistic(s) use an n other than the cell size {int(size)}: {', '.join(f'{i} (n = {int(v)})' for i, v in zip(bad['id'], bad['n'], strict=True))}.",
                                {"cell_size": int(size)}, list(bad["id"])))
+    zero = [(a, f) for a in card.arm_levels for f in card.stratum_levels if cells.sel({"arm": a, sdim: f}).item() == 0]
+    for a, f in zero:
+        out.append(Finding("cell_sizes", f"empty cell {card.cell_label(a, f)}", "fail",
+                           "the cell has no patients: nothing can be estimated in it (models refuse it unless allow_empty_cells = true).",
+                           {"cell_size": 0}, []))
     return out
 
 
 # ---------------------------------------------------------------------- duplicates
 def check_duplicates(sd: SummaryData) -> list[Finding]:
     out = []
-    key = ["quantity", "arm", "fracture", "time", "category", "statistic", "unit", "relation"]
+    key = ["quantity", "arm", sd.card.stratum_dim, "time", "category", "statistic", "unit", "relation"]
     df = sd.frame[sd.frame["statistic"] != "mentioned"]
     for _, grp in df.groupby(key, sort=False):
         if len(grp) < 2:
@@ -455,7 +499,7 @@ def check_duplicates(sd: SummaryData) -> list[Finding]:
         for _, other in grp.iloc[1:].iterrows():
             o_lo, o_hi = interval(other["value_text"], int(other["decimals"]))
             ok = max(f_lo, o_lo) <= min(f_hi, o_hi)
-            subject = f"{first['quantity']} {first['statistic']} reported twice, {_cell(first)}"
+            subject = f"{first['quantity']} {first['statistic']} reported twice, {_cell(sd, first)}"
             expl = (f"{first['source']} gives {first['value_text']} and {other['source']} gives {other['value_text']}: "
                     + ("they agree within rounding." if ok else "they cannot be the same number rounded."))
             out.append(Finding("duplicate_agreement", subject, "pass" if ok else "fail", expl,
@@ -468,7 +512,7 @@ def check_duplicates(sd: SummaryData) -> list[Finding]:
 def check_summary_ranges(sd: SummaryData) -> list[Finding]:
     out = []
     stats = sd.frame[sd.frame["statistic"].isin(["mean", "median", "min", "max"]) & sd.frame["unit"].isin(list(DAYS_PER))]
-    for (q, arm, frac, _cat), grp in stats.groupby(["quantity", "arm", "fracture", "category"], sort=False):
+    for (q, arm, frac, _cat), grp in stats.groupby(["quantity", "arm", sd.card.stratum_dim, "category"], sort=False):
         grp = grp.drop_duplicates("statistic")
         by = {r["statistic"]: r for _, r in grp.iterrows()}
         if "min" not in by or "max" not in by or len(by) < 3:
@@ -507,7 +551,7 @@ def check_summary_ranges(sd: SummaryData) -> list[Finding]:
                 if not problems else f"{desc} (n = {n}) are impossible together: " + "; ".join(problems) + ".")
         if any(by[s]["unit"] == "months" for s in by):
             expl += " Months are taken as 365.25/12 days."
-        out.append(Finding("summary_range", f"{q}, {arm} × {frac}", status, expl,
+        out.append(Finding("summary_range", f"{q}, {sd.card.cell_label(arm, frac) if arm != 'all' else 'all patients'}", status, expl,
                            {s: f"{by[s]['value_text']} {by[s]['unit']}" for s in by} | {"n": n}, list(grp["id"])))
     return out
 
@@ -516,7 +560,7 @@ CHECKS = {
     "cell_sizes": check_cell_sizes,
     "grim": check_grim,
     "grimmer": check_grimmer,
-    "domain_sum": check_domain_sums,
+    "item_sum": check_item_sums,
     "change_vs_means": check_change_vs_means,
     "count_percent": check_count_percent,
     "category_sum": check_partitions,

@@ -1,14 +1,14 @@
 """Patient-level data reconstructed from published summaries, in the manner of SPRITE (Heathers et al. 2018).
 
-For every arm × fracture cell, integer pre- and postoperative MSTS totals (0-30) are generated that reproduce
-every reported number to its reported precision: the pre and post means (GRIM-feasible integer sums), the mean
-change in percent of 30, and the SD of change; then the six item scores (0-5) per patient, summing to each
-patient's total and matching the reported item means. The within-cell pre-post correlation is not reported, so
-it is an explicit sensitivity parameter that the search targets.
+For every arm × stratum cell of a study, whole-number pre- and post-treatment totals of its score outcome (within the
+card's bounds) are generated that reproduce every reported number to its reported precision: the pre and post means
+(GRIM-feasible integer sums), the mean change (in points or percent of the range), and the SD of change; then the item
+scores per patient, summing to each patient's total and matching the reported item means. The within-cell pre-post
+correlation is not reported, so it is an explicit sensitivity parameter that the search targets.
 
 Where the reported numbers admit no integer data at all, only the failing constraint is relaxed, to the nearest
-achievable value, and each relaxation is returned in plain words. Events with known cell counts (secondary
-procedures, narcotic-use change) are assigned to random patients of their cell.
+achievable value, and each relaxation is returned in plain words. Event and ordinal outcomes with known cell counts
+are assigned to random patients of their cell.
 """
 
 from __future__ import annotations
@@ -20,22 +20,26 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from ..vocabulary import (
-    ARMS,
-    FRACTURES,
-    MSTS_ITEM_MAX,
-    MSTS_ITEMS,
-    MSTS_MAX_POINTS,
-    NARCOTIC_LEVELS,
-)
+from ..study.card import StudyCard
 from .ipd import IPDData, parse_ipd
 from .rounding import achievable_sumsq, gap_units, grim_sums, interval
-from .summary import SummaryData
+from .summary import SummaryData, event_counts, ordinal_counts
 
-__all__ = ["Relaxation", "CellTargets", "Reconstruction", "cell_targets", "reconstruct"]
+__all__ = ["Relaxation", "CellTargets", "Reconstruction", "cell_targets", "reconstruct", "score_outcome_of"]
 
 _CORR_TOL = 0.05
-_PCT = Fraction(100, MSTS_MAX_POINTS)  # points -> percent of maximum
+
+
+def score_outcome_of(card: StudyCard, outcome: str | None = None) -> str:
+    """The score outcome to reconstruct: ``outcome``, or the card's only score outcome."""
+    scores = card.outcomes_of("score")
+    if outcome is None:
+        if len(scores) != 1:
+            raise ValueError(f"study {card.name} has {len(scores)} score outcomes ({', '.join(scores) or 'none'}); name the one to reconstruct")
+        return scores[0]
+    if outcome not in scores:
+        raise ValueError(f"{outcome!r} is not a score outcome of study {card.name} (score outcomes: {', '.join(scores) or 'none'})")
+    return outcome
 
 
 @dataclass
@@ -55,23 +59,25 @@ class Relaxation:
 @dataclass
 class CellTargets:
     arm: str
-    fracture: str
+    stratum: str
+    label: str
     n: int
+    lo: int  # score bounds (points)
+    hi: int
     pairs: list[tuple[int, int]]  # feasible (pre sum, post sum)
     sd_interval: tuple[float, float] | None  # SD of change, points
+    item_lo: int = 0
+    item_hi: int = 0
+    items: tuple[str, ...] = ()
     item_ranges: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # time -> per item (min sum, max sum)
     item_targets: dict[str, list[str]] = field(default_factory=dict)  # time -> reported item means (text)
     item_decimals: dict[str, list[int]] = field(default_factory=dict)
     events: dict[str, float] = field(default_factory=dict)
-    narcotic: list[float] | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.arm} × {self.fracture}"
+    ordinal: dict[str, list[float]] = field(default_factory=dict)
 
 
-def _mean_rows(sd: SummaryData, arm: str, frac: str, time: str, quantity: str = "msts_total"):
-    rows = sd.select(quantity=quantity, arm=arm, fracture=frac, time=time, statistic="mean", unit="points")
+def _mean_rows(sd: SummaryData, arm: str, frac: str, time: str, quantity: str):
+    rows = sd.select(quantity=quantity, arm=arm, stratum=frac, time=time, statistic="mean", unit="points")
     return [r for _, r in rows.iterrows()]
 
 
@@ -100,9 +106,9 @@ def _feasible_sums(rows, n: int, lo: int, hi: int, label: str, what: str, relax:
     return sorted(common)
 
 
-def _sd_feasible(n: int, change_sums: list[int], lo: float, hi: float) -> tuple[bool, float]:
-    """Whether n integer changes in [-30, 30] with one of the sums can have an SD in [lo, hi] (points); nearest SD."""
-    reach = achievable_sumsq(n, -MSTS_MAX_POINTS, MSTS_MAX_POINTS)
+def _sd_feasible(n: int, change_sums: list[int], lo: float, hi: float, span: int) -> tuple[bool, float]:
+    """Whether n integer changes in [-span, span] with one of the sums can have an SD in [lo, hi] (points); nearest SD."""
+    reach = achievable_sumsq(n, -span, span)
     best, best_gap = float("nan"), float("inf")
     for s in change_sums:
         mask = reach.get(s, 0)
@@ -120,39 +126,51 @@ def _sd_feasible(n: int, change_sums: list[int], lo: float, hi: float) -> tuple[
     return False, best
 
 
-def cell_targets(sd: SummaryData) -> tuple[dict[tuple[str, str], CellTargets], list[Relaxation]]:
+def cell_targets(sd: SummaryData, outcome: str | None = None) -> tuple[dict[tuple[str, str], CellTargets], list[Relaxation]]:
     """What every cell's reconstruction must reproduce, with the relaxations the reported numbers force."""
-    ds = sd.to_dataset()
+    card = sd.card
+    outcome = score_outcome_of(card, outcome)
+    o = card.outcomes[outcome]
+    label_o = card.outcome_label(outcome)
+    span = o.max - o.min
+    cells = sd.cell_sizes()
+    inferred: list[str] = []
+    events = {name: event_counts(sd, name, inferred) for name in card.outcomes_of("event")}
+    ordinals = {name: ordinal_counts(sd, name, inferred) for name in card.outcomes_of("ordinal")}
     relax: list[Relaxation] = []
     targets = {}
-    for arm in ARMS:
-        for frac in FRACTURES:
-            n_val = ds["n"].sel(arm=arm, fracture=frac).item()
+    sdim = card.stratum_dim
+    for arm in card.arm_levels:
+        for frac in card.stratum_levels:
+            n_val = cells.sel({"arm": arm, sdim: frac}).item()
+            label = card.cell_label(arm, frac)
             if np.isnan(n_val):
-                raise ValueError(f"the cell size of {arm} × {frac} is not reported")
+                raise ValueError(f"the cell size of {label} is not reported")
             n = int(n_val)
-            label = f"{arm} × {frac}"
-            pre = _feasible_sums(_mean_rows(sd, arm, frac, "pre"), n, 0, MSTS_MAX_POINTS, label, "mean preoperative MSTS", relax)
-            post = _feasible_sums(_mean_rows(sd, arm, frac, "post"), n, 0, MSTS_MAX_POINTS, label, "mean postoperative MSTS", relax)
+            if n == 0:
+                raise ValueError(f"cell {label} has no patients; nothing can be reconstructed in it")
+            q = f"{outcome}_total"
+            pre = _feasible_sums(_mean_rows(sd, arm, frac, "pre", q), n, o.min, o.max, label, f"mean {label_o} (pre)", relax)
+            post = _feasible_sums(_mean_rows(sd, arm, frac, "post", q), n, o.min, o.max, label, f"mean {label_o} (post)", relax)
             if not pre or not post:
-                raise ValueError(f"{label}: the preoperative and postoperative means are needed to reconstruct patients")
+                raise ValueError(f"{label}: the pre- and post-treatment means of {label_o} are needed to reconstruct patients")
             pairs = [(a, b) for a in pre for b in post]
-            chg = sd.canonical(quantity="msts_total", arm=arm, fracture=frac, time="change", statistic="mean")
+            chg = sd.canonical(quantity=q, arm=arm, stratum=frac, time="change", statistic="mean")
             if chg is not None:
-                scale = _PCT if chg["unit"] == "percent_of_max" else Fraction(1)
+                scale = Fraction(100, span) if chg["unit"] == "percent_of_max" else Fraction(1)
                 ok = [(a, b) for a, b in pairs if gap_units(scale * Fraction(b - a, n), chg["value_text"], int(chg["decimals"])) == 0]
                 if ok:
                     pairs = ok
                 else:
                     relax.append(Relaxation(label, "mean change", f"{chg['value_text']} {chg['unit']}", "post − pre of the means",
                                             "no integer pre and post sums reproduce the reported mean change"))
-            sdrow = sd.canonical(quantity="msts_total", arm=arm, fracture=frac, time="change", statistic="sd")
+            sdrow = sd.canonical(quantity=q, arm=arm, stratum=frac, time="change", statistic="sd")
             sd_int = None
             if sdrow is not None and n >= 2:
-                f = MSTS_MAX_POINTS / 100 if sdrow["unit"] == "percent_of_max" else 1.0
+                f = span / 100 if sdrow["unit"] == "percent_of_max" else 1.0
                 lo, hi = (float(x) * f for x in interval(sdrow["value_text"], int(sdrow["decimals"])))
                 lo = max(lo, 0.0)
-                ok, nearest = _sd_feasible(n, sorted({b - a for a, b in pairs}), lo, hi)
+                ok, nearest = _sd_feasible(n, sorted({b - a for a, b in pairs}), lo, hi, span)
                 if not ok:
                     unit = "%" if sdrow["unit"] == "percent_of_max" else " points"
                     shown = nearest / f if f != 1 else nearest
@@ -161,15 +179,15 @@ def cell_targets(sd: SummaryData) -> tuple[dict[tuple[str, str], CellTargets], l
                                             f"the nearest achievable SD is used"))
                     lo, hi = min(lo, nearest) - 1e-9, max(hi, nearest) + 1e-9
                 sd_int = (lo, hi)
-            t = CellTargets(arm, frac, n, pairs, sd_int)
+            t = CellTargets(arm, frac, label, n, o.min, o.max, pairs, sd_int, o.item_min or 0, o.item_max or 0, tuple(o.items))
             for time in ("pre", "post"):
-                rows = [sd.canonical(quantity=f"msts_{item}", arm=arm, fracture=frac, time=time, statistic="mean", unit="points")
-                        for item in MSTS_ITEMS]
-                if any(r is None for r in rows):
+                rows = [sd.canonical(quantity=f"{outcome}_{item}", arm=arm, stratum=frac, time=time, statistic="mean", unit="points")
+                        for item in o.items]
+                if not rows or any(r is None for r in rows):
                     continue
                 ranges = []
-                for item, r in zip(MSTS_ITEMS, rows, strict=True):
-                    s = grim_sums(r["value_text"], int(r["decimals"]), n, Fraction(1), 0, MSTS_ITEM_MAX * n)
+                for item, r in zip(o.items, rows, strict=True):
+                    s = grim_sums(r["value_text"], int(r["decimals"]), n, Fraction(1), o.item_min, o.item_max)
                     if not s:  # GRIM-impossible item mean: nearest sums either side
                         a, _b = interval(r["value_text"], int(r["decimals"]))
                         below = math.floor(a * n)
@@ -179,12 +197,14 @@ def cell_targets(sd: SummaryData) -> tuple[dict[tuple[str, str], CellTargets], l
                 t.item_ranges[time] = ranges
                 t.item_targets[time] = [r["value_text"] for r in rows]
                 t.item_decimals[time] = [int(r["decimals"]) for r in rows]
-            ev = ds["secondary_procedures"].sel(arm=arm, fracture=frac).item()
-            if not np.isnan(ev):
-                t.events["secondary_procedure"] = ev
-            narc = ds["narcotic_counts"].sel(arm=arm, fracture=frac).values
-            if not np.isnan(narc).any():
-                t.narcotic = narc.tolist()
+            for name, arr in events.items():
+                ev = arr.sel({"arm": arm, sdim: frac}).item()
+                if not np.isnan(ev):
+                    t.events[name] = ev
+            for name, arr in ordinals.items():
+                c = arr.sel({"arm": arm, sdim: frac}).values
+                if not np.isnan(c).any():
+                    t.ordinal[name] = c.tolist()
             targets[arm, frac] = t
     return targets, relax
 
@@ -213,12 +233,15 @@ def _corr(x: np.ndarray, y: np.ndarray) -> float:
 
 def _search_totals(t: CellTargets, pair: tuple[int, int], rho: float | None, rng: np.random.Generator,
                    max_iter: int = 60_000) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Totals (in points) of n patients with the pair's sums; the search runs on values shifted to start at 0."""
     n = t.n
+    top = t.hi - t.lo
+    shift = n * t.lo
     target_corr = rho if (rho is not None and n >= 3) else None
     best = None
     for _restart in range(8):
-        pre = _composition(pair[0], n, MSTS_MAX_POINTS, rng)
-        post = _composition(pair[1], n, MSTS_MAX_POINTS, rng)
+        pre = _composition(pair[0] - shift, n, top, rng)
+        post = _composition(pair[1] - shift, n, top, rng)
         lo = hi = sd_target = 0.0
         width = 1.0
         if t.sd_interval is not None:
@@ -242,13 +265,13 @@ def _search_totals(t: CellTargets, pair: tuple[int, int], rho: float | None, rng
         cur = loss(pre, post)
         for _it in range(max_iter):
             if cur == 0.0:
-                return pre, post, True
+                return pre + t.lo, post + t.lo, True
             vec = pre if rng.random() < 0.5 else post
             i, j = rng.integers(n, size=2)
             if i == j:
                 continue
             d = int(rng.integers(1, 4))
-            if vec[i] - d < 0 or vec[j] + d > MSTS_MAX_POINTS:
+            if vec[i] - d < 0 or vec[j] + d > top:
                 continue
             vec[i] -= d
             vec[j] += d
@@ -260,14 +283,15 @@ def _search_totals(t: CellTargets, pair: tuple[int, int], rho: float | None, rng
                 vec[j] -= d
         if best is None or cur < best[2]:
             best = (pre.copy(), post.copy(), cur)
-    return best[0], best[1], False
+    return best[0] + t.lo, best[1] + t.lo, False
 
 
-def _items_for(totals: np.ndarray, sums: list[int], rng: np.random.Generator) -> np.ndarray | None:
-    """n × 6 integer matrix in 0..5 with the given row sums (patients) and column sums (items), randomised; None if none exists.
+def _items_for(totals: np.ndarray, sums: list[int], rng: np.random.Generator, item_max: int = 5) -> np.ndarray | None:
+    """n × k integer matrix in 0..item_max with the given row sums (patients) and column sums (items), randomised; None if
+    none exists.
 
     Existence and a first solution come from a maximum flow (source → patient, capacity the total; patient → item,
-    capacity 5; item → sink, capacity the item sum); random moves that keep every row and column sum then spread it.
+    capacity item_max; item → sink, capacity the item sum); random moves that keep every row and column sum then spread it.
     """
     n, k = len(totals), len(sums)
     if int(np.sum(totals)) != int(np.sum(sums)):
@@ -288,7 +312,7 @@ def _items_for(totals: np.ndarray, sums: list[int], rng: np.random.Generator) ->
             kind, idx = node
             if kind == "r":
                 for d in rng.permutation(k):
-                    if x[idx, d] < MSTS_ITEM_MAX and ("c", d) not in prev:
+                    if x[idx, d] < item_max and ("c", d) not in prev:
                         prev[("c", d)] = node
                         if col_left[d] > 0:
                             found = ("c", d)
@@ -314,7 +338,7 @@ def _items_for(totals: np.ndarray, sums: list[int], rng: np.random.Generator) ->
     for _ in range(40 * n):  # randomise with moves that keep every row and column sum
         i, j = rng.integers(n, size=2)
         d, e = rng.integers(k, size=2)
-        if i != j and d != e and x[i, d] > 0 and x[i, e] < MSTS_ITEM_MAX and x[j, e] > 0 and x[j, d] < MSTS_ITEM_MAX:
+        if i != j and d != e and x[i, d] > 0 and x[i, e] < item_max and x[j, e] > 0 and x[j, d] < item_max:
             x[i, d] -= 1
             x[i, e] += 1
             x[j, e] -= 1
@@ -342,12 +366,12 @@ def _choose_item_sums(t: CellTargets, time: str, total: int, rng: np.random.Gene
     moved = []
     while sum(sums) != total:
         step = 1 if sum(sums) < total else -1
-        cost = [gap_units(Fraction(s + step, t.n), txt, dec) if 0 <= s + step <= MSTS_ITEM_MAX * t.n else float("inf")
+        cost = [gap_units(Fraction(s + step, t.n), txt, dec) if t.item_lo * t.n <= s + step <= t.item_hi * t.n else float("inf")
                 for s, txt, dec in zip(sums, texts, decs, strict=True)]
         i = int(np.argmin(cost))
         sums[i] += step
         moved.append(i)
-    detail = ", ".join(f"{MSTS_ITEMS[i]} {texts[i]} → {sums[i] / t.n:.2f}" for i in sorted(set(moved)))
+    detail = ", ".join(f"{t.items[i]} {texts[i]} → {sums[i] / t.n:.2f}" for i in sorted(set(moved)))
     relax.append(Relaxation(t.label, f"item means ({time})", f"sum of item means ≠ total ({total}/{t.n} = {total / t.n:.2f})",
                             detail, "the reported item means cannot add up to the reported total; the items nearest to "
                                     "their reported rounding were shifted"))
@@ -363,6 +387,7 @@ class Reconstruction:
     achieved: pd.DataFrame
     correlation: float
     seed: int
+    outcome: str = ""
 
     def relaxations_unique(self) -> list[Relaxation]:
         seen, out = set(), []
@@ -377,22 +402,29 @@ class Reconstruction:
         return [asdict(r) for r in self.relaxations_unique()]
 
 
-def reconstruct(sd: SummaryData, k: int = 20, correlation: float = 0.5, seed: int = 1) -> Reconstruction:
+def reconstruct(sd: SummaryData, k: int = 20, correlation: float = 0.5, seed: int = 1, outcome: str | None = None) -> Reconstruction:
     """Reconstruct ``k`` patient-level data sets consistent with the summaries (see the module docstring).
 
     Parameters
     ----------
     sd : SummaryData
+        The published summaries (read against the study card).
     k : int
         Number of data sets.
     correlation : float
-        Target within-cell Pearson correlation of pre- and postoperative totals (cells with n >= 3), ±0.05.
+        Target within-cell Pearson correlation of pre- and post-treatment totals (cells with n >= 3), ±0.05.
     seed : int
         Same summaries, k, correlation and seed give the same data sets.
+    outcome : str, optional
+        The score outcome (default: the card's only one).
     """
-    targets, relax = cell_targets(sd)
+    card = sd.card
+    outcome = score_outcome_of(card, outcome)
+    o = card.outcomes[outcome]
+    targets, relax = cell_targets(sd, outcome)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7013]))
     datasets, achieved = [], []
+    span = o.max - o.min
     for rep in range(k):
         rows = []
         for (arm, frac), t in targets.items():
@@ -402,13 +434,15 @@ def reconstruct(sd: SummaryData, k: int = 20, correlation: float = 0.5, seed: in
                 items, arranged = {}, True
                 for time, tot in (("pre", pre), ("post", post)):
                     mat = None
+                    sums = None
                     for _try in range(30):
                         sums = _choose_item_sums(t, time, int(tot.sum()), rng, relax)
                         if sums is None:
                             break
-                        mat = _items_for(tot, sums, rng)
+                        shifted = [s - t.n * t.item_lo for s in sums]
+                        mat = _items_for(tot - len(o.items) * t.item_lo, shifted, rng, t.item_hi - t.item_lo)
                         if mat is not None:
-                            items[time] = mat
+                            items[time] = mat + t.item_lo
                             break
                     if sums is not None and mat is None:
                         arranged = False
@@ -420,36 +454,39 @@ def reconstruct(sd: SummaryData, k: int = 20, correlation: float = 0.5, seed: in
                 relax.append(Relaxation(t.label, "pre-post correlation / SD of change", f"r = {correlation}",
                                         f"r = {_corr(pre, post):.2f}, SD = {np.std(post - pre, ddof=1) if t.n > 1 else 0:.2f}",
                                         "the search did not reach the target within its budget; the closest data set found is used"))
-            sec = np.zeros(t.n, dtype=int)
-            if "secondary_procedure" in t.events:
-                sec[rng.choice(t.n, int(t.events["secondary_procedure"]), replace=False)] = 1
-            narc = None
-            if t.narcotic is not None:
-                narc = np.repeat(np.array(NARCOTIC_LEVELS), np.array(t.narcotic, dtype=int))
-                rng.shuffle(narc)
+            ev = {}
+            for name, count in t.events.items():
+                v = np.zeros(t.n, dtype=int)
+                v[rng.choice(t.n, int(count), replace=False)] = 1
+                ev[name] = v
+            ordv = {}
+            for name, counts in t.ordinal.items():
+                lv = np.repeat(np.array(card.outcomes[name].levels), np.array(counts, dtype=int))
+                rng.shuffle(lv)
+                ordv[name] = lv
             for i in range(t.n):
-                row = {"patient_id": f"R{rep + 1:03d}-{arm[:4]}-{frac[:4]}-{i + 1:02d}", "arm": arm, "fracture": frac,
-                       "msts_pre": int(pre[i]), "msts_post": int(post[i])}
+                row = {"patient_id": f"R{rep + 1:03d}-{arm[:4]}-{frac[:4]}-{i + 1:02d}", "arm": arm}
+                if card.stratified:
+                    row[card.stratum_dim] = frac
+                row[f"{outcome}_pre"] = int(pre[i])
+                row[f"{outcome}_post"] = int(post[i])
                 for time in ("pre", "post"):
                     if time in items:
-                        row.update({f"{item}_{time}": int(items[time][i, d]) for d, item in enumerate(MSTS_ITEMS)})
-                if "secondary_procedure" in t.events:
-                    row["secondary_procedure"] = int(sec[i])
-                if narc is not None:
-                    row["narcotic_change"] = str(narc[i])
+                        row.update({f"{outcome}_{item}_{time}": int(items[time][i, d]) for d, item in enumerate(o.items)})
+                row.update({name: int(v[i]) for name, v in ev.items()})
+                row.update({name: str(v[i]) for name, v in ordv.items()})
                 rows.append(row)
             d = post - pre
-            achieved.append({"reconstruction": rep + 1, "arm": arm, "fracture": frac, "n": t.n,
+            achieved.append({"reconstruction": rep + 1, "arm": arm, card.stratum_dim: frac, "n": t.n,
                              "mean_pre": pre.mean(), "mean_post": post.mean(),
-                             "mean_change_pct": d.mean() / MSTS_MAX_POINTS * 100,
-                             "sd_change_pct": (np.std(d, ddof=1) / MSTS_MAX_POINTS * 100) if t.n > 1 else np.nan,
+                             "mean_change_pct": d.mean() / span * 100,
+                             "sd_change_pct": (np.std(d, ddof=1) / span * 100) if t.n > 1 else np.nan,
                              "correlation": _corr(pre, post) if t.n >= 3 else np.nan, "targets_met": ok})
         frame = pd.DataFrame(rows)
-        # every reconstruction goes through the same validator as a user's file
-        item_cols = [f"{item}_{time}" for time in ("pre", "post") for item in MSTS_ITEMS]
-        for c in item_cols:
-            if c in frame.columns:
+        for c in frame.columns:
+            if frame[c].dtype.kind == "f":
                 frame[c] = frame[c].astype("Int64")
-        ipd = parse_ipd(frame.to_csv(index=False, lineterminator="\n"), f"<reconstruction {rep + 1}>")
+        # every reconstruction goes through the same validator as a user's file
+        ipd = parse_ipd(frame.to_csv(index=False, lineterminator="\n"), card, f"<reconstruction {rep + 1}>")
         datasets.append(ipd)
-    return Reconstruction(datasets, relax, pd.DataFrame(achieved), correlation, seed)
+    return Reconstruction(datasets, relax, pd.DataFrame(achieved), correlation, seed, outcome)

@@ -48,7 +48,7 @@ def grim_sums(value_text: str, decimals: int, n: int, scale: Fraction = Fraction
     ----------
     value_text, decimals : the reported mean and its decimals.
     n : number of items.
-    scale : factor from the item unit to the reported unit (100/30 for MSTS points to percent of max).
+    scale : factor from the item unit to the reported unit (100/range for a score's points to percent of its range).
     lo, hi : bounds of each item, so ``S`` lies in ``[n·lo, n·hi]``.
     """
     a, b = interval(value_text, decimals)

@@ -1,4 +1,4 @@
-"""Where a run's data come from: the published study, a summary-data file, or a patient-level CSV."""
+"""Where a run's data come from: the study's published summaries, a summary-data file, or patient-level data."""
 
 from __future__ import annotations
 
@@ -6,56 +6,75 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, Problem
-from .ipd import IPDData, read_ipd
-from .published import load_published
-from .summary import SummaryData, read_summary
+from .ipd import IPDData
+from .summary import SummaryData
 
-__all__ = ["StudyData", "load_study"]
+__all__ = ["StudyData", "load_data", "resolve_path"]
 
 
 @dataclass
 class StudyData:
-    """Study data of one of three kinds; exactly one of ``summary`` / ``ipd`` is set.
+    """Data of one study, of one of three kinds; exactly one of ``summary`` / ``ipd`` is set.
 
     Attributes
     ----------
+    study : bayes_sacral.study.Study
     source : {"published", "summary", "ipd"}
     path : str or None
     sha256 : str
         Hash of the data file's bytes (the data hash recorded in manifests).
     """
 
+    study: object
     source: str
     path: str | None
     sha256: str
     summary: SummaryData | None = None
     ipd: IPDData | None = None
 
+    @property
+    def card(self):
+        return self.study.card
+
     def label(self) -> str:
         if self.source == "published":
-            return "published study (bundled summary data, cox2025)"
+            return f"published summaries of {self.card.name}"
+        if self.path is None:
+            return f"{self.source} data in memory"
         return f"{self.source} file {self.path}"
 
     def require_summary(self, what: str) -> SummaryData:
         if self.summary is None:
-            raise InputError([Problem(self.path or "<data>", "data.source", repr(self.source), f"{what} needs summary data (source = published | summary)")])
+            raise InputError([Problem(self.path or "<data>", "data.source", repr(self.source),
+                                      f"{what} needs summary data (source = published | summary)")])
         return self.summary
 
+    @classmethod
+    def from_ipd(cls, study, ipd: IPDData) -> StudyData:
+        return cls(study, "ipd", None if ipd.path.startswith("<") else ipd.path, ipd.sha256, ipd=ipd)
 
-def load_study(source: str, path: str | None = None, base_dir: Path | None = None) -> StudyData:
-    """Load and validate study data. Relative ``path`` is resolved against ``base_dir`` (the config's folder)."""
-    if source == "published":
-        sd = load_published()
-        return StudyData("published", None, sd.sha256, summary=sd)
-    if path is None:
-        raise InputError([Problem("<config>", "data.path", "", f"source = {source!r} needs a path")])
+    @classmethod
+    def from_summary(cls, study, sd: SummaryData, published: bool = False) -> StudyData:
+        return cls(study, "published" if published else "summary", None if published else sd.path, sd.sha256, summary=sd)
+
+
+def resolve_path(path: str | Path, base_dir: Path | None) -> Path:
+    """A relative path as given when it exists from the working directory, else relative to ``base_dir`` (a config's folder)."""
     p = Path(path)
     if not p.is_absolute() and base_dir is not None and not p.exists():
-        p = base_dir / p
+        return base_dir / p
+    return p
+
+
+def load_data(study, source: str, path: str | None = None, base_dir: Path | None = None) -> StudyData:
+    """Load and validate a study's data. A relative ``path`` is resolved against ``base_dir`` (the config's folder)."""
+    if source == "published":
+        return StudyData.from_summary(study, study.require_summary("data.source = published"), published=True)
+    if path is None:
+        raise InputError([Problem("<config>", "data.path", "", f"source = {source!r} needs a path")])
+    p = resolve_path(path, base_dir)
     if source == "summary":
-        sd = read_summary(p)
-        return StudyData("summary", str(p), sd.sha256, summary=sd)
+        return StudyData.from_summary(study, study.read_summary(p))
     if source == "ipd":
-        ipd = read_ipd(p)
-        return StudyData("ipd", str(p), ipd.sha256, ipd=ipd)
+        return StudyData.from_ipd(study, study.read_ipd(p))
     raise InputError([Problem("<config>", "data.source", repr(source), "must be published | summary | ipd")])
