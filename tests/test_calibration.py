@@ -20,7 +20,7 @@ MODELS = {
 def sbc(name, n_sims, bins, **kw):
     run = resolve({"run": {"name": "sbc", "seed": 1}, **MODELS[name]})
     inp, _ = prepare_run(run)
-    return run, run_sbc(run.kind, run.options, inp, run.priors, n_sims=n_sims, seed=2024, bins=bins, target_accept=0.95, **kw)
+    return run, run_sbc(run.kind, run.spec, inp, run.priors, n_sims=n_sims, seed=2024, bins=bins, target_accept=0.95, **kw)
 
 
 def test_rank_uniformity_detects_non_uniform_ranks():
@@ -40,8 +40,8 @@ def test_sbc_negative_control_fails():
     """A refit with the wrong prior must be flagged: the check can fail."""
     run = resolve({"run": {"name": "sbc", "seed": 1}, **MODELS["beta_binomial"]})
     inp, _ = prepare_run(run)
-    wrong = {"p_secondary": PriorSpec("Beta", {"alpha": 8.0, "beta": 2.0})}
-    res = run_sbc(run.kind, run.options, inp, run.priors, n_sims=60, seed=2024, bins=5, fit_priors=wrong)
+    wrong = {"p_event": PriorSpec("Beta", {"alpha": 8.0, "beta": 2.0})}
+    res = run_sbc(run.kind, run.spec, inp, run.priors, n_sims=60, seed=2024, bins=5, fit_priors=wrong)
     assert not res.calibrated
 
 
@@ -62,7 +62,7 @@ def test_refits_see_their_data():
 
     run = resolve({"run": {"name": "r", "seed": 1}, **MODELS["beta_binomial"]})
     inp, _ = prepare_run(run)
-    refit = Refitter(run.kind.build(inp, run.priors, run.options))
+    refit = Refitter(run.kind.build(inp, run.priors, run.spec))
     low, _ = refit.fit({"events_obs": np.zeros((2, 2))}, seed=1)
     high, _ = refit.fit({"events_obs": inp.data["trials"].values}, seed=1)
-    assert float(low["p_secondary"].mean()) < 0.15 < 0.85 < float(high["p_secondary"].mean())
+    assert float(low["p_event"].mean()) < 0.15 < 0.85 < float(high["p_event"].mean())

@@ -20,13 +20,18 @@ CONFIGS = Path(__file__).parents[1] / "configs"
 
 EXPECTED = {  # file -> (key path, fragment of the rule)
     "unknown_key.toml": ("sampler.draw", "did you mean 'draws'"),
-    "wrong_type.toml": ("sampler.draws", "valid integer"),
+    "wrong_type.toml": ("sampler.draws", "whole number"),
+    "float_draws.toml": ("sampler.draws", "not 2000.0"),
     "out_of_range.toml": ("sampler.target_accept", "less than 1"),
     "unknown_kind.toml": ("model.kind", "did you mean 'secondary_procedures'"),
     "unknown_prior_set.toml": ("priors.set", "did you mean 'jeffreys'"),
-    "bad_prior_family.toml": ("priors.p_secondary", "does not fit"),
-    "bad_prior_value.toml": ("priors.p_secondary", "alpha must be > 0"),
-    "unknown_prior_param.toml": ("priors.p_secundary", "did you mean 'p_secondary'"),
+    "bad_prior_family.toml": ("priors.p_event", "does not fit"),
+    "bad_prior_value.toml": ("priors.p_event", "alpha must be > 0"),
+    "unknown_prior_param.toml": ("priors.p_evnet", "did you mean 'p_event'"),
+    "unknown_outcome.toml": ("model.outcome", "did you mean 'secondary_procedure'"),
+    "outcome_of_other_kind.toml": ("model.outcome", "is a event outcome"),
+    "ambiguous_outcome.toml": ("model.outcome", "several event outcomes"),
+    "missing_card.toml": ("data.study", "no such study card"),
     "missing_seed.toml": ("run.seed", "required"),
     "ipd_without_path.toml": ("data.path", "needs a path"),
     "syntax_error.toml": ("TOML syntax", "line 2"),
@@ -62,13 +67,13 @@ def test_out_of_range_reports_all_problems():
     assert {p.location for p in exc.value.problems} == {"sampler.target_accept", "sampler.chains"}
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", sorted(KINDS) + ["secondary_procedures", "msts"])
 def test_defaults_are_complete_and_valid(kind, tmp_path):
     text = defaults_toml(kind)
     p = tmp_path / "c.toml"
     p.write_text(text)
     run = load_config(p)
-    assert run.kind.name == kind
+    assert run.kind.name == {"secondary_procedures": "events", "msts": "score"}.get(kind, kind)
     for key in ("draws", "tune", "chains", "target_accept", "backend", "seed", "source", "set"):
         assert f"{key} =" in text
 
@@ -83,12 +88,12 @@ def test_canonical_configs_validate():
 def test_set_overrides_are_typed_and_validated(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text(defaults_toml("secondary_procedures"))
-    run = load_config(p, ["priors.set=jeffreys", "run.seed=7", "sampler.draws=300", 'priors.p_secondary={dist="Beta",alpha=2,beta=3}'])
+    run = load_config(p, ["priors.set=jeffreys", "run.seed=7", "sampler.draws=300", 'priors.p_event={dist="Beta",alpha=2,beta=3}'])
     assert run.prior_set == "jeffreys" and run.config.run.seed == 7 and run.config.sampler.draws == 300
-    assert run.priors["p_secondary"].params == {"alpha": 2, "beta": 3} and run.overridden == ["p_secondary"]
+    assert run.priors["p_event"].params == {"alpha": 2, "beta": 3} and run.overridden == ["p_event"]
     with pytest.raises(InputError) as exc:
         load_config(p, ["sampler.draws=-5"])
-    assert exc.value.problems[0].file == "--set" and exc.value.problems[0].location == "sampler.draws"
+    assert exc.value.problems[0].file == "--set sampler.draws=-5" and exc.value.problems[0].location == "sampler.draws"
     with pytest.raises(InputError):
         parse_set(["no-equals-sign"])
 
@@ -99,19 +104,24 @@ def test_sweep_expands_with_distinct_names():
     assert len({r.config.run.name for r in runs}) == 4
 
 
+def test_set_on_a_swept_key_replaces_the_sweep():
+    runs = load_configs(CONFIGS / "secondary_procedures.toml", ["priors.set=jeffreys"])
+    assert [r.prior_set for r in runs] == ["jeffreys"]
+
+
 def test_resolved_config_refits_the_same_model(tmp_path):
     run = load_configs(CONFIGS / "secondary_procedures.toml")[3]  # literature: per-arm table parameters
     text = config_to_toml(run)
     p = tmp_path / "resolved.toml"
     p.write_text(text)
     again = load_config(p)
-    assert again.priors["p_secondary"].params == run.priors["p_secondary"].params
+    assert again.priors["p_event"].params == run.priors["p_event"].params
     assert again.config.sampler == run.config.sampler and again.config.run == run.config.run
 
 
 def test_prior_table_must_name_dim_labels():
     doc = {"run": {"name": "x", "seed": 1}, "model": {"kind": "secondary_procedures"},
-           "priors": {"p_secondary": {"dist": "Beta", "alpha": {"psfs": 1, "sacro": 1}, "beta": 1}}}
+           "priors": {"p_event": {"dist": "Beta", "alpha": {"psfs": 1, "sacro": 1}, "beta": 1}}}
     with pytest.raises(InputError) as exc:
         resolve(doc)
     assert "every label" in str(exc.value)

@@ -44,16 +44,16 @@ def test_secondary_procedures_match_beta_posteriors(secondary):
     for frac, ((y1, n1), (y2, n2)) in EVENTS.items():
         x = BetaPosterior(a0 + y1, a0 + n1 - y1)  # PSFS
         y = BetaPosterior(a0 + y2, a0 + n2 - y2)  # sacroplasty
-        p_psfs = post["p_secondary"].sel(arm="psfs", fracture=frac)
+        p_psfs = post["p_event"].sel(arm="psfs", fracture=frac)
         close(p_psfs, stats.beta(x.a, x.b).mean())
         for q in (0.025, 0.5, 0.975):
             close(p_psfs, stats.beta(x.a, x.b).ppf(q), "quantile", q)
-        rd = post["risk_difference"].sel(fracture=frac)
-        close(rd, y.dist.mean() - x.dist.mean())
+        rd = post["risk_difference"].sel(fracture=frac)  # treatment − control = X − Y
+        close(rd, x.dist.mean() - y.dist.mean())
         for q in (0.025, 0.5, 0.975):
-            close(rd, difference_quantile(q, x, y), "quantile", q)
-        # P(p_psfs < p_sacroplasty) exactly vs the MCMC fraction, within its binomial Monte Carlo error
-        ind = (rd > 0).astype(float)
+            close(rd, -difference_quantile(1 - q, x, y), "quantile", q)  # quantiles of X − Y from those of Y − X
+        # P(p_psfs < p_sacroplasty) (a benefit: fewer events) exactly vs the MCMC fraction, within its binomial Monte Carlo error
+        ind = (rd < 0).astype(float)
         p_exact = prob_less(x, y)
         ess = float(az.ess(ind))
         assert abs(float(ind.mean()) - p_exact) < TOL * np.sqrt(p_exact * (1 - p_exact) / ess) + 1e-3
@@ -73,12 +73,13 @@ def test_closed_form_by_brute_force_integration():
 def test_derived_quantities_are_consistent(secondary):
     _, idata = secondary
     post = idata["posterior"]
-    p = post["p_secondary"]
+    p = post["p_event"]
+    xr.testing.assert_allclose(post["risk_difference"], p.sel(arm="psfs") - p.sel(arm="sacroplasty"))
     xr.testing.assert_allclose(post["risk_ratio"], p.sel(arm="psfs") / p.sel(arm="sacroplasty"))
-    xr.testing.assert_allclose(post["nnt"], 1 / post["risk_difference"])
+    xr.testing.assert_allclose(post["nnt"], -1 / post["risk_difference"])  # adverse events: patients treated per event avoided
     w = np.array([21, 9]) / 30
     pooled = (p * xr.DataArray(w, dims="fracture", coords={"fracture": p["fracture"]})).sum("fracture")
-    xr.testing.assert_allclose(post["p_secondary_pooled"], pooled)
+    xr.testing.assert_allclose(post["p_event_pooled"], pooled)
 
 
 def test_dirichlet_multinomial_matches_marginal_betas():
@@ -88,15 +89,17 @@ def test_dirichlet_multinomial_matches_marginal_betas():
         n = sum(counts)
         for k, level in enumerate(("decrease", "stable", "increase")):
             a, b = 1 + counts[k], 3 + n - 1 - counts[k]  # Dirichlet(1,1,1) marginal: Beta(1 + c_k, 2 + n - c_k)
-            d = post["p_narcotic"].sel(arm=arm, fracture=frac, narcotic_change=level)
+            d = post["p_category"].sel(arm=arm, fracture=frac, narcotic_change=level)
             close(d, a / (a + b))
             close(d, stats.beta(a, b).ppf(0.5), "quantile", 0.5)
-    xr.testing.assert_allclose(post["p_decrease"], post["p_narcotic"].sel(narcotic_change="decrease", drop=True))
+    # "decrease" is the better end in the card: p_best is P(decrease)
+    xr.testing.assert_allclose(post["p_best"], post["p_category"].sel(narcotic_change="decrease", drop=True))
+    xr.testing.assert_allclose(post["p_worst"], post["p_category"].sel(narcotic_change="increase", drop=True))
 
 
 def test_complication_rate_matches_beta():
     idata = fit({"model": {"kind": "complications"}, "priors": {"set": "jeffreys"}})
-    d = idata["posterior"]["p_complication"].sel(arm="psfs")
+    d = idata["posterior"]["p_event"].sel(arm="psfs")
     a, b = 0.5 + 1, 0.5 + 10  # 1 screw back-out among 11 PSFS patients
     close(d, a / (a + b))
     close(d, stats.beta(a, b).ppf(0.975), "quantile", 0.975)
@@ -109,9 +112,9 @@ def test_hierarchical_and_ordinal_variants_converge():
         run = resolve({"run": {"name": "t", "seed": 5}, **doc})
         inp, _ = prepare_run(run)
         idata, _ = sample(build_run_model(run, inp), SamplerSettings(draws=1000, tune=1000, chains=2, prior_draws=100, target_accept=0.95), 5)
-        d = diagnose(idata, run.kind.estimands(run.options))
+        d = diagnose(idata, run.kind.estimands(run.spec))
         assert d.status in ("ok", "warning") and d.max_r_hat < 1.02, d
-        assert set(run.kind.estimands(run.options)) <= set(idata["posterior"].data_vars)
+        assert set(run.kind.estimands(run.spec)) <= set(idata["posterior"].data_vars)
         for group in ("prior", "prior_predictive", "posterior_predictive", "log_likelihood", "observed_data"):
             assert group in idata.children
 
@@ -121,12 +124,14 @@ def test_ordinal_probabilities_sum_to_one():
                    "priors": {"set": "weakly_informative"}})
     inp, _ = prepare_run(run)
     idata, _ = sample(build_run_model(run, inp), SamplerSettings(draws=200, tune=300, chains=2, prior_draws=0), 5)
-    total = idata["posterior"]["p_narcotic"].sum("narcotic_change")
+    total = idata["posterior"]["p_category"].sum("narcotic_change")
     np.testing.assert_allclose(total.values, 1.0, rtol=1e-9)
-    # beta > 0 must raise P(decrease) for PSFS: the direction of the ordinal effect is as documented
+    # on the outcome's own scale, beta > 0 moves PSFS toward later categories: it lowers P(decrease), the better end
     beta = idata["posterior"]["ordinal_log_odds_ratio"]
-    diff = idata["posterior"]["difference_p_decrease"]
-    assert float(((beta > 0) == (diff > 0)).mean()) == 1.0
+    diff = idata["posterior"]["difference_p_best"]
+    assert float(((beta > 0) == (diff < 0)).mean()) == 1.0
+    # and its benefit direction is therefore negative
+    assert run.kind.effects(run.spec)["ordinal_log_odds_ratio"] == -1
 
 
 def test_ordinal_prior_draws_are_valid():
@@ -140,4 +145,4 @@ def test_ordinal_prior_draws_are_valid():
         prior = pm.sample_prior_predictive(draws=500, random_seed=1)
     c = prior["prior"]["cutpoints"]
     assert bool((c.sel(cutpoint="decrease|stable") < c.sel(cutpoint="stable|increase")).all())
-    assert float(prior["prior"]["p_narcotic"].min()) >= 0
+    assert float(prior["prior"]["p_category"].min()) >= 0

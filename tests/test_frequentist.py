@@ -7,6 +7,9 @@ from scipy import stats
 
 from bayes_sacral.data.ipd import read_ipd
 from bayes_sacral.stats.frequentist import reproduce_from_ipd, reproduce_from_summary
+from bayes_sacral.study import load_study
+
+CARD = load_study().card
 
 
 def row(results, outcome, stratum, test):
@@ -34,6 +37,8 @@ def test_exact_tests_of_secondary_procedures(published, stratum, table):
     res = reproduce_from_summary(published)
     assert row(res, "secondary_procedure", stratum, "fisher_exact").p_value == pytest.approx(stats.fisher_exact(table).pvalue)
     assert row(res, "secondary_procedure", stratum, "boschloo_exact").p_value == pytest.approx(stats.boschloo_exact(table).pvalue)
+    (a, b), (c, d) = table  # risk difference treatment − control
+    assert row(res, "secondary_procedure", stratum, "fisher_exact").estimate == pytest.approx(a / (a + b) - c / (c + d))
 
 
 def test_fisher_pathological_by_hypergeometric_enumeration(published):
@@ -46,7 +51,7 @@ def test_fisher_pathological_by_hypergeometric_enumeration(published):
 
 
 def test_ancova_matches_statsmodels(data_dir, published):
-    ipd = read_ipd(data_dir / "ipd_valid.csv")
+    ipd = read_ipd(data_dir / "ipd_valid.csv", CARD)
     df = ipd.frame.assign(arm=ipd.frame["arm"].astype(str), fracture=ipd.frame["fracture"].astype(str),
                           msts_pre=ipd.frame["msts_pre"].astype(float), msts_post=ipd.frame["msts_post"].astype(float))
     fit = smf.ols("msts_post ~ msts_pre + C(arm, Treatment('sacroplasty')) * C(fracture, Treatment('pathological'))", df).fit()
@@ -63,11 +68,13 @@ def test_ancova_matches_statsmodels(data_dir, published):
     assert imp.estimate == pytest.approx(float(t.effect[0])) and imp.p_value == pytest.approx(float(t.pvalue))
     lo, hi = fit.conf_int().loc[arm]
     assert (path.ci_low, path.ci_high) == pytest.approx((lo, hi))
-    assert row(res, "msts_post", "interaction", "ancova").p_value == pytest.approx(fit.pvalues[inter])
+    assert row(res, "msts_post", "interaction: impending vs pathological", "ancova").p_value == pytest.approx(fit.pvalues[inter])
+    assert path.published_p_value == "0.005"  # declared the same patients
+    assert row(reproduce_from_ipd(ipd), "msts_post", "pathological", "ancova").published_p_value is None
 
 
 def test_ipd_change_t_tests(data_dir):
-    ipd = read_ipd(data_dir / "ipd_valid.csv")
+    ipd = read_ipd(data_dir / "ipd_valid.csv", CARD)
     f = ipd.frame
     ch = (f["msts_post"] - f["msts_pre"]).astype(float)
     sel = (f["fracture"] == "pathological")

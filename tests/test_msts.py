@@ -8,7 +8,8 @@ from bayes_sacral.config import resolve
 from bayes_sacral.errors import InputError
 from bayes_sacral.fitting import build_run_model, fit_run, prepare_run
 from bayes_sacral.inference import SamplerSettings, sample
-from bayes_sacral.models.msts import MCID_POINTS
+
+MCID_POINTS = 12 / 100 * 30  # Gazendam et al.: 12 points of the 0-100 MSTS scale
 
 IPD = {"source": "ipd", "path": "tests/data/ipd_valid.csv"}
 
@@ -56,6 +57,7 @@ def test_default_mcid_thresholds_are_labelled():
     assert th["mcid"][0] == pytest.approx(3.6) == pytest.approx(MCID_POINTS)
     assert th["mcid_8pct"][0] == pytest.approx(2.4) and th["mcid_17pct"][0] == pytest.approx(5.1)
     assert "Gazendam" in th["mcid"][2] and "treatment_effect" in th["mcid"][1]
+    assert run.kind.effects(run.spec)["treatment_effect"] == 1  # higher MSTS is better
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def test_beta_binomial_effect_is_the_average_marginal_effect(bb_ipd):
     inp, idata = bb_ipd
     post = idata["posterior"]
     d = inp.data
-    pre, f = d["msts_pre"].values.astype(float), d["fracture_idx"].values
+    pre, f = d["pre"].values.astype(float), d["stratum_idx"].values
     a = post["intercept"].values  # (chain, draw, fracture)
     b = post["treatment_effect_logit"].values
     s = post["preop_slope"].values[..., None]
@@ -79,8 +81,10 @@ def test_beta_binomial_effect_is_the_average_marginal_effect(bb_ipd):
     diff = 30 * (1 / (1 + np.exp(-(eta0 + b[..., f]))) - 1 / (1 + np.exp(-eta0)))
     for j, frac in enumerate(["pathological", "impending"]):
         np.testing.assert_allclose(post["treatment_effect"].sel(fracture=frac).values, diff[..., f == j].mean(-1), rtol=1e-9)
-    np.testing.assert_allclose(post["interaction"].values, post["treatment_effect"].values[..., 0] - post["treatment_effect"].values[..., 1])
-    pp = idata["posterior_predictive"]["msts_post"].values
+    # the interaction contrasts each stratum with the first (reference) one
+    np.testing.assert_allclose(post["interaction"].sel(contrast="impending vs pathological").values,
+                               post["treatment_effect"].values[..., 1] - post["treatment_effect"].values[..., 0])
+    pp = idata["posterior_predictive"]["post"].values
     assert pp.min() >= 0 and pp.max() <= 30 and np.allclose(pp, np.round(pp))
 
 
@@ -117,7 +121,7 @@ def test_domain_model_on_items():
     inp, _ = prepare_run(run)
     idata, _ = sample(build_run_model(run, inp), SamplerSettings(draws=200, tune=300, chains=2, prior_draws=30), 3)
     post = idata["posterior"]
-    assert post["domain_effect"].dims[-2:] == ("fracture", "domain")
+    assert post["domain_effect"].dims[-2:] == ("fracture", "item")
     eff, pts = post["domain_effect"].values, post["domain_effect_points"].values
     assert ((eff > 0) == (pts > 0)).mean() == 1.0  # a positive log odds ratio raises the expected item score
     c = post["cutpoints"].values

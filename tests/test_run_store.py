@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayes_sacral.store import Run
+from bayes_sacral.run import Run
 
 CONFIG = """
 [run]
@@ -55,18 +55,20 @@ def fitted(tmp_path_factory):
 
 def test_run_folder_contents(fitted):
     _, _, path = fitted
-    assert sorted(p.name for p in path.iterdir()) == ["config.toml", "idata.nc", "manifest.json"]
-    dt = Run(path).idata()
+    assert sorted(p.name for p in path.iterdir()) == ["config.toml", "idata.nc", "manifest.json", "study.toml"]
+    dt = Run.load(path).idata
     for group in ("posterior", "prior", "prior_predictive", "posterior_predictive", "log_likelihood", "observed_data", "sample_stats"):
         assert group in dt.children, group
-    m = Run(path).manifest
-    for key in ("versions", "seed", "data", "wall_time_s", "diagnostics", "config_sha256", "priors"):
+    m = Run.load(path).manifest
+    for key in ("versions", "seed", "data", "wall_time_s", "diagnostics", "config_sha256", "priors", "study", "outcome"):
         assert key in m
     assert m["versions"]["pymc"] and m["versions"]["arviz"] and m["data"]["sha256"]
     d = m["diagnostics"]
     assert {"max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences", "min_bfmi", "status"} <= set(d)
     assert d["status"] in ("ok", "warning", "failed")
     assert "[priors]" in (path / "config.toml").read_text()
+    assert m["study"]["name"] == "cox2025" and m["outcome"] == "secondary_procedure"
+    assert (path / "study.toml").read_text().startswith("# Study card")
 
 
 def test_same_config_and_seed_give_identical_draws(fitted, tmp_path):
@@ -96,7 +98,7 @@ def test_existing_run_is_not_overwritten(fitted, cli):
     tmp, cfg, path = fitted
     before = draws_hash(path)
     r = cli("fit", cfg, "--out", tmp / "models", "--quiet", "--set", "run.seed=99")
-    assert r.code == 1 and "already exist" in r.err
+    assert r.code == 1 and "already exists" in r.err
     assert draws_hash(path) == before
 
 
@@ -107,8 +109,8 @@ def test_interrupted_fit_leaves_no_run(tmp_path, monkeypatch, cli):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(xr.DataTree, "to_netcdf", boom)
-    with pytest.raises(RuntimeError):
-        cli("fit", cfg, "--out", tmp_path / "m", "--quiet")
+    r = cli("fit", cfg, "--out", tmp_path / "m", "--quiet")
+    assert r.code == 1 and "RuntimeError: disk full" in r.err and "--debug" in r.err and "Traceback" not in r.err
     assert not (tmp_path / "m" / "crash").exists()
     assert list((tmp_path / "m").iterdir()) == []  # no temporary folder left either
 
@@ -126,15 +128,18 @@ def test_runs_list_and_summarize(fitted, cli):
     rows = cli("runs", "list", "--store", tmp / "models", "--format", "json").json()
     assert [r["name"] for r in rows] == ["sec"]
     out = cli("summarize", str(path), "--format", "json").json()
-    keys = {"name", "mean", "sd", "median", "hdi_low", "hdi_high", "eti_low", "eti_high", "prob_gt_0", "r_hat", "ess_bulk", "ess_tail", "prob_gt_ten_points"}
+    keys = {"name", "mean", "sd", "median", "hdi_low", "hdi_high", "eti_low", "eti_high", "prob_gt_0", "prob_benefit", "r_hat",
+            "ess_bulk", "ess_tail", "mcse_mean", "prob_beyond_ten_points"}
     assert all(keys <= set(r) for r in out)
     names = [r["name"] for r in out]
-    assert "risk_difference[pathological]" in names and "p_secondary[psfs, pathological]" in names
+    assert "risk_difference[pathological]" in names and "p_event[psfs, pathological]" in names
     rd = next(r for r in out if r["name"] == "risk_difference[pathological]")
-    post = Run(path).idata()["posterior"]["risk_difference"].sel(fracture="pathological").values.ravel()
-    assert rd["prob_gt_ten_points"] == pytest.approx(np.mean(post > 0.10))
+    post = Run.load(path).idata["posterior"]["risk_difference"].sel(fracture="pathological").values.ravel()
+    # secondary procedures are adverse: benefit is a negative risk difference (PSFS − sacroplasty)
+    assert rd["prob_benefit"] == pytest.approx(np.mean(post < 0)) and rd["prob_gt_0"] == pytest.approx(np.mean(post > 0))
+    assert rd["prob_beyond_ten_points"] == pytest.approx(np.mean(post < -0.10))
     assert rd["eti_low"] == pytest.approx(np.quantile(post, 0.05))  # the run's decision.prob = 0.9
-    assert next(r for r in out if r["name"] == "p_secondary[psfs, pathological]")["prob_gt_ten_points"] is None
+    assert next(r for r in out if r["name"] == "p_event[psfs, pathological]")["prob_beyond_ten_points"] is None
     nnt = next(r for r in out if r["name"] == "nnt[impending]")
     assert nnt["mean"] is None and nnt["median"] is not None
     wide = cli("summarize", str(path), "--format", "json", "--prob", "0.5").json()
@@ -156,8 +161,8 @@ def test_summarize_exact_agrees(fitted, cli):
     rows = {r["name"]: r for r in cli("summarize", str(path), "--exact", "--format", "json").json()}
     assert all(abs(r["z"]) < 4 for r in rows.values()), rows
     # the exact column itself, checked against scipy here: uniform prior, 5/12 -> Beta(6, 8)
-    assert rows["p_secondary[sacroplasty, pathological]"]["exact_mean"] == pytest.approx(stats.beta(6, 8).mean())
-    assert rows["p_secondary[sacroplasty, pathological]"]["exact_eti_low"] == pytest.approx(stats.beta(6, 8).ppf(0.05))
+    assert rows["p_event[sacroplasty, pathological]"]["exact_mean"] == pytest.approx(stats.beta(6, 8).mean())
+    assert rows["p_event[sacroplasty, pathological]"]["exact_eti_low"] == pytest.approx(stats.beta(6, 8).ppf(0.05))
 
 
 def test_summarize_exact_refuses_non_conjugate(cli, tmp_path):
@@ -183,7 +188,7 @@ def test_reuse_only_what_a_refit_would_reproduce(fitted, tmp_path):
     reused = reusable_run(run, store)
     assert reused is not None and reused.path == store / "sec"
     assert draws_hash(reused.path) == draws_hash(path)
-    assert Run(path).manifest["versions"]["bayes-sacral-fit-source"] == versions()["bayes-sacral-fit-source"]
+    assert Run.load(path).manifest["versions"]["bayes-sacral-fit-source"] == versions()["bayes-sacral-fit-source"]
     (other_seed,) = load_configs(cfg, ["run.seed=4"])
     assert reusable_run(other_seed, store) is None
     (other_prior,) = load_configs(cfg, ["priors.set=jeffreys"])

@@ -17,7 +17,7 @@ import xarray as xr
 from scipy import stats
 
 from .inference import Refitter, _quiet_pymc, child_seeds
-from .models.base import KindOptions, ModelInput, ModelKind
+from .models.base import ModelInput, ModelKind, ModelSpec
 from .priors import PriorSpec
 
 __all__ = ["SBCResult", "run_sbc", "rank_uniformity"]
@@ -75,7 +75,7 @@ def _elements(ds: xr.Dataset, names: list[str], sample_dims: tuple[str, ...]) ->
     return out
 
 
-def run_sbc(kind: ModelKind, options: KindOptions, inp: ModelInput, priors: dict[str, PriorSpec], n_sims: int = 200,
+def run_sbc(kind: ModelKind, spec: ModelSpec, inp: ModelInput, priors: dict[str, PriorSpec], n_sims: int = 200,
             seed: int = 1, quantities: list[str] | None = None, draws: int = 400, tune: int = 400, chains: int = 2,
             n_ranks: int = 100, bins: int = 10, fit_priors: dict[str, PriorSpec] | None = None,
             target_accept: float = 0.9, progress=None) -> SBCResult:
@@ -83,7 +83,7 @@ def run_sbc(kind: ModelKind, options: KindOptions, inp: ModelInput, priors: dict
 
     Parameters
     ----------
-    kind, options, inp, priors
+    kind, spec, inp, priors
         The model as a run would build it (``inp`` fixes the design: cell sizes, covariates).
     n_sims : int
         Number of simulated data sets (>= 200 for a real check).
@@ -96,9 +96,9 @@ def run_sbc(kind: ModelKind, options: KindOptions, inp: ModelInput, priors: dict
         the check must then fail.
     """
     s_prior, s_fit, _, _ = child_seeds(seed)
-    sim_model = kind.build(inp, priors, options)
-    fit_model = sim_model if fit_priors is None else kind.build(inp, fit_priors, options)
-    quantities = quantities or [*kind.params(options), *kind.effect_variables(options)]
+    sim_model = kind.build(inp, priors, spec)
+    fit_model = sim_model if fit_priors is None else kind.build(inp, fit_priors, spec)
+    quantities = quantities or [*kind.params(spec), *kind.effect_variables(spec)]
     with sim_model, _quiet_pymc():
         prior = pm.sample_prior_predictive(draws=n_sims, random_seed=s_prior)
     truth = prior["prior"].to_dataset().isel(chain=0)

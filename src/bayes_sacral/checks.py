@@ -11,13 +11,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .vocabulary import ARMS, FRACTURES
-
 __all__ = ["blocks", "loo_table", "compare_runs", "ppc_table", "spread_table", "LOO_NOTE"]
 
 LOO_NOTE = ("Continuous likelihoods (normal, Student-t) give densities at integer scores; with a spacing of 1 point these equal "
             "probability masses to a good approximation, so their elpd is compared with the beta-binomial's probability masses.")
-CEILING = 28  # "at the ceiling": a postoperative total of 28-30
+
+
+def ceiling_of(o) -> int:
+    """The top of a score's scale for "at the ceiling" shares: within a fifteenth of the range of the maximum (28-30 on 0-30)."""
+    return int(o.max - o.range // 15)
 
 
 def blocks(dt: xr.DataTree) -> list[tuple[int, xr.DataTree, xr.Dataset | None]]:
@@ -109,42 +111,50 @@ def compare_runs(runs: dict[str, xr.DataTree]) -> pd.DataFrame:
     return mean.reset_index(names="run")[["run", "rank", "elpd", "p", "elpd_diff", "dse", "weight", "blocks"]]
 
 
-def _cell_stats(y: np.ndarray, arm_idx: np.ndarray, frac_idx: np.ndarray) -> dict[tuple[str, str], dict[str, np.ndarray]]:
-    """Cell mean, SD and fraction at the ceiling of y (..., patient)."""
+def _cell_stats(y: np.ndarray, arm_idx: np.ndarray, s_idx: np.ndarray, card, ceiling: int) -> dict[str, dict[str, np.ndarray]]:
+    """Cell mean, SD and fraction at the ceiling of y (..., patient), by the card's cell labels."""
     out = {}
-    for a, arm in enumerate(ARMS):
-        for f, frac in enumerate(FRACTURES):
-            m = (arm_idx == a) & (frac_idx == f)
+    for a, arm in enumerate(card.arm_levels):
+        for f, lev in enumerate(card.stratum_levels):
+            m = (arm_idx == a) & (s_idx == f)
             if not m.any():
                 continue
             v = y[..., m]
-            out[arm, frac] = {"mean": v.mean(-1), "sd": v.std(-1, ddof=1) if m.sum() > 1 else np.zeros(v.shape[:-1]),
-                              "at_ceiling": (v >= CEILING).mean(-1)}
+            out[card.cell_label(arm, lev)] = {"mean": v.mean(-1), "sd": v.std(-1, ddof=1) if m.sum() > 1 else np.zeros(v.shape[:-1]),
+                                              "at_ceiling": (v >= ceiling).mean(-1)}
     return out
 
 
-def ppc_table(dt: xr.DataTree) -> pd.DataFrame:
+def ppc_table(run) -> pd.DataFrame:
     """Posterior predictive checks: observed statistic, predictive mean and 90% interval, P(replicated ≥ observed).
 
-    Patient-level MSTS runs: per arm × fracture cell, the mean, SD and share at the ceiling (28-30) of the postoperative
-    total. Other runs: every observed value. Reconstructed runs: each block against its own data, averaged.
+    Patient-level score runs: per arm × stratum cell, the mean, SD and share at the ceiling of the post-treatment score (in
+    points). Other runs: every observed value. Reconstructed runs: each block against its own data, averaged.
     """
+    dt = run.idata
+    card = run.card
+    outcome = run.manifest.get("outcome")
+    o = card.outcomes.get(outcome)
     rows = []
     for k, sub, data in blocks(dt):
         pp = sub["posterior_predictive"].to_dataset()
         for var in pp.data_vars:
             rep = pp[var].stack(sample=("chain", "draw")).transpose("sample", ...).values
-            if var == "msts_post" and data is not None and "arm_idx" in data and "fracture_idx" in data:
-                obs = np.asarray((data["msts_post"] if "msts_post" in data else data[var]).values, dtype=float)
-                obs_s = _cell_stats(obs, data["arm_idx"].values, data["fracture_idx"].values)
-                rep_s = _cell_stats(rep.astype(float), data["arm_idx"].values, data["fracture_idx"].values)
+            if var == "post" and o is not None and o.kind == "score" and data is not None and "arm_idx" in data and "stratum_idx" in data:
+                shift = o.min if run.manifest["model"].get("likelihood") == "beta_binomial" else 0
+                # replicate data hold the raw score; a run's observed_data hold what the likelihood saw (shifted for beta-binomial)
+                obs = np.asarray(data["post"].values, dtype=float) + (0 if "post_from_min" in data else shift)
+                ceiling = ceiling_of(o)
+                obs_s = _cell_stats(obs, data["arm_idx"].values, data["stratum_idx"].values, card, ceiling)
+                rep_s = _cell_stats(rep.astype(float) + shift, data["arm_idx"].values, data["stratum_idx"].values, card, ceiling)
                 for cell, stats in obs_s.items():
-                    for stat, o in stats.items():
+                    for stat, ob in stats.items():
                         r = rep_s[cell][stat]
-                        rows.append({"block": k, "variable": var, "element": f"{cell[0]} × {cell[1]}", "statistic": stat,
-                                     "observed": float(o), "predictive_mean": float(r.mean()),
+                        o_ = ob
+                        rows.append({"block": k, "variable": var, "element": cell, "statistic": stat,
+                                     "observed": float(o_), "predictive_mean": float(r.mean()),
                                      "predictive_low": float(np.quantile(r, 0.05)), "predictive_high": float(np.quantile(r, 0.95)),
-                                     "p_value": float((r >= o).mean())})
+                                     "p_value": float((r >= o_).mean())})
                 continue
             obs_ds = dt["observed_data"].to_dataset() if "observed_data" in dt.children else None
             if obs_ds is None or var not in obs_ds:

@@ -1,21 +1,20 @@
-"""Fit a resolved run config: data -> model -> draws -> diagnostics -> run folder."""
+"""Fit a resolved run: data -> model -> draws -> diagnostics, in memory (a :class:`~bayes_sacral.run.Run`)."""
 
 from __future__ import annotations
 
 import hashlib
 import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from .config import ResolvedRun, config_to_toml
-from .data.source import load_study
+from .data.source import StudyData, load_data
 from .inference import (
     THRESHOLDS,
-    Diagnostics,
     SamplerSettings,
     child_seeds,
     combine_diagnostics,
@@ -25,52 +24,57 @@ from .inference import (
 )
 from .models import ModelInput
 from .priors import IMPROPER, prior_text
-from .store import DEFAULT_STORE, RUN_FORMAT, versions, write_run
+from .run import Run
+from .store import DEFAULT_STORE, RUN_FORMAT, versions
 
-__all__ = ["FitResult", "fit_run", "prepare_run", "build_run_model", "reusable_run"]
-
-
-@dataclass
-class FitResult:
-    path: Path
-    manifest: dict
-    idata: xr.DataTree
-    diagnostics: Diagnostics
+__all__ = ["fit_run", "fit_resolved", "prepare_run", "build_run_model", "reusable_run", "mask_not_estimable"]
 
 
-def prepare_run(run: ResolvedRun) -> tuple[ModelInput, object]:
-    """Load and validate the run's data and shape it for its model kind."""
-    study = load_study(run.config.data.source, run.config.data.path, run.base_dir)
-    return run.kind.prepare(study, run.options), study
+def prepare_run(run: ResolvedRun, data: StudyData | None = None) -> tuple[ModelInput, StudyData]:
+    """Load and validate the run's data (unless given) and shape it for its model kind."""
+    if data is None:
+        data = load_data(run.study, run.config.data.source, run.config.data.path, run.base_dir)
+    return run.kind.prepare(data, run.spec), data
 
 
 def build_run_model(run: ResolvedRun, inp: ModelInput):
-    return run.kind.build(inp, run.priors, run.options)
+    return run.kind.build(inp, run.priors, run.spec)
 
 
-def fit_run(run: ResolvedRun, out_root: Path = DEFAULT_STORE, overwrite: bool = False, log=None, progressbar: bool = False) -> FitResult:
-    """Fit one run and write its folder under ``out_root``.
+def mask_not_estimable(post: xr.Dataset, run: ResolvedRun, bad: dict[str, str]) -> xr.Dataset:
+    """Set to NaN every estimand element that rests on a stratum without data in one of its arms (and every quantity that
+    combines the strata): such a number would reflect the prior, not the data."""
+    if not bad:
+        return post
+    spec = run.spec
+    sdim = spec.sdim
+    post = post.copy()
+    effects = set(run.kind.estimands(spec)) | set(run.kind.effect_variables(spec))
+    aggregates = set(run.kind.stratum_aggregates(spec))
+    for v in list(post.data_vars):
+        da = post[v]
+        if v in aggregates and v in post:
+            post[v] = xr.full_like(da, np.nan, dtype=float)
+            continue
+        if v not in effects:
+            continue
+        if sdim in da.dims:
+            mask = xr.DataArray([lev in bad for lev in da[sdim].values], dims=sdim, coords={sdim: da[sdim]})
+            post[v] = da.where(~mask)
+        if "contrast" in da.dims:
+            ref = spec.levels[0]
+            hit = [ref in bad or c.split(" vs ")[0] in bad for c in da["contrast"].values]
+            mask = xr.DataArray(hit, dims="contrast", coords={"contrast": da["contrast"]})
+            post[v] = da.where(~mask)
+    return post
 
-    Parameters
-    ----------
-    run : ResolvedRun
-        From :func:`bayes_sacral.config.load_configs`.
-    out_root : Path
-        The run store (default ``models/``).
-    overwrite : bool
-        Replace an existing run folder of the same name.
-    log : callable, optional
-        Called with short progress messages.
-    """
+
+def fit_resolved(run: ResolvedRun, data: StudyData | None = None, log=None, progressbar: bool = False) -> Run:
+    """Fit one resolved run in memory; returns the :class:`~bayes_sacral.run.Run` (save it with ``Run.save``)."""
     log = log or (lambda msg: None)
     cfg = run.config
     t0 = time.perf_counter()
-    target = Path(out_root) / cfg.run.name
-    if target.exists() and not overwrite:
-        from .errors import BayesSacralError
-
-        raise BayesSacralError(f"run folder {target} already exists; pass --overwrite to replace it or choose another run.name")
-    inp, study = prepare_run(run)
+    inp, study = prepare_run(run, data)
     model = build_run_model(run, inp)
     t_build = time.perf_counter() - t0
     settings = SamplerSettings(**cfg.sampler.model_dump())
@@ -79,39 +83,49 @@ def fit_run(run: ResolvedRun, out_root: Path = DEFAULT_STORE, overwrite: bool = 
         # an improper prior has no draws: the prior groups are left out, and the manifest says why
         settings = SamplerSettings(**{**settings.__dict__, "prior_draws": 0})
     log(f"sampling {cfg.run.name}: {settings.chains} chains × ({settings.tune} tune + {settings.draws} draws), {settings.backend}")
-    check_vars = run.kind.estimands(run.options) + list(run.kind.params(run.options))
+    check_vars = run.kind.estimands(run.spec) + list(run.kind.params(run.spec))
     replicate_info = {}
     if inp.replicates:
-        names = _data_names(model, inp)
-        datasets = [{n: rep[v].values for n, v in names.items()} for rep in inp.replicates]
+        names = run.kind.data_map(run.spec)
+        datasets = [{n: rep[v].values for n, v in names.items() if n in model.named_vars} for rep in inp.replicates]
         log(f"  {len(datasets)} {inp.replicate_dim}s, one compiled model")
         idata, t_sample, diags = sample_replicates(model, datasets, settings, cfg.run.seed, inp.replicate_dim)
         diag = combine_diagnostics(diags, idata["posterior"].sizes["chain"])
-        observed = {rv.name: _IPD_DATA[data] for rv, data in _observed_data_names(model).items()}
+        observed = {rv.name: names[data] for rv, data in _observed_data_names(model).items()}
         idata = _with_replicate_groups(idata, inp, check_vars, observed)
-        replicate_info = {"dim": inp.replicate_dim, "count": len(datasets),
-                          "statuses": [d.status for d in diags]}
+        replicate_info = {"dim": inp.replicate_dim, "count": len(datasets), "statuses": [d.status for d in diags]}
     else:
         idata, t_sample = sample(model, settings, cfg.run.seed, progressbar=progressbar)
-        diag = diagnose(idata, check_vars)
+        diag = diagnose(idata, [v for v in check_vars if v not in _masked_vars(run, inp)])
+    if inp.not_estimable:
+        idata = idata.copy()
+        idata["posterior"] = xr.DataTree(mask_not_estimable(idata["posterior"].to_dataset(), run, inp.not_estimable))
     config_toml = config_to_toml(run)
-    options = run.options.model_dump(mode="json")
+    card = run.card
+    effects = run.kind.effects(run.spec)
     manifest = {
         "format": RUN_FORMAT,
         "run": cfg.run.name,
         "description": cfg.run.description,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["bayes-sacral", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("bayes-sacral") else "",
-        "model": options,
-        "model_description": run.kind.describe(run.options),
-        "estimands": run.kind.estimands(run.options),
-        "effect_variables": run.kind.effect_variables(run.options),
-        "no_moment_variables": run.kind.no_moment_variables(run.options),
+        "study": {"name": card.name, "card": str(card.path) if card.path else None, "sha256": card.sha256,
+                  "stratum_dim": card.stratum_dim, "stratified": card.stratified, "arms": card.arm_levels},
+        "outcome": run.spec.outcome,
+        "model": run.options.model_dump(mode="json"),
+        "model_description": run.kind.describe(run.spec),
+        "estimands": run.kind.estimands(run.spec),
+        "effect_variables": list(effects),
+        "effect_directions": effects,
+        "headline": [v for v in run.kind.headline(run.spec) if v in run.kind.estimands(run.spec)],
+        "stratum_aggregates": run.kind.stratum_aggregates(run.spec),
+        "no_moment_variables": run.kind.no_moment_variables(run.spec),
+        "not_estimable": inp.not_estimable,
         "prior_set": run.prior_set,
         "priors": {p: {"dist": s.dist, "params": s.params, "text": prior_text(s), "justification": s.justification,
                        "overridden": p in run.overridden} for p, s in run.priors.items()},
-        "prior_set_description": run.kind.prior_sets(run.options)[run.prior_set].description,
-        "prior_set_source": run.kind.prior_sets(run.options)[run.prior_set].source,
+        "prior_set_description": run.kind.prior_sets(run.spec)[run.prior_set].description,
+        "prior_set_source": run.kind.prior_sets(run.spec)[run.prior_set].source,
         "seed": cfg.run.seed,
         "child_seeds": dict(zip(["posterior", "prior", "posterior_predictive", "spare"], child_seeds(cfg.run.seed), strict=True)),
         "data": {"source": study.source, "path": study.path, "sha256": study.sha256, "label": study.label(),
@@ -128,45 +142,49 @@ def fit_run(run: ResolvedRun, out_root: Path = DEFAULT_STORE, overwrite: bool = 
         "diagnostic_thresholds": THRESHOLDS,
     }
     idata.attrs.update({"bayes_sacral_run": cfg.run.name, "bayes_sacral_seed": cfg.run.seed, "data_sha256": study.sha256})
-    path = write_run(Path(out_root), cfg.run.name, idata, config_toml, manifest, overwrite=overwrite)
-    return FitResult(path, manifest, idata, diag)
+    return Run(manifest, idata, config_toml, card.text, resolved=run)
 
 
-def reusable_run(run: ResolvedRun, out_root: Path = DEFAULT_STORE) -> FitResult | None:
+def _masked_vars(run: ResolvedRun, inp: ModelInput) -> set[str]:
+    if not inp.not_estimable:
+        return set()
+    return set(run.kind.stratum_aggregates(run.spec)) | set(run.kind.estimands(run.spec))
+
+
+def fit_run(run: ResolvedRun, out_root: Path = DEFAULT_STORE, overwrite: bool = False, log=None, progressbar: bool = False,
+            data: StudyData | None = None) -> Run:
+    """Fit one run and write its folder ``out_root/<run.name>`` (refusing to replace an existing run unless ``overwrite``)."""
+    from .store import check_free
+
+    check_free(Path(out_root) / run.config.run.name, overwrite)
+    res = fit_resolved(run, data, log, progressbar)
+    res.save(Path(out_root) / run.config.run.name, overwrite=overwrite)
+    return res
+
+
+def reusable_run(run: ResolvedRun, out_root: Path = DEFAULT_STORE) -> Run | None:
     """The stored run of this config if refitting it would reproduce it exactly, else None.
 
     Reused only when the stored run was written by this very code and stack (``versions()``, which includes a
-    fingerprint of the package's own files), from the same resolved config (with its seed) and the same data
-    (SHA-256), and is complete. Same config + seed + code give identical draws, so reusing it is not an approximation.
+    fingerprint of the package's own files), from the same resolved config (with its seed), the same study card and the
+    same data (SHA-256), and is complete. Same config + seed + code give identical draws, so reusing it is not an
+    approximation.
     """
-    from .store import Run
-
     target = Path(out_root) / run.config.run.name
     if not (target / "manifest.json").is_file() or not (target / "idata.nc").is_file():
         return None
     try:
-        stored = Run(target)
+        stored = Run.load(target)
         m = stored.manifest
-        study = load_study(run.config.data.source, run.config.data.path, run.base_dir)
-    except Exception:  # an unreadable folder or data is refitted (and its errors surface there)
+        study = load_data(run.study, run.config.data.source, run.config.data.path, run.base_dir)
+    except Exception:  # noqa: BLE001 - an unreadable folder or data is refitted (and its errors surface there)
         return None
     if (m.get("format") != RUN_FORMAT or m.get("versions") != versions()
             or m.get("config_sha256") != hashlib.sha256(config_to_toml(run).encode()).hexdigest()
+            or m.get("study", {}).get("sha256") != run.card.sha256
             or m.get("data", {}).get("sha256") != study.sha256):
         return None
-    return FitResult(target, m, stored.idata(), Diagnostics(**m["diagnostics"]))
-
-
-# Model data containers that take a replicate's values: pm.Data name -> replicate Dataset variable.
-_IPD_DATA = {"msts_pre": "msts_pre", "msts_post_obs": "msts_post", "psfs": "psfs", "fracture_idx": "fracture_idx", "arm_idx": "arm_idx",
-             "item_pre": "item_pre", "item_post_obs": "item_post"}
-
-
-def _data_names(model, inp: ModelInput) -> dict[str, str]:
-    names = {n: v for n, v in _IPD_DATA.items() if n in model.named_vars and v in inp.data}
-    if not names:
-        raise ValueError("this model has no replicate data containers")
-    return names
+    return stored
 
 
 def _observed_data_names(model) -> dict:
@@ -178,14 +196,12 @@ def _observed_data_names(model) -> dict:
 
 def _with_replicate_groups(idata: xr.DataTree, inp: ModelInput, check_vars: list[str], observed: dict[str, str]) -> xr.DataTree:
     """Add observed data of the first replicate, every replicate's data, and the between-replicate spread."""
-    import numpy as np
-
     dim = inp.replicate_dim
     first = inp.replicates[0]
     obs = xr.Dataset({rv: first[var] for rv, var in observed.items()})
     # patient labels differ between replicates (R001-..., R002-...): align by position, keep the labels as data
-    allreps = xr.concat([r.drop_vars(["arm", "fracture", "domain"], errors="ignore")
-                         .assign(patient_id=("patient", r["patient"].values.astype(str))).drop_vars("patient")
+    drop = [c for c in first.coords if c not in ("patient", "item")]
+    allreps = xr.concat([r.drop_vars(drop, errors="ignore").assign(patient_id=("patient", r["patient"].values.astype(str))).drop_vars("patient")
                          for r in inp.replicates], dim=dim, join="exact")
     allreps = allreps.assign_coords({dim: np.arange(1, len(inp.replicates) + 1)})
     post = idata["posterior"].to_dataset()

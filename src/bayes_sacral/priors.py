@@ -80,7 +80,7 @@ def check_prior(spec: PriorSpec, param: PriorParam, coords: dict[str, list[str]]
     out: list[str] = []
     fam = FAMILIES.get(spec.dist)
     if fam is None:
-        from .data._suggest import did_you_mean
+        from .suggest import did_you_mean
 
         return [f"unknown distribution {spec.dist!r}; allowed: {', '.join(FAMILIES)}{did_you_mean(spec.dist, FAMILIES)}"]
     if fam.support not in _COMPATIBLE[param.support]:

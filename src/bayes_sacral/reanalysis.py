@@ -1,4 +1,4 @@
-"""The reanalysis of the published study, end to end: what `make reanalysis` runs."""
+"""The reanalysis of a published study, end to end: what `make reanalysis` runs for the bundled study."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pandas as pd
 from .atomic import atomic_directory
 from .config import load_configs
 from .data.integrity import findings_frame, run_checks
-from .data.published import load_published
 from .fitting import fit_run, reusable_run
 from .serialize import to_jsonable
 from .stats.frequentist import reproduce_from_summary, results_frame
 from .store import DEFAULT_STORE
-from .summarize import summarize_posterior
+from .study import Study, load_study
+from .summarize import summarize_run
 
 __all__ = ["DEFAULT_REPORT_DIR", "DEFAULT_CONFIG_DIR", "run_reanalysis"]
 
@@ -33,15 +33,19 @@ def _write_table(folder: Path, stem: str, records: list[dict]) -> None:
 
 
 def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAULT_CONFIG_DIR, store: Path = DEFAULT_STORE,
-                   fit: bool = True, log=print, reuse: bool = False) -> Path:
-    """Data check, frequentist reproduction and every canonical config fitted, written atomically to ``out_dir``.
+                   fit: bool = True, log=print, reuse: bool = False, study: Study | None = None) -> Path:
+    """Data check, frequentist reproduction and every config in ``configs_dir`` fitted, written atomically to ``out_dir``.
+
+    ``study``: the study whose published summaries are checked and reproduced (default: the bundled study); each config
+    is fitted with the study its ``[data] study`` names.
 
     Run folders go to ``store`` (replaced: the reanalysis regenerates them from configs and seeds); the report
     folder holds only deterministic numbers (no timings), so re-running it reproduces the committed copy. With
     ``reuse``, a stored run that this code would reproduce exactly (same resolved config, seed, data hash and
     versions, see :func:`~bayes_sacral.fitting.reusable_run`) is taken as it is instead of being refitted.
     """
-    sd = load_published()
+    study = study or load_study()
+    sd = study.require_summary("the reanalysis")
     findings = run_checks(sd)
     repro = reproduce_from_summary(sd)
     runs = []
@@ -61,9 +65,9 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
             log(f"reused {res.path} (same config, seed, data and code)")
         else:
             res = fit_run(run, store, overwrite=True, log=log)
-        d = res.diagnostics
-        log(f"{d.status}: {run.config.run.name} (max R-hat {d.max_r_hat:.3f}, min ESS {min(d.min_ess_bulk, d.min_ess_tail):.0f}, "
-            f"{d.divergences} divergences, {res.manifest['wall_time_s']['total']:.1f} s)")
+        d = res.manifest["diagnostics"]
+        log(f"{d['status']}: {run.config.run.name} (max R-hat {d['max_r_hat']:.3f}, min ESS {min(d['min_ess_bulk'], d['min_ess_tail']):.0f}, "
+            f"{d['divergences']} divergences, {res.manifest['wall_time_s']['total']:.1f} s)")
         fitted.append(res)
     with atomic_directory(out_dir, overwrite=True) as tmp:
         ff = findings_frame(findings)
@@ -75,12 +79,11 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
             index = []
             for res in fitted:
                 m = res.manifest
-                post = res.idata["posterior"].to_dataset()
-                th = {k: (t["value"], t["variables"]) for k, t in m["decision"]["thresholds"].items()}
-                rows = summarize_posterior(post, m["estimands"], m["decision"]["prob"], th, list(m.get("no_moment_variables", {})))
+                rows = summarize_run(res)
                 _write_table(sums, m["run"], rows)
                 d = m["diagnostics"]
-                index.append({"run": m["run"], "kind": m["model"]["kind"], "options": m["model"], "prior_set": m["prior_set"],
+                index.append({"run": m["run"], "study": m["study"]["name"], "outcome": m["outcome"], "kind": m["model"]["kind"],
+                              "options": m["model"], "prior_set": m["prior_set"],
                               "data": m["data"]["source"], "data_sha256": m["data"]["sha256"], "seed": m["seed"],
                               "draws": m["sampler"]["draws"], "chains": m["sampler"]["chains"], "status": d["status"],
                               "max_r_hat": d["max_r_hat"], "min_ess_bulk": d["min_ess_bulk"], "min_ess_tail": d["min_ess_tail"],
@@ -88,10 +91,11 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
             _write_table(tmp, "runs", index)
             _write_model_checks(tmp / "model_checks", fitted, log)
             from .report.build import write_report
-            from .store import Run
 
-            write_report([Run(res.path) for res in fitted], tmp,
-                         "Bayesian reanalysis of Cox et al. 2025: PSFS vs sacroplasty alone for sacral metastases", log=log)
+            card = study.card
+            title = (f"Bayesian reanalysis of {card.study.title or card.name}: {card.arm_label(card.arms.treatment)} vs "
+                     f"{card.arm_label(card.arms.control)}")
+            write_report(fitted, tmp, title, log=log)
     counts = {s: sum(f.status == s for f in findings) for s in ("pass", "borderline", "fail")}
     log(f"integrity: {len(findings)} findings ({counts['pass']} pass, {counts['borderline']} borderline, {counts['fail']} fail)")
     log(f"reproduction: {len(repro)} tests; runs fitted: {len(fitted)}")
@@ -110,11 +114,11 @@ def _write_model_checks(folder: Path, fitted, log) -> None:
         m = res.manifest
         name = m["run"]
         dt = res.idata
-        _write_table(folder, f"ppc--{name}", ppc_table(dt).to_dict(orient="records"))
+        _write_table(folder, f"ppc--{name}", ppc_table(res).to_dict(orient="records"))
         if m.get("replicates"):
             _write_table(folder, f"spread--{name}", spread_table(dt).to_dict(orient="records"))
         ll = dt["log_likelihood"].to_dataset() if "log_likelihood" in dt.children else None
-        if m["model"]["kind"] in ("msts", "msts_domains") and ll is not None and len(ll.data_vars) == 1:
+        if m["model"]["kind"] in ("score", "items") and ll is not None and len(ll.data_vars) == 1:
             loo_rows.append({"run": name, **loo_table(dt)})
             key = (m["model"]["kind"], m["data"]["sha256"], m["model"].get("route"), m["model"].get("reconstructions"),
                    m["model"].get("pre_post_correlation"), m["model"].get("reconstruction_seed"))

@@ -5,8 +5,9 @@ A run folder ``<root>/<name>/`` holds:
 - ``idata.nc``: the ArviZ DataTree (posterior, prior, prior_predictive, posterior_predictive, log_likelihood,
   observed_data, constant_data, sample_stats) as netCDF4 (h5netcdf engine);
 - ``config.toml``: the resolved config (defaults and every prior written out);
-- ``manifest.json``: versions of the package and its dependencies, seeds, data hash, wall time, diagnostics
-  and status.
+- ``study.toml``: the study card the run was fitted with;
+- ``manifest.json``: versions of the package and its dependencies, seeds, data hash, study card hash, wall time,
+  diagnostics and status.
 
 Folders are built under a ``.bs-tmp-*`` name and renamed when complete, so an interrupted fit leaves nothing
 that looks like a finished run; an existing run is replaced only with ``overwrite=True``.
@@ -19,7 +20,6 @@ import hashlib
 import json
 import platform
 import sys
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from .atomic import TMP_PREFIX, atomic_directory
 from .errors import BayesSacralError
 from .serialize import to_jsonable
 
-__all__ = ["DEFAULT_STORE", "Run", "write_run", "find_run", "list_runs", "versions", "source_fingerprint", "RUN_FORMAT"]
+__all__ = ["DEFAULT_STORE", "write_run", "check_free", "find_run", "list_runs", "versions", "source_fingerprint", "RUN_FORMAT"]
 
 DEFAULT_STORE = Path("models")
 RUN_FORMAT = "bayes-sacral-run/1"
@@ -66,59 +66,34 @@ def source_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
-@dataclass(eq=False)
-class Run:
-    """A finished run folder."""
-
-    path: Path
-
-    def __post_init__(self):
-        self.path = Path(self.path)
-        self._idata = None
-        self._manifest = None
-
-    @property
-    def manifest(self) -> dict:
-        if self._manifest is None:
-            self._manifest = json.loads((self.path / "manifest.json").read_text())
-        return self._manifest
-
-    @property
-    def config_text(self) -> str:
-        return (self.path / "config.toml").read_text()
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    def idata(self) -> xr.DataTree:
-        """The DataTree, loaded into memory once (the file is closed again); treat it as read-only."""
-        if self._idata is None:
-            with xr.open_datatree(self.path / "idata.nc", engine="h5netcdf") as dt:
-                self._idata = dt.load()
-        return self._idata
-
-
-def write_run(root: Path, name: str, idata: xr.DataTree, config_toml: str, manifest: dict, overwrite: bool = False) -> Path:
-    """Write a run folder atomically; refuses to replace an existing run unless ``overwrite``."""
-    target = Path(root) / name
-    if target.exists() and not overwrite:
+def check_free(target: Path, overwrite: bool = False) -> None:
+    """Refuse early when a run folder already exists (the final rename checks again, exclusively)."""
+    if Path(target).exists() and not overwrite:
         raise BayesSacralError(f"run folder {target} already exists; pass --overwrite to replace it or choose another run.name")
+
+
+def write_run(target: Path, idata: xr.DataTree, config_toml: str, manifest: dict, card_text: str, overwrite: bool = False) -> Path:
+    """Write a run folder atomically; refuses to replace an existing run unless ``overwrite``."""
+    target = Path(target)
+    check_free(target, overwrite)
     with atomic_directory(target, overwrite=overwrite) as tmp:
         idata.to_netcdf(tmp / "idata.nc", engine="h5netcdf")
         (tmp / "config.toml").write_text(config_toml, encoding="utf-8")
+        (tmp / "study.toml").write_text(card_text, encoding="utf-8")
         (tmp / "manifest.json").write_text(json.dumps(to_jsonable(manifest), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return target
 
 
-def find_run(ref: str | Path, root: Path = DEFAULT_STORE) -> Run:
-    """A run by folder path, or by name under ``root``."""
+def find_run(ref: str | Path, root: Path = DEFAULT_STORE):
+    """A run by folder path, or by name under ``root`` (a :class:`~bayes_sacral.run.Run`)."""
+    from .run import Run
+
     p = Path(ref)
     for cand in (p, Path(root) / str(ref)):
-        if (cand / "manifest.json").exists() and (cand / "idata.nc").exists():
-            return Run(cand)
+        if (cand / "manifest.json").is_file() and (cand / "idata.nc").is_file():
+            return Run.load(cand)
     names = [r["name"] for r in list_runs(root)]
-    from .data._suggest import did_you_mean
+    from .suggest import did_you_mean
 
     raise BayesSacralError(f"no finished run at {ref!r} (looked for a folder with manifest.json and idata.nc, and under {root}/)"
                            f"{did_you_mean(str(ref), names)}")
@@ -138,7 +113,7 @@ def list_runs(root: Path = DEFAULT_STORE) -> list[dict]:
         except (OSError, json.JSONDecodeError):
             continue
         rows.append({
-            "name": d.name, "kind": m.get("model", {}).get("kind", ""), "variant": m.get("model", {}).get("variant", m.get("model", {}).get("likelihood", "")),
+            "name": d.name, "study": m.get("study", {}).get("name", ""), "outcome": m.get("outcome", ""), "kind": m.get("model", {}).get("kind", ""), "variant": m.get("model", {}).get("variant", m.get("model", {}).get("likelihood", "")),
             "prior_set": m.get("prior_set", ""), "data": m.get("data", {}).get("source", ""), "seed": m.get("seed"),
             "draws": m.get("sampler", {}).get("draws"), "chains": m.get("sampler", {}).get("chains"),
             "status": m.get("diagnostics", {}).get("status", ""), "created": m.get("created", ""), "path": str(d),

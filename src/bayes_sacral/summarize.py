@@ -5,14 +5,26 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-__all__ = ["summarize_posterior", "SUMMARY_COLUMNS"]
+__all__ = ["summarize_posterior", "summarize_run", "SUMMARY_COLUMNS", "element_name", "parse_element"]
 
-SUMMARY_COLUMNS = ["name", "mean", "sd", "median", "hdi_low", "hdi_high", "eti_low", "eti_high", "prob_gt_0", "r_hat", "ess_bulk", "ess_tail"]
+SUMMARY_COLUMNS = ["name", "mean", "sd", "median", "hdi_low", "hdi_high", "eti_low", "eti_high", "prob_gt_0", "prob_benefit",
+                   "r_hat", "ess_bulk", "ess_tail", "mcse_mean"]
+
+
+def element_name(var: str, labels: list[str]) -> str:
+    return f"{var}[{', '.join(labels)}]" if labels else var
+
+
+def parse_element(name: str) -> tuple[str, list[str]]:
+    """``risk_difference[pathological]`` -> ("risk_difference", ["pathological"]); labels may contain " vs "."""
+    var, _, rest = name.partition("[")
+    return var, ([x.strip() for x in rest.rstrip("]").split(",")] if rest else [])
 
 
 def summarize_posterior(posterior: xr.Dataset, var_names: list[str], prob: float = 0.95,
                         thresholds: dict[str, tuple[float, list[str]]] | None = None,
-                        no_moments: list[str] | tuple[str, ...] = ()) -> list[dict]:
+                        no_moments: list[str] | tuple[str, ...] = (), directions: dict[str, int] | None = None,
+                        not_estimable: dict[str, str] | None = None) -> list[dict]:
     """Summary rows for ``var_names`` of a posterior Dataset with dims (chain, draw, ...).
 
     Parameters
@@ -22,50 +34,102 @@ def summarize_posterior(posterior: xr.Dataset, var_names: list[str], prob: float
     prob : float, default 0.95
         Probability of the HDI and equal-tailed (ETI) intervals.
     thresholds : dict, optional
-        name -> (value, variables): adds ``prob_gt_<name>`` = P(x > value) for those variables (None elsewhere).
+        name -> (magnitude, variables): adds ``prob_beyond_<name>``: for a comparative effect, the probability that its
+        benefit exceeds the magnitude (P(x > v) when larger is better, P(x < −v) when smaller is); for other variables
+        P(x > v); None for variables the threshold does not apply to.
     no_moments : sequence of str
         Variables whose mean and sd do not exist (e.g. a number needed to treat): reported as NaN.
+    directions : dict, optional
+        Comparative effects -> +1 (larger favours the treatment) or -1; gives ``prob_benefit``.
+    not_estimable : dict, optional
+        Stratum level -> reason: elements that are all-NaN get a ``note`` saying why.
 
     Returns
     -------
     list of dict
-        Keys :data:`SUMMARY_COLUMNS` then ``prob_gt_<name>`` per threshold.
+        Keys :data:`SUMMARY_COLUMNS`, then ``prob_beyond_<name>`` per threshold, then ``note`` when any element is not
+        estimable.
     """
     import arviz as az
 
     thresholds = thresholds or {}
+    directions = directions or {}
     rows = []
     for v in var_names:
         if v not in posterior:
             continue
         da = posterior[v]
-        rhat = az.rhat(da) if da.sizes.get("chain", 1) > 1 else xr.full_like(da.isel(chain=0, draw=0), np.nan)
-        ess_b = az.ess(da, method="bulk")
-        ess_t = az.ess(da, method="tail")
         extra_dims = [d for d in da.dims if d not in ("chain", "draw")]
+        has_chains = da.sizes.get("chain", 1) > 1
+        finite_all = bool(np.isfinite(da.values).all())
+        rhat = az.rhat(da) if has_chains and finite_all else None
+        ess_b = az.ess(da, method="bulk") if finite_all else None
+        ess_t = az.ess(da, method="tail") if finite_all else None
+        mcse = az.mcse(da, method="mean") if finite_all else None
         stacked = da.stack(sample=("chain", "draw")).transpose(*extra_dims, "sample")
         index = list(np.ndindex(*[da.sizes[d] for d in extra_dims])) if extra_dims else [()]
+        d = directions.get(v)
         for idx in index:
             sel = dict(zip(extra_dims, idx, strict=True))
             x = np.asarray(stacked.isel(sel).values, dtype=float)
-            labels = [str(da[d].values[i]) for d, i in zip(extra_dims, idx, strict=True)]
-            name = f"{v}[{', '.join(labels)}]" if labels else v
+            labels = [str(da[dim].values[i]) for dim, i in zip(extra_dims, idx, strict=True)]
             finite = x[np.isfinite(x)]
-            lo_h, hi_h = (float(b) for b in az.hdi(finite, prob=prob)) if finite.size else (np.nan, np.nan)
-            lo_e, hi_e = (float(b) for b in az.eti(finite, prob=prob)) if finite.size else (np.nan, np.nan)
+
+            def diag(arr, sel=sel, extra_dims=extra_dims):
+                if arr is None:
+                    return np.nan
+                val = arr.isel(sel).values if extra_dims else arr.values
+                return float(val)
+
+            if finite.size == 0:
+                row = {c: np.nan for c in SUMMARY_COLUMNS}
+                row["name"] = element_name(v, labels)
+                reasons = [r for lev, r in (not_estimable or {}).items() if lev in labels] or list((not_estimable or {}).values())
+                row["note"] = "not estimable" + (f": {'; '.join(dict.fromkeys(reasons))}" if reasons else "")
+                for tname in thresholds:
+                    row[f"prob_beyond_{tname}"] = None
+                rows.append(row)
+                continue
+            lo_h, hi_h = (float(b) for b in az.hdi(finite, prob=prob))
+            lo_e, hi_e = (float(b) for b in az.eti(finite, prob=prob))
+            no_mom = v in no_moments
             row = {
-                "name": name,
-                "mean": float(np.mean(finite)) if finite.size and v not in no_moments else np.nan,
-                "sd": float(np.std(finite, ddof=1)) if finite.size > 1 and v not in no_moments else np.nan,
-                "median": float(np.median(finite)) if finite.size else np.nan,
+                "name": element_name(v, labels),
+                "mean": float(np.mean(finite)) if not no_mom else np.nan,
+                "sd": float(np.std(finite, ddof=1)) if finite.size > 1 and not no_mom else np.nan,
+                "median": float(np.median(finite)),
                 "hdi_low": lo_h, "hdi_high": hi_h,
-                "eti_low": float(lo_e), "eti_high": float(hi_e),
+                "eti_low": lo_e, "eti_high": hi_e,
                 "prob_gt_0": float(np.mean(x > 0)),
-                "r_hat": float(rhat.isel(sel).values) if extra_dims else float(rhat.values),
-                "ess_bulk": float(ess_b.isel(sel).values) if extra_dims else float(ess_b.values),
-                "ess_tail": float(ess_t.isel(sel).values) if extra_dims else float(ess_t.values),
+                "prob_benefit": (float(np.mean(d * x > 0)) if d else None),
+                "r_hat": diag(rhat), "ess_bulk": diag(ess_b), "ess_tail": diag(ess_t),
+                "mcse_mean": diag(mcse) if not no_mom else np.nan,
             }
             for tname, (value, tvars) in thresholds.items():
-                row[f"prob_gt_{tname}"] = float(np.mean(x > value)) if v in tvars else None
+                if v not in tvars:
+                    row[f"prob_beyond_{tname}"] = None
+                else:
+                    row[f"prob_beyond_{tname}"] = float(np.mean((d or 1) * x > value))
             rows.append(row)
+    if any("note" in r for r in rows):
+        for r in rows:
+            r.setdefault("note", "")
     return rows
+
+
+def summarize_run(run, prob: float | None = None, var_names: list[str] | None = None, all_vars: bool = False) -> list[dict]:
+    """Summary rows of a :class:`~bayes_sacral.run.Run` with its thresholds, directions and notes (see :func:`summarize_posterior`)."""
+    from .errors import BayesSacralError
+
+    m = run.manifest
+    post = run.idata["posterior"].to_dataset()
+    p = prob if prob is not None else m.get("decision", {}).get("prob", 0.95)
+    if not 0 < p < 1:
+        raise BayesSacralError(f"an interval probability lies strictly between 0 and 1 (got {p})")
+    names = list(post.data_vars) if all_vars else (var_names or m.get("estimands") or list(post.data_vars))
+    unknown = [v for v in names if v not in post]
+    if unknown:
+        raise BayesSacralError(f"run {run.name} has no posterior variable(s) {', '.join(unknown)}; available: {', '.join(post.data_vars)}")
+    thresholds = {k: (t["value"], t["variables"]) for k, t in m.get("decision", {}).get("thresholds", {}).items()}
+    return summarize_posterior(post, names, p, thresholds, list(m.get("no_moment_variables", {})), m.get("effect_directions", {}),
+                               m.get("not_estimable", {}))

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from .base import KindOptions, ModelInput, ModelKind, PriorSet
-from .domains import MstsDomains
-from .events import Complications, NarcoticChange, SecondaryProcedures
-from .msts import Msts
+from .base import KindOptions, ModelInput, ModelKind, ModelSpec, PriorSet
+from .events import ComplicationsModel, EventsModel
+from .items import ItemsModel
+from .ordinal import OrdinalModel
+from .score import ScoreModel
 
-__all__ = ["KINDS", "get_kind", "ModelKind", "ModelInput", "PriorSet", "KindOptions"]
+__all__ = ["KINDS", "get_kind", "ModelKind", "ModelInput", "ModelSpec", "PriorSet", "KindOptions"]
 
 #: model.kind -> builder object
-KINDS: dict[str, ModelKind] = {k.name: k for k in (Msts(), MstsDomains(), SecondaryProcedures(), NarcoticChange(), Complications())}
+KINDS: dict[str, ModelKind] = {k.name: k for k in (ScoreModel(), ItemsModel(), EventsModel(), OrdinalModel(), ComplicationsModel())}
 
 
 def get_kind(name: str) -> ModelKind:

@@ -1,8 +1,10 @@
-"""What every model kind provides: options, prior parameters and named prior sets, data, builder, estimands.
+"""What every model kind provides: options, prior parameters and named prior sets, data, builder, estimands, presentation.
 
-A kind is a plain object: :meth:`prepare` turns study data into an :class:`xarray.Dataset` with named dims,
-:meth:`build` turns that plus priors into a ``pm.Model`` whose observed values live in ``pm.Data`` (so one
-compiled model can be refitted to new data: calibration and trial simulation use the same builder).
+A kind is a plain object. :meth:`ModelKind.prepare` turns study data into an :class:`xarray.Dataset` with named dims,
+:meth:`ModelKind.build` turns that plus priors into a ``pm.Model`` whose observed values live in ``pm.Data`` (so one
+compiled model can be refitted to new data: calibration and trial simulation use the same builder). Every method
+receives a :class:`ModelSpec`: the study card, the outcome analysed and the kind's options, so names, bounds,
+directions of benefit and strata come from the card.
 """
 
 from __future__ import annotations
@@ -10,23 +12,75 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
 import xarray as xr
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
+from ..errors import InputError, Problem
 from ..priors import PriorParam, PriorSpec
+from ..study.card import DeclaredPriorSet, StudyCard
+from ..validation import Strict
 
 if TYPE_CHECKING:  # pragma: no cover
     import pymc as pm
 
     from ..data.source import StudyData
 
-__all__ = ["PriorSet", "ModelInput", "ModelKind", "KindOptions", "reconstructed_input"]
+__all__ = ["PriorSet", "ModelInput", "ModelKind", "KindOptions", "ModelSpec", "reconstructed_input", "declared_prior_sets",
+           "check_cells", "CONTRAST_DIM"]
+
+#: Dim of contrasts between a stratum level and the reference (first) level: labels "<level> vs <reference>".
+CONTRAST_DIM = "contrast"
 
 
-class KindOptions(BaseModel):
+class KindOptions(Strict):
     """Base of each kind's ``[model]`` table (unknown keys rejected)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    outcome: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
+    """The card's outcome to analyse (default: the card's only outcome this kind can analyse)."""
+    allow_empty_cells: bool = False
+    """An arm × stratum cell without patients is an error; with true, its estimands are reported as not estimable."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model kind applied to one outcome of one study, with its options."""
+
+    card: StudyCard
+    outcome: str
+    options: KindOptions
+
+    @property
+    def o(self):
+        return self.card.outcomes[self.outcome]
+
+    @property
+    def sdim(self) -> str:
+        return self.card.stratum_dim
+
+    @property
+    def levels(self) -> list[str]:
+        return self.card.stratum_levels
+
+    @property
+    def K(self) -> int:
+        return len(self.card.stratum_levels)
+
+    @property
+    def arms(self) -> list[str]:
+        return self.card.arm_levels
+
+    @property
+    def contrasts(self) -> list[str]:
+        """Labels of the interaction contrasts: each non-reference level against the first."""
+        ref = self.levels[0]
+        return [f"{lev} vs {ref}" for lev in self.levels[1:]]
+
+    def coords(self) -> dict[str, list[str]]:
+        c = {"arm": list(self.arms), self.sdim: list(self.levels)}
+        if self.K > 1:
+            c[CONTRAST_DIM] = self.contrasts
+        return c
 
 
 @dataclass(frozen=True)
@@ -49,30 +103,75 @@ class ModelInput:
         Observed values and constants with named dims.
     assumptions : list of str
         Labels a reader must see with the results (reconstructed data, counts recovered by arithmetic, ...).
+    replicates : list of xarray.Dataset, optional
+        Several data sets of identical shape (e.g. reconstructions) fitted with one compiled model and pooled.
+    not_estimable : dict
+        Stratum level -> why its estimands cannot be estimated (an empty arm × stratum cell).
     """
 
     data: xr.Dataset
     assumptions: list[str] = field(default_factory=list)
     replicates: list[xr.Dataset] | None = None
-    """Several data sets of identical shape (e.g. reconstructions) fitted with one compiled model and pooled."""
     replicate_dim: str = "reconstruction"
+    not_estimable: dict[str, str] = field(default_factory=dict)
 
     @property
     def coords(self) -> dict[str, list]:
         return {str(k): [str(v) if isinstance(v, str) else v for v in self.data[k].values.tolist()] for k in self.data.dims}
 
 
-def reconstructed_input(study: StudyData, options, to_dataset, description: str) -> ModelInput:
-    """Reconstructed route: ``options.reconstructions`` patient-level data sets rebuilt from the study's summaries,
-    each shaped by ``to_dataset(frame)``, to be fitted with one compiled model and pooled; ``description`` and every
-    reported number the reconstruction had to relax become the run's assumptions."""
+def check_cells(spec: ModelSpec, counts: np.ndarray, where: str, arms: list[str] | None = None) -> dict[str, str]:
+    """Empty arm × stratum cells: an error, or (with ``allow_empty_cells``) the strata whose estimands are not estimable.
+
+    ``counts`` has shape (arm, stratum) in the card's order (or ``arms`` when a kind models a subset of arms).
+    """
+    arms = arms or spec.arms
+    empty = [(a, lev) for i, a in enumerate(arms) for j, lev in enumerate(spec.levels) if counts[i, j] == 0]
+    if not empty:
+        return {}
+    cells = ", ".join(spec.card.cell_label(a, lev) for a, lev in empty)
+    if not spec.options.allow_empty_cells:
+        raise InputError([Problem(where, f"cell{'s' if len(empty) > 1 else ''} {cells}", "0 patients",
+                                  "every arm × stratum cell needs at least one patient; set model.allow_empty_cells = true to fit "
+                                  "anyway and report that stratum's estimands as not estimable")])
+    return {lev: f"no {spec.card.arm_label(a)} patients in {spec.card.stratum_label(lev) if spec.card.stratified else 'the study'}"
+            for a, lev in empty}
+
+
+def reconstructed_input(study: StudyData, spec: ModelSpec, to_dataset, description: str) -> ModelInput:
+    """Reconstructed route: ``options.reconstructions`` patient-level data sets rebuilt from the study's summaries, each
+    shaped by ``to_dataset(frame)``, to be fitted with one compiled model and pooled; ``description`` and every reported
+    number the reconstruction had to relax become the run's assumptions."""
     from ..data.reconstruct import reconstruct
 
-    rec = reconstruct(study.require_summary("the reconstructed route"), k=options.reconstructions,
-                      correlation=options.pre_post_correlation, seed=options.reconstruction_seed)
+    options = spec.options
+    sd = study.require_summary("the reconstructed route")
+    try:
+        rec = reconstruct(sd, k=options.reconstructions, correlation=options.pre_post_correlation, seed=options.reconstruction_seed,
+                          outcome=spec.outcome)
+    except ValueError as exc:
+        raise InputError([Problem(study.path or study.label(), "reconstruction", "", str(exc))]) from None
     reps = [to_dataset(d.frame) for d in rec.datasets]
     notes = [description] + [f"reconstruction relaxed a reported number: {r}" for r in rec.relaxations_unique()]
     return ModelInput(reps[0], notes, replicates=reps, replicate_dim="reconstruction")
+
+
+def declared_prior_sets(spec: ModelSpec, kind: str, variant: str | None = None) -> dict[str, PriorSet]:
+    """Study-specific prior sets the card declares for this outcome and kind (and variant)."""
+    out = {}
+    decl: dict[str, DeclaredPriorSet] = getattr(spec.o, "prior_sets", {}) or {}
+    for name, d in decl.items():
+        k, _, v = d.applies_to.partition("/")
+        if k != kind or (v and v != variant):
+            continue
+        priors = {}
+        for pname, table in d.priors.items():
+            t = dict(table)
+            dist = t.pop("dist", None)
+            just = t.pop("justification", "")
+            priors[pname] = PriorSpec(str(dist), t, str(just))
+        out[name] = PriorSet(name, d.description, priors, d.source)
+    return out
 
 
 class ModelKind:
@@ -81,47 +180,68 @@ class ModelKind:
     name: ClassVar[str]
     title: ClassVar[str]
     options_class: ClassVar[type[KindOptions]]
+    #: the outcome kind (score | event | ordinal) this model analyses
+    outcome_kind: ClassVar[str]
 
-    def params(self, options: KindOptions) -> dict[str, PriorParam]:
+    def params(self, spec: ModelSpec) -> dict[str, PriorParam]:
         raise NotImplementedError
 
-    def prior_sets(self, options: KindOptions) -> dict[str, PriorSet]:
+    def prior_sets(self, spec: ModelSpec) -> dict[str, PriorSet]:
         raise NotImplementedError
 
-    def default_prior_set(self, options: KindOptions) -> str:
-        return next(iter(self.prior_sets(options)))
+    def default_prior_set(self, spec: ModelSpec) -> str:
+        return next(iter(self.prior_sets(spec)))
 
-    def prepare(self, study: StudyData, options: KindOptions) -> ModelInput:
+    def prepare(self, study: StudyData, spec: ModelSpec) -> ModelInput:
         raise NotImplementedError
 
-    def build(self, inp: ModelInput, priors: dict[str, PriorSpec], options: KindOptions) -> pm.Model:
+    def build(self, inp: ModelInput, priors: dict[str, PriorSpec], spec: ModelSpec) -> pm.Model:
         raise NotImplementedError
 
-    def estimands(self, options: KindOptions) -> list[str]:
+    def estimands(self, spec: ModelSpec) -> list[str]:
         """Posterior variables reported by ``summarize`` by default."""
         raise NotImplementedError
 
-    def effect_variables(self, options: KindOptions) -> list[str]:
-        """Variables a bare decision threshold applies to (all oriented so that > 0 favours PSFS, unless documented)."""
+    def effects(self, spec: ModelSpec) -> dict[str, int]:
+        """Comparative effects (treatment vs control) and their direction of benefit: +1 when larger values favour the
+        treatment, -1 when smaller values do. P(benefit) and benefit thresholds apply to these."""
         raise NotImplementedError
 
-    def check_options(self, options: KindOptions, data_source: str) -> list[tuple[str, str, str]]:
+    def effect_variables(self, spec: ModelSpec) -> list[str]:
+        return list(self.effects(spec))
+
+    def stratum_aggregates(self, spec: ModelSpec) -> list[str]:
+        """Variables that combine every stratum (averages, pooled rates): not estimable when any stratum is not."""
+        return []
+
+    def headline(self, spec: ModelSpec) -> list[str]:
+        """The effects a report leads with, most important first."""
+        return self.effect_variables(spec)
+
+    def check_options(self, spec: ModelSpec, data_source: str) -> list[tuple[str, str, str]]:
         """Cross-section problems (key path, value, message), e.g. an option the data source cannot support."""
         return []
 
-    def default_thresholds(self, options: KindOptions) -> dict[str, tuple[float, str]]:
-        """Decision thresholds used when a config names none: name -> (value on the effect variables, note)."""
-        return {}
+    def default_thresholds(self, spec: ModelSpec) -> dict[str, tuple[float, str]]:
+        """Benefit thresholds used when a config names none: name -> (magnitude on the effect variables, note). The card's
+        MCID of the outcome and its sensitivity values."""
+        mcid = getattr(spec.o, "mcid", None)
+        if mcid is None:
+            return {}
+        out = {"mcid": (mcid.value, f"MCID {mcid.value:g}: {mcid.source}")}
+        for name, v in mcid.sensitivity.items():
+            out[name] = (v, f"MCID sensitivity value {v:g} ({mcid.source})")
+        return out
 
-    def check_priors(self, priors: dict[str, PriorSpec], options: KindOptions) -> list[tuple[str, str]]:
+    def check_priors(self, priors: dict[str, PriorSpec], spec: ModelSpec) -> list[tuple[str, str]]:
         """Model-specific prior problems: (parameter, message) pairs."""
         return []
 
-    def exact_summary(self, inp: ModelInput, priors: dict[str, PriorSpec], options: KindOptions, prob: float) -> list[dict] | None:
+    def exact_summary(self, inp: ModelInput, priors: dict[str, PriorSpec], spec: ModelSpec, prob: float) -> list[dict] | None:
         """Closed-form posterior summaries (conjugate models only; None otherwise)."""
         return None
 
-    def no_moment_variables(self, options: KindOptions) -> dict[str, str]:
+    def no_moment_variables(self, spec: ModelSpec) -> dict[str, str]:
         """Variables whose posterior mean/sd do not exist (reported as null), with the reason."""
         return {}
 
@@ -129,6 +249,35 @@ class ModelKind:
         """Names of the ``pm.Data`` containers holding observed values (swapped by calibration/simulation)."""
         raise NotImplementedError
 
-    def describe(self, options: KindOptions) -> str:
+    def describe(self, spec: ModelSpec) -> str:
         """The model in words and formulae, for reports."""
         return self.title
+
+    def outcome_phrase(self, spec: ModelSpec) -> str:
+        """What a benefit of the treatment means, for results text ("improved MSTS more than ...")."""
+        return f"was better on {spec.card.outcome_label(spec.outcome)} than {spec.card.arm_label(spec.card.arms.control)}"
+
+    # ------------------------------------------------------------------ presentation (used by reports and figures)
+    def axis_label(self, spec: ModelSpec, var: str) -> str:
+        """Axis label of a variable, in words with its unit."""
+        return var.replace("_", " ")
+
+    def unit(self, spec: ModelSpec, var: str) -> str:
+        """Unit of a variable for text ("points", "" for probabilities and ratios)."""
+        return ""
+
+    def points_vars(self, spec: ModelSpec) -> set[str]:
+        """Variables on a score's points scale (figures add a percent-of-range axis)."""
+        return set()
+
+    def diagnostic_params(self, spec: ModelSpec) -> list[str]:
+        """Key parameters for rank and trace plots."""
+        return list(self.params(spec))
+
+    def prior_posterior_vars(self, spec: ModelSpec) -> list[str]:
+        """Variables whose prior and posterior a report compares."""
+        return self.headline(spec)[:1]
+
+    def contrast_phrase(self, spec: ModelSpec) -> str:
+        """'PSFS − Sacroplasty alone' in display labels."""
+        return f"{spec.card.arm_label(spec.arms[0])} − {spec.card.arm_label(spec.arms[1])}"

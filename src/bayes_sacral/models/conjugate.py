@@ -1,6 +1,6 @@
 """Closed forms for the conjugate event models: Beta and Dirichlet posteriors, and exact functionals of two Betas.
 
-For independent ``X ~ Beta(a1, b1)`` (PSFS) and ``Y ~ Beta(a2, b2)`` (sacroplasty), every probability below is a
+For independent ``X ~ Beta(a1, b1)`` and ``Y ~ Beta(a2, b2)`` (two arms' event rates), every probability below is a
 one-dimensional integral computed in quantile space, ``∫₀¹ F(Q(u)) du``, whose integrand is bounded and monotone
 even when a density is unbounded at 0 (Jeffreys priors, zero-event cells):
 
@@ -17,7 +17,7 @@ import numpy as np
 from scipy import integrate, optimize, stats
 
 __all__ = ["BetaPosterior", "beta_posterior", "prob_less", "difference_cdf", "difference_quantile", "ratio_cdf",
-           "ratio_quantile", "difference_moments", "dirichlet_marginals", "secondary_closed_form"]
+           "ratio_quantile", "difference_moments", "dirichlet_marginals", "beta_row", "difference_row"]
 
 
 @dataclass(frozen=True)
@@ -77,33 +77,6 @@ def dirichlet_marginals(prior_a: np.ndarray, counts: np.ndarray) -> list[BetaPos
     post = np.asarray(prior_a, float) + np.asarray(counts, float)
     total = post.sum()
     return [BetaPosterior(float(a), float(total - a)) for a in post]
-
-
-def secondary_closed_form(events: np.ndarray, trials: np.ndarray, prior_a, prior_b, prob: float = 0.95) -> dict:
-    """Exact posterior summaries of the independent beta-binomial secondary-procedure model, per fracture stratum.
-
-    ``events``/``trials``/``prior_*`` have shape (arm = [psfs, sacroplasty], fracture). Returns per stratum:
-    the Beta parameters, P(p_psfs < p_sacroplasty), mean/sd/median and equal-tailed interval of the risk
-    difference (sacroplasty − PSFS), and the median of the risk ratio (PSFS / sacroplasty).
-    """
-    events, trials = np.asarray(events), np.asarray(trials)
-    a = np.broadcast_to(np.asarray(prior_a, float), events.shape)
-    b = np.broadcast_to(np.asarray(prior_b, float), events.shape)
-    out = {}
-    lo_q, hi_q = (1 - prob) / 2, 1 - (1 - prob) / 2
-    for j in range(events.shape[1]):
-        x = beta_posterior(a[0, j], b[0, j], events[0, j], trials[0, j])
-        y = beta_posterior(a[1, j], b[1, j], events[1, j], trials[1, j])
-        mean, sd = difference_moments(x, y)
-        out[j] = {
-            "psfs": (x.a, x.b), "sacroplasty": (y.a, y.b),
-            "prob_psfs_lower": prob_less(x, y),
-            "rd_mean": mean, "rd_sd": sd,
-            "rd_median": difference_quantile(0.5, x, y),
-            "rd_eti": (difference_quantile(lo_q, x, y), difference_quantile(hi_q, x, y)),
-            "rr_median": ratio_quantile(0.5, x, y),
-        }
-    return out
 
 
 def beta_row(name: str, post: BetaPosterior, prob: float) -> dict:

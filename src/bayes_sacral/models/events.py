@@ -1,12 +1,11 @@
-"""Event models: secondary procedures (beta-binomial), narcotic-use change (Dirichlet-multinomial, ordered logit),
-procedural complications (beta-binomial rate).
+"""Binary events by arm × stratum: beta-binomial per cell (conjugate), a logit model with the log odds ratio pooled across
+strata, and the event rate of selected arms (``complications``: e.g. a device failure that only one arm can have).
 
-Orientation (so that "> 0" favours PSFS for every comparative effect a decision threshold may use):
-``risk_difference`` = P(secondary | sacroplasty) − P(secondary | PSFS) (absolute risk reduction with PSFS);
-``risk_ratio`` and ``odds_ratio`` are PSFS relative to sacroplasty (< 1 favours PSFS);
-``nnt`` = 1 / risk_difference (PSFS patients treated per secondary procedure avoided; meaningful only where
-the risk difference is clearly positive); ``ordinal_log_odds_ratio`` > 0 means PSFS patients are more likely to
-be in a better (less narcotic) category.
+Every comparison is treatment vs control on the outcome's own scale: ``risk_difference`` = p(treatment) − p(control),
+``risk_ratio`` and ``odds_ratio`` = treatment / control, ``log_odds_ratio`` = log odds(treatment) − log odds(control). Their
+direction of benefit follows the card (events are adverse unless ``higher_is_better = true``): for an adverse event a
+negative risk difference favours the treatment. ``nnt`` = 1 / (risk difference in the benefit direction): patients
+treated per event avoided (or gained, for a desirable event); meaningful only where the benefit is clearly positive.
 """
 
 from __future__ import annotations
@@ -18,442 +17,350 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from ..data.source import StudyData
+from ..data.summary import event_counts
 from ..errors import InputError, Problem
 from ..priors import PriorParam, PriorSpec, make_prior
-from ..vocabulary import ARMS, FRACTURES, NARCOTIC_LEVELS
-from .base import KindOptions, ModelInput, ModelKind, PriorSet
-from .conjugate import BetaPosterior, beta_row, difference_row, dirichlet_marginals
+from .base import (
+    KindOptions,
+    ModelInput,
+    ModelKind,
+    ModelSpec,
+    PriorSet,
+    check_cells,
+    declared_prior_sets,
+)
+from .blocks import pooled_effect, pooled_effect_params, pooling_of
+from .conjugate import BetaPosterior, beta_row, difference_row
 
-__all__ = ["SecondaryProcedures", "NarcoticChange", "Complications"]
-
-Pooling = Literal["partial", "none", "complete"]
-
-
-def _missing(what: str, study: StudyData, where: str) -> InputError:
-    return InputError([Problem(study.path or "published study", where, "", f"{what} is not reported, so this model cannot be fitted")])
-
-
-def _cell_counts_from_summary(study: StudyData, var: str, label: str) -> xr.DataArray:
-    ds = study.require_summary(label).to_dataset()
-    arr = ds[var]
-    if np.isnan(arr.values).any():
-        cells = [f"{a} × {f}" for a in arr["arm"].values for f in arr["fracture"].values if np.isnan(arr.sel(arm=a, fracture=f).values).any()]
-        raise _missing(label, study, ", ".join(cells))
-    return arr
+__all__ = ["EventsModel", "ComplicationsModel", "EventsOptions", "ComplicationsOptions", "event_cells"]
 
 
-def _table(value, coords) -> dict[str, float]:
-    """A prior parameter as arm -> value (scalars broadcast; tables keyed by arm labels)."""
-    if isinstance(value, dict):
-        return {k: float(v) for k, v in value.items()}
-    return {arm: float(value) for arm in coords["arm"]}
-
-
-def _inferred_notes(study: StudyData, key: str) -> list[str]:
+def _inferred_notes(study, outcome: str) -> list[str]:
     if study.summary is None:
         return []
-    lines = study.summary.to_dataset().attrs.get("inferred", "").splitlines()
-    return [f"count recovered by arithmetic: {ln}" for ln in lines if ln.startswith(key)]
+    return [f"count recovered by arithmetic: {ln}" for ln in study.summary.inferred() if ln.startswith(outcome + "[")]
 
 
-# ============================================================================ secondary procedures
-class SecondaryOptions(KindOptions):
-    kind: Literal["secondary_procedures"] = "secondary_procedures"
+def event_cells(study, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(events, patients) per arm × stratum of the outcome, and notes; missing values are input errors."""
+    card = spec.card
+    name = spec.outcome
+    where = study.path or study.label()
+    if study.ipd is not None:
+        f = study.ipd.frame
+        if name not in f.columns:
+            raise InputError([Problem(where, f"column '{card.columns.get(name, name)}'", "", f"the event model of "
+                                      f"{card.outcome_label(name)} needs this column (0/1 per patient)")])
+        f = f[f[name].notna().to_numpy(dtype=bool)]
+        events = np.zeros((2, spec.K))
+        trials = np.zeros((2, spec.K))
+        for i, a in enumerate(spec.arms):
+            for j, lev in enumerate(spec.levels):
+                sel = ((f["arm"].astype(str) == a) & (f[spec.sdim].astype(str) == lev)).to_numpy(dtype=bool)
+                events[i, j] = float(f.loc[sel, name].sum())
+                trials[i, j] = float(sel.sum())
+        dropped = int(study.ipd.frame[name].isna().sum())
+        notes = [f"{dropped} patient(s) with no value of {name} were left out"] if dropped else []
+        return events, trials, notes
+    sd = study.require_summary(f"the {name} counts")
+    ev = event_counts(sd, name).values
+    n = sd.cell_sizes().values
+    missing = [card.cell_label(a, lev) for i, a in enumerate(spec.arms) for j, lev in enumerate(spec.levels)
+               if (np.isnan(ev[i, j]) and n[i, j] != 0) or np.isnan(n[i, j])]
+    if missing:
+        raise InputError([Problem(where, ", ".join(missing), "", f"the {card.outcome_label(name)} count or the cell size is not "
+                                  "reported, so this model cannot be fitted")])
+    return np.nan_to_num(ev), n, _inferred_notes(study, name)
+
+
+# ============================================================================ comparison of arms
+class EventsOptions(KindOptions):
+    kind: Literal["events"] = "events"
     variant: Literal["independent", "hierarchical"] = "independent"
-    """independent: conjugate Beta prior per arm × fracture cell; hierarchical: logit model whose log odds
-    ratio is partially pooled across fracture strata."""
+    """independent: conjugate Beta prior per arm × stratum cell; hierarchical: logit model whose log odds ratio is shared
+    across strata by ``pooling``."""
+    pooling: Literal["partial", "none", "complete"] = "partial"
+    """hierarchical only: how the log odds ratio is shared across strata (ignored with one stratum)."""
 
 
-_SEC_INDEPENDENT_SETS = {
-    "uniform": PriorSet("uniform", "Beta(1, 1) in every cell: every rate equally likely.", {
-        "p_secondary": PriorSpec("Beta", {"alpha": 1.0, "beta": 1.0}, "Bayes–Laplace uniform prior; one pseudo-event and one pseudo-non-event."),
-    }),
-    "jeffreys": PriorSet("jeffreys", "Beta(½, ½) in every cell: Jeffreys' invariant prior.", {
-        "p_secondary": PriorSpec("Beta", {"alpha": 0.5, "beta": 0.5}, "Jeffreys prior for a binomial proportion; weight of one patient, invariant to reparametrisation."),
-    }),
-    "skeptical": PriorSet("skeptical", "The same Beta(2, 8) in both arms: no difference a priori, held with the weight of 10 patients per cell.", {
-        "p_secondary": PriorSpec("Beta", {"alpha": 2.0, "beta": 8.0},
-                                 "Identical in both arms, so any difference must come from the data; prior mean 20% (an assumption, not "
-                                 "data) and weight 10 patients, comparable to the cell sizes, which pulls the observed 0/9 vs 5/12 toward equality."),
-    }),
-    "literature": PriorSet("literature", "PSFS cells informed by Papanastassiou et al. (ref. 8 of the paper): 1 revision among 6 oncologic patients "
-                           "after percutaneous SI screw fixation, discounted by half; sacroplasty cells uniform (the paper cites no rate).", {
-        "p_secondary": PriorSpec("Beta", {"alpha": {"psfs": 1.5, "sacroplasty": 1.0}, "beta": {"psfs": 3.5, "sacroplasty": 1.0}},
-                                 "PSFS: Beta(1 + ½·1, 1 + ½·5) = Beta(1.5, 3.5) from 1/6 revisions in Papanastassiou et al. as summarised in the "
-                                 "paper's Discussion (a different population and end point, hence the 50% discount); sacroplasty: Beta(1, 1)."),
-    }, source="Papanastassiou et al., cited as reference 8 in Cox et al. 2025 (1 revision in 6 patients)"),
-}
-
-_SEC_HIER_SETS = {
-    "weakly_informative": PriorSet("weakly_informative", "Logit-scale priors: sacroplasty rate centred near 18% with a wide spread; "
-                                   "log odds ratio centred on no effect; modest heterogeneity between fracture strata.", {
-        "intercept": PriorSpec("Normal", {"mu": -1.5, "sigma": 1.5}, "logit of the sacroplasty rate: 95% prior interval about 1%–80%."),
-        "log_odds_ratio_mean": PriorSpec("Normal", {"mu": 0.0, "sigma": 1.5}, "no effect a priori; odds ratios 0.05–19 within 95%."),
-        "log_odds_ratio_sd": PriorSpec("HalfNormal", {"sigma": 1.0}, "between-stratum spread of the log odds ratio; half-normal(1) "
-                                        "allows strata to differ by a factor of e (2.7) in odds ratio."),
-    }),
-    "skeptical": PriorSet("skeptical", "As weakly_informative, but the pooled log odds ratio is held near 0 (odds ratios 0.38–2.7 within 95%).", {
-        "intercept": PriorSpec("Normal", {"mu": -1.5, "sigma": 1.5}, "as weakly_informative."),
-        "log_odds_ratio_mean": PriorSpec("Normal", {"mu": 0.0, "sigma": 0.5}, "skeptical of large effects."),
-        "log_odds_ratio_sd": PriorSpec("HalfNormal", {"sigma": 0.5}, "little heterogeneity between strata."),
-    }),
-}
+def _independent_sets(spec: ModelSpec) -> dict[str, PriorSet]:
+    out = {
+        "uniform": PriorSet("uniform", "Beta(1, 1) in every cell: every rate equally likely.", {
+            "p_event": PriorSpec("Beta", {"alpha": 1.0, "beta": 1.0}, "Bayes–Laplace uniform prior; one pseudo-event and one pseudo-non-event."),
+        }),
+        "jeffreys": PriorSet("jeffreys", "Beta(½, ½) in every cell: Jeffreys' invariant prior.", {
+            "p_event": PriorSpec("Beta", {"alpha": 0.5, "beta": 0.5}, "Jeffreys prior for a binomial proportion; weight of one patient, "
+                                 "invariant to reparametrisation."),
+        }),
+    }
+    out.update(declared_prior_sets(spec, "events", "independent"))
+    return out
 
 
-class SecondaryProcedures(ModelKind):
-    name = "secondary_procedures"
-    title = "Secondary procedures by arm × fracture (beta-binomial)"
-    options_class = SecondaryOptions
+def _hierarchical_sets(spec: ModelSpec) -> dict[str, PriorSet]:
+    adverse = spec.o.direction < 0
+    centre = -1.5 if adverse else 0.0
+    icpt = PriorSpec("Normal", {"mu": centre, "sigma": 1.5},
+                     "logit of the control rate: " + ("centred near 18% (95% prior interval about 1%–80%; adverse events are usually "
+                                                      "uncommon)" if adverse else "centred on 50% with a wide spread"))
+    sets = {}
+    for name, (loc, scale), desc in (
+            ("weakly_informative", (PriorSpec("Normal", {"mu": 0.0, "sigma": 1.5}, "no effect a priori; odds ratios 0.05–19 within 95%."),
+                                    PriorSpec("HalfNormal", {"sigma": 1.0}, "between-stratum spread of the log odds ratio; half-normal(1) "
+                                              "allows strata to differ by a factor of e (2.7) in odds ratio.")),
+             "Logit-scale priors: control rate with a wide spread; log odds ratio centred on no effect; modest heterogeneity between strata."),
+            ("skeptical", (PriorSpec("Normal", {"mu": 0.0, "sigma": 0.5}, "skeptical of large effects (odds ratios 0.38–2.7 within 95%)."),
+                           PriorSpec("HalfNormal", {"sigma": 0.5}, "little heterogeneity between strata.")),
+             "As weakly_informative, but the log odds ratio is held near 0 (odds ratios 0.38–2.7 within 95%).")):
+        pri = {"intercept": icpt}
+        for pname, _sup, _dims, role in pooled_effect_params("log_odds_ratio", spec):
+            pri[pname] = loc if role == "location" else scale
+        sets[name] = PriorSet(name, desc, pri)
+    sets.update(declared_prior_sets(spec, "events", "hierarchical"))
+    return sets
 
-    def params(self, options):
-        if options.variant == "independent":
-            return {"p_secondary": PriorParam("p_secondary", "unit", ("arm", "fracture"), "probability of a secondary procedure")}
-        return {
-            "intercept": PriorParam("intercept", "real", ("fracture",), "logit P(secondary | sacroplasty)"),
-            "log_odds_ratio_mean": PriorParam("log_odds_ratio_mean", "real", (), "pooled log odds ratio, PSFS vs sacroplasty"),
-            "log_odds_ratio_sd": PriorParam("log_odds_ratio_sd", "positive", (), "between-stratum SD of the log odds ratio"),
-        }
 
-    def prior_sets(self, options):
-        return _SEC_INDEPENDENT_SETS if options.variant == "independent" else _SEC_HIER_SETS
+class EventsModel(ModelKind):
+    name = "events"
+    title = "Binary events by arm × stratum (beta-binomial)"
+    options_class = EventsOptions
+    outcome_kind = "event"
+
+    def params(self, spec):
+        if spec.options.variant == "independent":
+            return {"p_event": PriorParam("p_event", "unit", ("arm", spec.sdim), f"probability of {spec.card.outcome_label(spec.outcome)}")}
+        out = {"intercept": PriorParam("intercept", "real", (spec.sdim,), "logit P(event | control)")}
+        desc = {"location": "log odds ratio, treatment vs control", "scale": "between-stratum SD of the log odds ratio"}
+        for n, sup, dims, role in pooled_effect_params("log_odds_ratio", spec):
+            out[n] = PriorParam(n, sup, dims, desc[role])
+        return out
+
+    def prior_sets(self, spec):
+        return _independent_sets(spec) if spec.options.variant == "independent" else _hierarchical_sets(spec)
 
     def observed_names(self):
         return ["events_obs"]
 
-    def prepare(self, study, options):
-        if study.ipd is not None:
-            f = study.ipd.frame
-            if "secondary_procedure" not in f.columns:
-                raise InputError([Problem(study.path, "column 'secondary_procedure'", "", "the secondary-procedure model needs this column")])
-            f = f.dropna(subset=["secondary_procedure"])
-            events = np.zeros((2, 2))
-            trials = np.zeros((2, 2))
-            for i, a in enumerate(ARMS):
-                for j, fr in enumerate(FRACTURES):
-                    sel = (f["arm"].astype(str) == a) & (f["fracture"].astype(str) == fr)
-                    events[i, j] = f.loc[sel, "secondary_procedure"].sum()
-                    trials[i, j] = sel.sum()
-            assumptions = []
-        else:
-            events = _cell_counts_from_summary(study, "secondary_procedures", "secondary procedure count").values
-            trials = _cell_counts_from_summary(study, "n", "cell size").values
-            assumptions = _inferred_notes(study, "secondary_procedure")
-        if (trials == 0).any():
-            raise InputError([Problem(study.path or "published study", "cells", "", "every arm × fracture cell needs at least one patient")])
-        ds = xr.Dataset(
-            {"events": (("arm", "fracture"), events.astype(float)), "trials": (("arm", "fracture"), trials.astype(float))},
-            coords={"arm": list(ARMS), "fracture": list(FRACTURES)},
-        )
-        return ModelInput(ds, assumptions)
+    def data_map(self, spec):
+        return {"events_obs": "events"}
 
-    def build(self, inp, priors, options):
-        coords = inp.coords
+    def prepare(self, study, spec):
+        events, trials, notes = event_cells(study, spec)
+        bad = check_cells(spec, trials, study.path or study.label())
+        ds = xr.Dataset({"events": (("arm", spec.sdim), events.astype(float)), "trials": (("arm", spec.sdim), trials.astype(float))},
+                        coords={"arm": list(spec.arms), spec.sdim: list(spec.levels)})
+        return ModelInput(ds, notes, not_estimable=bad)
+
+    def build(self, inp, priors, spec):
+        coords = spec.coords()
         d = inp.data
-        weights = d["trials"].sum("arm") / d["trials"].sum()
+        sdim = spec.sdim
+        trials = d["trials"].values
+        weights = trials.sum(axis=0) / trials.sum()
         with pm.Model(coords=coords) as m:
-            events = pm.Data("events_obs", d["events"].values, dims=("arm", "fracture"))
-            trials = pm.Data("trials", d["trials"].values, dims=("arm", "fracture"))
-            w = pm.Data("stratum_weight", weights.values, dims="fracture")
-            if options.variant == "independent":
-                p = make_prior("p_secondary", priors["p_secondary"], ("arm", "fracture"), coords)
+            events = pm.Data("events_obs", d["events"].values, dims=("arm", sdim))
+            n = pm.Data("trials", trials, dims=("arm", sdim))
+            w = pm.Data("stratum_weight", weights, dims=sdim)
+            if spec.options.variant == "independent":
+                p = make_prior("p_event", priors["p_event"], ("arm", sdim), coords)
             else:
-                a = make_prior("intercept", priors["intercept"], ("fracture",), coords)
-                mu = make_prior("log_odds_ratio_mean", priors["log_odds_ratio_mean"], (), coords)
-                tau = make_prior("log_odds_ratio_sd", priors["log_odds_ratio_sd"], (), coords)
-                z = pm.Normal("log_odds_ratio_z", 0.0, 1.0, dims="fracture")
-                lor = pm.Deterministic("log_odds_ratio", mu + tau * z, dims="fracture")
-                logits = pt.stack([a + lor, a])  # arm order: psfs, sacroplasty
-                p = pm.Deterministic("p_secondary", pm.math.invlogit(logits), dims=("arm", "fracture"))
-            pm.Binomial("secondary_procedures", n=trials, p=p, observed=events, dims=("arm", "fracture"))
-            p_psfs, p_sac = p[0], p[1]
-            rd = pm.Deterministic("risk_difference", p_sac - p_psfs, dims="fracture")
-            pm.Deterministic("risk_ratio", p_psfs / p_sac, dims="fracture")
-            pm.Deterministic("odds_ratio", (p_psfs / (1 - p_psfs)) / (p_sac / (1 - p_sac)), dims="fracture")
-            pm.Deterministic("nnt", 1.0 / rd, dims="fracture")
-            pooled = pm.Deterministic("p_secondary_pooled", (p * w[None, :]).sum(axis=1), dims="arm")
-            rdp = pm.Deterministic("risk_difference_pooled", pooled[1] - pooled[0])
+                a = make_prior("intercept", priors["intercept"], (sdim,), coords)
+                lor = pooled_effect("log_odds_ratio", priors, spec, coords)
+                p = pm.Deterministic("p_event", pm.math.invlogit(pt.stack([a + lor, a])), dims=("arm", sdim))  # arm order: treatment, control
+            pm.Binomial("events", n=n, p=p, observed=events, dims=("arm", sdim))
+            direction = spec.o.direction
+            p_t, p_c = p[0], p[1]
+            rd = pm.Deterministic("risk_difference", p_t - p_c, dims=sdim)
+            pm.Deterministic("risk_ratio", p_t / p_c, dims=sdim)
+            pm.Deterministic("odds_ratio", (p_t / (1 - p_t)) / (p_c / (1 - p_c)), dims=sdim)
+            pm.Deterministic("nnt", 1.0 / (direction * rd), dims=sdim)
+            pooled = pm.Deterministic("p_event_pooled", (p * w[None, :]).sum(axis=1), dims="arm")
+            rdp = pm.Deterministic("risk_difference_pooled", pooled[0] - pooled[1])
             pm.Deterministic("risk_ratio_pooled", pooled[0] / pooled[1])
             pm.Deterministic("odds_ratio_pooled", (pooled[0] / (1 - pooled[0])) / (pooled[1] / (1 - pooled[1])))
-            pm.Deterministic("nnt_pooled", 1.0 / rdp)
+            pm.Deterministic("nnt_pooled", 1.0 / (direction * rdp))
         return m
 
-    def estimands(self, options):
-        base = ["p_secondary", "risk_difference", "risk_ratio", "odds_ratio", "nnt",
-                "p_secondary_pooled", "risk_difference_pooled", "risk_ratio_pooled", "odds_ratio_pooled", "nnt_pooled"]
-        return base + (["log_odds_ratio", "log_odds_ratio_mean", "log_odds_ratio_sd"] if options.variant == "hierarchical" else [])
+    def estimands(self, spec):
+        base = ["p_event", "risk_difference", "risk_ratio", "odds_ratio", "nnt",
+                "p_event_pooled", "risk_difference_pooled", "risk_ratio_pooled", "odds_ratio_pooled", "nnt_pooled"]
+        if spec.options.variant == "hierarchical":
+            base += ["log_odds_ratio"] + (["log_odds_ratio_mean", "log_odds_ratio_sd"] if pooling_of(spec) == "partial" else [])
+        return base
 
-    def effect_variables(self, options):
-        return ["risk_difference", "risk_difference_pooled"]
+    def effects(self, spec):
+        d = spec.o.direction
+        out = {"risk_difference": d, "risk_difference_pooled": d}
+        if spec.options.variant == "hierarchical":
+            out["log_odds_ratio"] = d
+        return out
 
-    def exact_summary(self, inp, priors, options, prob):
-        if options.variant != "independent":
+    def headline(self, spec):
+        return ["risk_difference", "risk_difference_pooled"] if spec.K > 1 else ["risk_difference"]
+
+    def stratum_aggregates(self, spec):
+        return ["p_event_pooled", "risk_difference_pooled", "risk_ratio_pooled", "odds_ratio_pooled", "nnt_pooled"]
+
+    def outcome_phrase(self, spec):
+        label = spec.card.outcome_label(spec.outcome)
+        ctrl = spec.card.arm_label(spec.card.arms.control)
+        return f"led to fewer {label}s than {ctrl}" if spec.o.direction < 0 else f"led to more {label}s than {ctrl}"
+
+    def axis_label(self, spec, var):
+        c = self.contrast_phrase(spec)
+        label = spec.card.outcome_label(spec.outcome)
+        return {"risk_difference": f"Risk difference of {label}, {c}", "risk_difference_pooled": f"Risk difference of {label}, {c}, strata pooled",
+                "p_event": f"P({label})", "log_odds_ratio": f"Log odds ratio of {label}, {c}",
+                "risk_ratio": f"Risk ratio of {label}, {c}"}.get(var, var.replace("_", " "))
+
+    def diagnostic_params(self, spec):
+        return ["p_event", "log_odds_ratio_sd"]
+
+    def prior_posterior_vars(self, spec):
+        return ["risk_difference"]
+
+    def exact_summary(self, inp, priors, spec, prob):
+        if spec.options.variant != "independent" or priors["p_event"].dist != "Beta":
             return None
-        spec = priors["p_secondary"]
-        if spec.dist != "Beta":
-            return None
-        coords = inp.coords
-        a = _table(spec.params["alpha"], coords)
-        b = _table(spec.params["beta"], coords)
+        a = _table(priors["p_event"].params["alpha"], spec.arms)
+        b = _table(priors["p_event"].params["beta"], spec.arms)
         ev, tr = inp.data["events"], inp.data["trials"]
         rows, post = [], {}
-        for arm in coords["arm"]:
-            for frac in coords["fracture"]:
-                y, n = float(ev.sel(arm=arm, fracture=frac)), float(tr.sel(arm=arm, fracture=frac))
-                post[arm, frac] = BetaPosterior(a[arm] + y, b[arm] + n - y)
-                rows.append(beta_row(f"p_secondary[{arm}, {frac}]", post[arm, frac], prob))
-        for frac in coords["fracture"]:
-            rows.append(difference_row(f"risk_difference[{frac}]", post["psfs", frac], post["sacroplasty", frac], prob))
+        for arm in spec.arms:
+            for lev in spec.levels:
+                y = float(ev.sel({"arm": arm, spec.sdim: lev}))
+                n = float(tr.sel({"arm": arm, spec.sdim: lev}))
+                post[arm, lev] = BetaPosterior(a[arm] + y, b[arm] + n - y)
+                rows.append(beta_row(f"p_event[{arm}, {lev}]", post[arm, lev], prob))
+        t, c = spec.arms
+        for lev in spec.levels:
+            rows.append(difference_row(f"risk_difference[{lev}]", post[c, lev], post[t, lev], prob))
         return rows
 
-    def no_moment_variables(self, options):
+    def no_moment_variables(self, spec):
         why = ("1 / risk difference has no finite mean or variance when the risk difference has posterior density near 0; "
-               "read its median and equal-tailed interval, and only where P(risk difference > 0) is high")
+               "read its median and equal-tailed interval, and only where the probability of benefit is high")
         return {"nnt": why, "nnt_pooled": why}
 
-    def describe(self, options):
-        if options.variant == "independent":
-            return ("events[a,f] ~ Binomial(n[a,f], p_secondary[a,f]); p_secondary[a,f] ~ Beta(α, β) independently per arm a and "
-                    "fracture f (conjugate: the posterior is Beta(α + events, β + n − events)). Pooled-over-strata quantities weight "
-                    "the strata by their share of the study's patients.")
-        return ("events[a,f] ~ Binomial(n[a,f], p[a,f]); logit p[sacroplasty,f] = intercept[f]; logit p[psfs,f] = intercept[f] + "
-                "log_odds_ratio[f]; log_odds_ratio[f] = log_odds_ratio_mean + log_odds_ratio_sd · z[f], z[f] ~ Normal(0, 1) "
-                "(partial pooling across fracture strata, non-centred).")
+    def describe(self, spec):
+        card = spec.card
+        t, c = card.arm_label(spec.arms[0]), card.arm_label(spec.arms[1])
+        label = card.outcome_label(spec.outcome)
+        common = (f" risk_difference = p[{t}] − p[{c}]; {'fewer' if spec.o.direction < 0 else 'more'} events favour {t}. Pooled-over-strata "
+                  "quantities weight the strata by their share of the study's patients.")
+        if spec.options.variant == "independent":
+            return (f"{label}: events[a,s] ~ Binomial(n[a,s], p_event[a,s]); p_event[a,s] ~ Beta(α, β) independently per arm a and "
+                    "stratum s (conjugate: the posterior is Beta(α + events, β + n − events))." + common)
+        pool = {"partial": "log_odds_ratio[s] = log_odds_ratio_mean + log_odds_ratio_sd · z[s], z[s] ~ Normal(0, 1) (partial pooling "
+                           "across strata, non-centred)", "none": "log_odds_ratio[s] independent per stratum",
+                "complete": "one log odds ratio shared by every stratum", "single": "one log odds ratio (one stratum)"}[pooling_of(spec)]
+        return (f"{label}: events[a,s] ~ Binomial(n[a,s], p[a,s]); logit p[{c},s] = intercept[s]; logit p[{t},s] = intercept[s] + "
+                f"log_odds_ratio[s]; {pool}." + common)
 
 
-# ============================================================================ narcotic change
-class NarcoticOptions(KindOptions):
-    kind: Literal["narcotic_change"] = "narcotic_change"
-    variant: Literal["dirichlet_multinomial", "ordered_logit"] = "dirichlet_multinomial"
-    """dirichlet_multinomial: a Dirichlet prior on the three category probabilities of each arm × fracture cell;
-    ordered_logit: cutpoints per fracture stratum and a treatment log odds ratio."""
-    pooling: Pooling = "partial"
-    """ordered_logit only: how the treatment log odds ratio is shared across fracture strata."""
+def _table(value, keys: list[str]) -> dict[str, float]:
+    """A prior parameter as label -> value (scalars broadcast; tables keyed by labels)."""
+    if isinstance(value, dict):
+        return {k: float(v) for k, v in value.items()}
+    return {k: float(value) for k in keys}
 
 
-CUTPOINTS = ("decrease|stable", "stable|increase")
-
-_NARC_DM_SETS = {
-    "uniform": PriorSet("uniform", "Dirichlet(1, 1, 1) per cell: uniform over the probability simplex.", {
-        "p_narcotic": PriorSpec("Dirichlet", {"a": 1.0}, "uniform on the simplex; weight of three patients."),
-    }),
-    "jeffreys": PriorSet("jeffreys", "Dirichlet(½, ½, ½) per cell (Jeffreys).", {
-        "p_narcotic": PriorSpec("Dirichlet", {"a": 0.5}, "Jeffreys prior for multinomial probabilities; weight of 1.5 patients."),
-    }),
-}
-
-
-def _narc_ol_sets(pooling: str) -> dict[str, PriorSet]:
-    base = PriorSpec("Dirichlet", {"a": 1.0}, "induced-Dirichlet cutpoint prior (Betancourt 2019): uniform over the three category "
-                     "probabilities under sacroplasty alone; the cutpoints are their cumulative logits, ordered by construction.")
-    if pooling == "partial":
-        wi = {"baseline_probabilities": base,
-              "ordinal_log_odds_ratio_mean": PriorSpec("Normal", {"mu": 0.0, "sigma": 1.5}, "no effect a priori; odds ratios 0.05–19 within 95%."),
-              "ordinal_log_odds_ratio_sd": PriorSpec("HalfNormal", {"sigma": 1.0}, "between-stratum spread of the treatment effect.")}
-        sk = {"baseline_probabilities": base,
-              "ordinal_log_odds_ratio_mean": PriorSpec("Normal", {"mu": 0.0, "sigma": 0.5}, "skeptical of large effects (odds ratios 0.38–2.7)."),
-              "ordinal_log_odds_ratio_sd": PriorSpec("HalfNormal", {"sigma": 0.5}, "little heterogeneity between strata.")}
-    else:
-        wi = {"baseline_probabilities": base, "ordinal_log_odds_ratio": PriorSpec("Normal", {"mu": 0.0, "sigma": 1.5}, "no effect a priori; odds ratios 0.05–19 within 95%.")}
-        sk = {"baseline_probabilities": base, "ordinal_log_odds_ratio": PriorSpec("Normal", {"mu": 0.0, "sigma": 0.5}, "skeptical of large effects.")}
-    return {
-        "weakly_informative": PriorSet("weakly_informative", "Uniform baseline category probabilities, treatment effect centred on no effect.", wi),
-        "skeptical": PriorSet("skeptical", "Treatment effect held near no effect.", sk),
-    }
-
-
-class NarcoticChange(ModelKind):
-    name = "narcotic_change"
-    title = "Change in narcotic use (decrease / stable / increase)"
-    options_class = NarcoticOptions
-
-    def params(self, options):
-        if options.variant == "dirichlet_multinomial":
-            return {"p_narcotic": PriorParam("p_narcotic", "simplex", ("arm", "fracture", "narcotic_change"), "category probabilities per cell")}
-        out = {"baseline_probabilities": PriorParam("baseline_probabilities", "simplex", ("fracture", "narcotic_change"),
-                                                    "category probabilities under sacroplasty alone (they define the cutpoints)")}
-        if options.pooling == "partial":
-            out["ordinal_log_odds_ratio_mean"] = PriorParam("ordinal_log_odds_ratio_mean", "real", (), "pooled treatment log odds ratio")
-            out["ordinal_log_odds_ratio_sd"] = PriorParam("ordinal_log_odds_ratio_sd", "positive", (), "between-stratum SD")
-        else:
-            dims = ("fracture",) if options.pooling == "none" else ()
-            out["ordinal_log_odds_ratio"] = PriorParam("ordinal_log_odds_ratio", "real", dims, "treatment log odds ratio")
-        return out
-
-    def prior_sets(self, options):
-        return _NARC_DM_SETS if options.variant == "dirichlet_multinomial" else _narc_ol_sets(options.pooling)
-
-    def observed_names(self):
-        return ["counts_obs"]
-
-    def prepare(self, study, options):
-        if study.ipd is not None:
-            f = study.ipd.frame
-            if "narcotic_change" not in f.columns:
-                raise InputError([Problem(study.path, "column 'narcotic_change'", "", "the narcotic-change model needs this column")])
-            f = f.dropna(subset=["narcotic_change"])
-            counts = np.zeros((2, 2, 3))
-            for i, a in enumerate(ARMS):
-                for j, fr in enumerate(FRACTURES):
-                    sel = (f["arm"].astype(str) == a) & (f["fracture"].astype(str) == fr)
-                    for k, lev in enumerate(NARCOTIC_LEVELS):
-                        counts[i, j, k] = (f.loc[sel, "narcotic_change"].astype(str) == lev).sum()
-            assumptions = []
-        else:
-            counts = _cell_counts_from_summary(study, "narcotic_counts", "narcotic-change count").values
-            assumptions = _inferred_notes(study, "narcotic_change")
-        ds = xr.Dataset(
-            {"counts": (("arm", "fracture", "narcotic_change"), counts.astype(float)),
-             "trials": (("arm", "fracture"), counts.sum(-1).astype(float))},
-            coords={"arm": list(ARMS), "fracture": list(FRACTURES), "narcotic_change": list(NARCOTIC_LEVELS), "cutpoint": list(CUTPOINTS)},
-        )
-        return ModelInput(ds, assumptions)
-
-    def build(self, inp, priors, options):
-        coords = inp.coords
-        d = inp.data
-        with pm.Model(coords=coords) as m:
-            counts = pm.Data("counts_obs", d["counts"].values, dims=("arm", "fracture", "narcotic_change"))
-            trials = pm.Data("trials", d["trials"].values, dims=("arm", "fracture"))
-            if options.variant == "dirichlet_multinomial":
-                p = make_prior("p_narcotic", priors["p_narcotic"], ("arm", "fracture", "narcotic_change"), coords)
-            else:
-                # Induced-Dirichlet cutpoints: ordered in the sampler and in forward (prior predictive) draws alike.
-                # (PyMC's `ordered` transform orders only the sampler's values, which breaks prior predictive draws.)
-                base = make_prior("baseline_probabilities", priors["baseline_probabilities"], ("fracture", "narcotic_change"), coords)
-                cum_base = pt.clip(pt.cumsum(base, axis=-1)[:, :-1], 1e-12, 1 - 1e-12)
-                c = pm.Deterministic("cutpoints", pt.log(cum_base) - pt.log1p(-cum_base), dims=("fracture", "cutpoint"))
-                if options.pooling == "partial":
-                    mu = make_prior("ordinal_log_odds_ratio_mean", priors["ordinal_log_odds_ratio_mean"], (), coords)
-                    tau = make_prior("ordinal_log_odds_ratio_sd", priors["ordinal_log_odds_ratio_sd"], (), coords)
-                    z = pm.Normal("ordinal_log_odds_ratio_z", 0.0, 1.0, dims="fracture")
-                    beta = pm.Deterministic("ordinal_log_odds_ratio", mu + tau * z, dims="fracture")
-                elif options.pooling == "none":
-                    beta = make_prior("ordinal_log_odds_ratio", priors["ordinal_log_odds_ratio"], ("fracture",), coords)
-                else:
-                    b0 = make_prior("ordinal_log_odds_ratio", priors["ordinal_log_odds_ratio"], (), coords)
-                    beta = pt.stack([b0] * len(coords["fracture"]))
-                # P(category <= k) = logistic(c_k + beta * psfs): beta > 0 moves PSFS patients toward "decrease".
-                shift = pt.stack([beta, pt.zeros_like(beta)])[:, :, None]  # (arm, fracture, 1)
-                cum = pm.math.invlogit(c[None, :, :] + shift)  # (arm, fracture, cutpoint)
-                p = pm.Deterministic("p_narcotic", pt.concatenate([cum[..., :1], cum[..., 1:] - cum[..., :1], 1 - cum[..., 1:]], axis=-1),
-                                     dims=("arm", "fracture", "narcotic_change"))
-            pm.Multinomial("narcotic_counts", n=trials, p=p, observed=counts, dims=("arm", "fracture", "narcotic_change"))
-            pdec = pm.Deterministic("p_decrease", p[..., 0], dims=("arm", "fracture"))
-            pinc = pm.Deterministic("p_increase", p[..., 2], dims=("arm", "fracture"))
-            pm.Deterministic("difference_p_decrease", pdec[0] - pdec[1], dims="fracture")
-            pm.Deterministic("difference_p_increase", pinc[0] - pinc[1], dims="fracture")
-        return m
-
-    def exact_summary(self, inp, priors, options, prob):
-        if options.variant != "dirichlet_multinomial":
-            return None
-        a = priors["p_narcotic"].params["a"]
-        if isinstance(a, dict):
-            return None
-        counts = inp.data["counts"]
-        rows, marg = [], {}
-        for arm in inp.coords["arm"]:
-            for frac in inp.coords["fracture"]:
-                c = counts.sel(arm=arm, fracture=frac).values
-                marg[arm, frac] = dirichlet_marginals(np.full(len(c), float(a)), c)
-        for label, k in (("p_decrease", 0), ("p_increase", 2)):
-            for arm in inp.coords["arm"]:
-                for frac in inp.coords["fracture"]:
-                    rows.append(beta_row(f"{label}[{arm}, {frac}]", marg[arm, frac][k], prob))
-        for label, k in (("difference_p_decrease", 0), ("difference_p_increase", 2)):
-            for frac in inp.coords["fracture"]:
-                # psfs − sacroplasty = Y − X with Y = psfs (cells are independent a posteriori)
-                rows.append(difference_row(f"{label}[{frac}]", marg["sacroplasty", frac][k], marg["psfs", frac][k], prob))
-        return rows
-
-    def estimands(self, options):
-        out = ["p_decrease", "p_increase", "difference_p_decrease", "difference_p_increase"]
-        if options.variant == "ordered_logit":
-            out = ["ordinal_log_odds_ratio"] + (["ordinal_log_odds_ratio_mean", "ordinal_log_odds_ratio_sd"] if options.pooling == "partial" else []) + out
-        return out
-
-    def effect_variables(self, options):
-        return ["ordinal_log_odds_ratio"] if options.variant == "ordered_logit" else ["difference_p_decrease"]
-
-    def describe(self, options):
-        if options.variant == "dirichlet_multinomial":
-            return ("counts[a,f,·] ~ Multinomial(n[a,f], p_narcotic[a,f,·]); p_narcotic[a,f,·] ~ Dirichlet(a) per arm × fracture cell "
-                    "(conjugate: the posterior is Dirichlet(a + counts)).")
-        pool = {"partial": "ordinal_log_odds_ratio[f] = mean + sd · z[f] (partial pooling, non-centred)",
-                "none": "ordinal_log_odds_ratio[f] independent per stratum",
-                "complete": "one ordinal_log_odds_ratio shared by both strata"}[options.pooling]
-        return ("Ordered logit: P(change ≤ k | a, f) = logistic(cutpoints[f,k] + ordinal_log_odds_ratio[f] · PSFS) with the categories "
-                f"decrease < stable < increase, so a positive log odds ratio favours PSFS; {pool}. The cutpoints are the cumulative "
-                "logits of baseline_probabilities[f] (the sacroplasty category probabilities) with a Dirichlet prior (induced-Dirichlet "
-                "prior), which keeps them ordered in prior and posterior draws alike.")
-
-
-# ============================================================================ complications
-class ComplicationOptions(KindOptions):
+# ============================================================================ rate in selected arms
+class ComplicationsOptions(KindOptions):
     kind: Literal["complications"] = "complications"
-    arms: list[Literal["psfs", "sacroplasty"]] = ["psfs"]
-    """Arms whose complication rate is modelled. The screw back-out can only occur with screws, so the default is PSFS."""
+    arms: list[str] | None = None
+    """Arms whose event rate is modelled (default: the treatment arm, e.g. a complication only it can have); strata pooled."""
 
 
-_COMPL_SETS = {
-    "uniform": PriorSet("uniform", "Beta(1, 1).", {"p_complication": PriorSpec("Beta", {"alpha": 1.0, "beta": 1.0}, "uniform on 0–1.")}),
-    "jeffreys": PriorSet("jeffreys", "Beta(½, ½).", {"p_complication": PriorSpec("Beta", {"alpha": 0.5, "beta": 0.5}, "Jeffreys prior.")}),
+_RATE_SETS = {
+    "uniform": PriorSet("uniform", "Beta(1, 1).", {"p_event": PriorSpec("Beta", {"alpha": 1.0, "beta": 1.0}, "uniform on 0–1.")}),
+    "jeffreys": PriorSet("jeffreys", "Beta(½, ½).", {"p_event": PriorSpec("Beta", {"alpha": 0.5, "beta": 0.5}, "Jeffreys prior.")}),
 }
 
 
-class Complications(ModelKind):
+class ComplicationsModel(ModelKind):
     name = "complications"
-    title = "Procedural complications (screw back-out) as a rate"
-    options_class = ComplicationOptions
+    title = "An event rate in selected arms (strata pooled)"
+    options_class = ComplicationsOptions
+    outcome_kind = "event"
 
-    def params(self, options):
-        return {"p_complication": PriorParam("p_complication", "unit", ("arm",), "probability of a procedural complication")}
+    def arms(self, spec) -> list[str]:
+        return list(spec.options.arms or [spec.arms[0]])
 
-    def prior_sets(self, options):
-        return _COMPL_SETS
+    def params(self, spec):
+        return {"p_event": PriorParam("p_event", "unit", ("arm",), f"probability of {spec.card.outcome_label(spec.outcome)}")}
+
+    def prior_sets(self, spec):
+        return {**_RATE_SETS, **declared_prior_sets(spec, "complications")}
+
+    def check_options(self, spec, data_source):
+        bad = [a for a in (spec.options.arms or []) if a not in spec.arms]
+        if bad:
+            return [("model.arms", repr(bad), f"arms of this study: {', '.join(spec.arms)}")]
+        if spec.options.arms is not None and len(set(spec.options.arms)) != len(spec.options.arms or []):
+            return [("model.arms", repr(spec.options.arms), "each arm is named once")]
+        if spec.options.arms == []:
+            return [("model.arms", "[]", "name at least one arm")]
+        return []
 
     def observed_names(self):
         return ["events_obs"]
 
-    def prepare(self, study, options):
-        if study.ipd is not None:
-            raise InputError([Problem(study.path, "data.source", "'ipd'", "the patient-level format has no complication column; "
-                                      "use source = published or summary")])
-        comp = _cell_counts_from_summary(study, "complications", "complication count").sum("fracture")
-        n = _cell_counts_from_summary(study, "n", "cell size").sum("fracture")
-        arms = list(options.arms)
-        ds = xr.Dataset({"events": (("arm",), comp.sel(arm=arms).values.astype(float)),
-                         "trials": (("arm",), n.sel(arm=arms).values.astype(float))}, coords={"arm": arms})
-        return ModelInput(ds, _inferred_notes(study, "complications"))
+    def data_map(self, spec):
+        return {"events_obs": "events"}
 
-    def build(self, inp, priors, options):
-        coords = inp.coords
+    def prepare(self, study, spec):
+        events, trials, notes = event_cells(study, spec)
+        arms = self.arms(spec)
+        idx = [spec.arms.index(a) for a in arms]
+        ev, n = events[idx].sum(axis=1), trials[idx].sum(axis=1)
+        if (n == 0).any():
+            empty = [a for a, k in zip(arms, n, strict=True) if k == 0]
+            raise InputError([Problem(study.path or study.label(), f"arm {', '.join(empty)}", "0 patients", "no patients in this arm")])
+        ds = xr.Dataset({"events": (("arm",), ev), "trials": (("arm",), n)}, coords={"arm": arms})
+        return ModelInput(ds, notes)
+
+    def build(self, inp, priors, spec):
+        coords = {"arm": self.arms(spec)}
         d = inp.data
         with pm.Model(coords=coords) as m:
             events = pm.Data("events_obs", d["events"].values, dims="arm")
-            trials = pm.Data("trials", d["trials"].values, dims="arm")
-            p = make_prior("p_complication", priors["p_complication"], ("arm",), coords)
-            pm.Binomial("complications", n=trials, p=p, observed=events, dims="arm")
+            n = pm.Data("trials", d["trials"].values, dims="arm")
+            p = make_prior("p_event", priors["p_event"], ("arm",), coords)
+            pm.Binomial("events", n=n, p=p, observed=events, dims="arm")
         return m
 
-    def exact_summary(self, inp, priors, options, prob):
-        spec = priors["p_complication"]
-        if spec.dist != "Beta":
+    def exact_summary(self, inp, priors, spec, prob):
+        pr = priors["p_event"]
+        if pr.dist != "Beta":
             return None
-        coords = inp.coords
-        a, b = _table(spec.params["alpha"], coords), _table(spec.params["beta"], coords)
+        arms = self.arms(spec)
+        a, b = _table(pr.params["alpha"], arms), _table(pr.params["beta"], arms)
         rows = []
-        for arm in coords["arm"]:
+        for arm in arms:
             y, n = float(inp.data["events"].sel(arm=arm)), float(inp.data["trials"].sel(arm=arm))
-            rows.append(beta_row(f"p_complication[{arm}]", BetaPosterior(a[arm] + y, b[arm] + n - y), prob))
+            rows.append(beta_row(f"p_event[{arm}]", BetaPosterior(a[arm] + y, b[arm] + n - y), prob))
         return rows
 
-    def estimands(self, options):
-        return ["p_complication"]
+    def estimands(self, spec):
+        return ["p_event"]
 
-    def effect_variables(self, options):
-        return ["p_complication"]
+    def axis_label(self, spec, var):
+        return f"P({spec.card.outcome_label(spec.outcome)})" if var == "p_event" else var.replace("_", " ")
 
-    def describe(self, options):
-        return "complications[a] ~ Binomial(n[a], p_complication[a]); p_complication[a] ~ Beta(α, β) (conjugate)."
+    def diagnostic_params(self, spec):
+        return ["p_event"]
+
+    def prior_posterior_vars(self, spec):
+        return ["p_event"]
+
+    def effects(self, spec):
+        return {}
+
+    def headline(self, spec):
+        return ["p_event"]
+
+    def describe(self, spec):
+        label = spec.card.outcome_label(spec.outcome)
+        arms = ", ".join(spec.card.arm_label(a) for a in self.arms(spec))
+        return f"{label} in {arms}: events[a] ~ Binomial(n[a], p_event[a]) over all strata; p_event[a] ~ Beta(α, β) (conjugate)."
