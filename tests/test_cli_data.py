@@ -3,7 +3,7 @@
 import csv
 import json
 
-from bayes_sacral.data.published import published_path
+from bayes_sacral.study import load_study
 
 
 def test_help_everywhere(cli):
@@ -13,7 +13,7 @@ def test_help_everywhere(cli):
 
 
 def test_data_show_json_has_every_row(cli):
-    with open(published_path(), encoding="utf-8") as fh:
+    with open(load_study().summary_path, encoding="utf-8") as fh:
         n_rows = sum(1 for _ in csv.DictReader(ln for ln in fh if not ln.startswith("#")))
     r = cli("data", "show", "--format", "json")
     assert r.code == 0 and len(r.json()) == n_rows
@@ -31,7 +31,7 @@ def test_data_check_json_and_strict(cli):
     assert r.code == 0
     doc = r.json()
     assert all(set(d) == {"check", "subject", "status", "explanation", "numbers", "ids"} for d in doc)
-    assert {"grim", "grimmer", "domain_sum", "count_percent", "cell_sizes", "change_vs_means"} <= {d["check"] for d in doc}
+    assert {"grim", "grimmer", "item_sum", "count_percent", "cell_sizes", "change_vs_means"} <= {d["check"] for d in doc}
     assert any(d["status"] == "fail" for d in doc)
     assert cli("data", "check", "--strict").code == 1
 

@@ -1,41 +1,86 @@
-"""The ``bayes-sacral`` command line."""
+"""The ``bayes-sacral`` command line: a thin layer over the Python API with one error path.
+
+Exit codes: 0 success; 1 a failed fit (``--strict``), failed checks or an unexpected error; 2 bad input or usage (every
+problem named with its option, file, key path or row/column, value and rule). No traceback is printed unless
+``--debug`` is given.
+"""
 
 from __future__ import annotations
 
 import sys
 
-from ..errors import BayesSacralError
-from ._app import app
+from ..errors import BayesSacralError, InputError
+from .app import app
 
 __all__ = ["app", "main"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the typer app, turning known errors into a message and an exit code."""
-    from ._output import err_console
-
+def _usage_error_types() -> tuple[type, ...]:
+    types: list[type] = []
     try:
-        rc = app(args=argv, prog_name="bayes-sacral", standalone_mode=False)
-    except BayesSacralError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-        return exc.exit_code
-    except SystemExit as exc:  # typer's own exits (e.g. --help)
-        return int(exc.code or 0)
-    except KeyboardInterrupt:
-        err_console.print("interrupted; no partial output was written")
-        return 130
-    except Exception as exc:  # click usage errors come through here in non-standalone mode
+        from typer._click import exceptions as tc
+
+        types.append(tc.ClickException)
+    except ImportError:  # pragma: no cover - typer without its vendored click
+        pass
+    try:
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            err_console.print("aborted")
+        types.append(click.exceptions.ClickException)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(types)
+
+
+def _usage_message(exc) -> str:
+    """One line naming the option or argument: click's message without its 'Try --help' footer."""
+    msg = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    msg = " ".join(str(msg).split())
+    cmd = getattr(getattr(exc, "ctx", None), "command_path", None)
+    return f"{msg} (see `{cmd} --help`)" if cmd else msg
+
+
+def _print_error(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app; every error becomes one message and an exit code (see the module docstring)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    usage = _usage_error_types()
+    try:
+        rc = app(args=args, prog_name="bayes-sacral", standalone_mode=False)
+    except InputError as exc:
+        _print_error(f"error: {exc}")
+        return 2
+    except BayesSacralError as exc:
+        _print_error(f"error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _print_error("interrupted; no partial output was written")
+        return 130
+    except SystemExit as exc:  # typer's own exits (e.g. --help)
+        return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else 1
+    except Exception as exc:
+        name = type(exc).__name__
+        if usage and isinstance(exc, usage):
+            if name == "NoArgsIsHelpError":
+                _print_error(_usage_message(exc))
+                return 2
+            _print_error(f"error: {_usage_message(exc)}")
+            return 2
+        if name == "Exit":
+            return int(getattr(exc, "exit_code", 0) or 0)
+        if name == "Abort":
+            _print_error("aborted")
             return 1
-        if isinstance(exc, click.exceptions.Exit):
-            return exc.exit_code
-        raise
+        if debug:
+            raise
+        text = " ".join(str(exc).split()) or "(no message)"
+        _print_error(f"error: unexpected {name}: {text[:500]}\nre-run with --debug for the traceback")
+        return 1
     return rc if isinstance(rc, int) else 0
 
 

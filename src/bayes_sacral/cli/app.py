@@ -8,8 +8,8 @@ from .. import __version__
 
 app = typer.Typer(
     name="bayes-sacral",
-    help="Bayesian reanalysis of small clinical studies (PSFS vs sacroplasty for sacral metastases) "
-    "and design of their follow-up trials.",
+    help="Bayesian reanalysis of small clinical studies and design of their follow-up trials. A study card (TOML) declares "
+    "a study's arms, strata and outcomes; every command that reads data takes --study CARD (default: the bundled study).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -27,7 +27,7 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
-    """Bayesian reanalysis and trial design for sacral metastases (PSFS vs sacroplasty)."""
+    """Bayesian reanalysis of small clinical studies and design of their follow-up trials."""
 
 
 from . import data_cmds, design_cmds, fit_cmds, reanalyze_cmds, report_cmds, reproduce_cmds  # noqa: E402,F401  (commands register themselves on `app`)

@@ -1,4 +1,4 @@
-"""``bayes-sacral data``: show, validate and check study data."""
+"""``bayes-sacral data``: show, validate, check and reconstruct a study's data."""
 
 from __future__ import annotations
 
@@ -6,101 +6,115 @@ from pathlib import Path
 
 import typer
 
-from ..data.integrity import run_checks
-from ..data.ipd import read_ipd
-from ..data.published import load_dataset
-from ..data.summary import FORMAT_ID, read_summary
-from ..errors import InputError
-from ._app import app
-from ._output import OutputFormat, console, emit, err_console, json_dumps
+from ..errors import BayesSacralError, InputError
+from ..study import Study, load_study
+from .app import app
+from .output import OutputFormat, emit, json_dumps, say, warn
 
-data_app = typer.Typer(help="Show, validate and check study data (published summaries or patient-level CSV).", no_args_is_help=True)
+data_app = typer.Typer(help="Show, validate, check and reconstruct study data (published summaries or patient-level CSV).",
+                       no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-DATASET_OPT = typer.Option(None, "--dataset", "-d", help="A summary-data CSV (format bayes-sacral-summary/1); default: the bundled published study.", dir_okay=False)
+STUDY_OPT = typer.Option(None, "--study", "-s", help="The study card (TOML) the data follow; default: the bundled study.")
+DATASET_OPT = typer.Option(None, "--dataset", "-d", help="A summary-data CSV (format bayes-sacral-summary/1); default: the study's "
+                           "published summaries.")
 FORMAT_OPT = typer.Option(OutputFormat.table, "--format", "-f", help="Output format.", case_sensitive=False)
-OUTPUT_OPT = typer.Option(None, "--output", "-o", help="Write to this file (atomically) instead of stdout.", dir_okay=False)
+OUTPUT_OPT = typer.Option(None, "--output", "-o", help="Write to this file (atomically) instead of stdout.")
 
-SHOW_COLUMNS = ["id", "quantity", "arm", "fracture", "time", "category", "statistic", "relation", "value_text", "unit", "n", "source", "label"]
+
+def study_option(card: Path | None) -> Study:
+    """The study of a ``--study`` option (the bundled study when absent)."""
+    return load_study(card)
+
+
+def summary_of(study: Study, dataset: Path | None):
+    """Summary data from ``--dataset``, or the study's published summaries."""
+    return study.require_summary("this command") if dataset is None else study.read_summary(dataset)
 
 
 @data_app.command("show")
 def show(
     dataset: Path | None = DATASET_OPT,
+    study: Path | None = STUDY_OPT,
     fmt: OutputFormat = FORMAT_OPT,
-    view: str = typer.Option("rows", "--view", help="rows: every reported number with provenance; cells: the arm × fracture design view (xarray Dataset)."),
+    view: str = typer.Option("rows", "--view", help="rows: every reported number with provenance; cells: the arm × stratum design view."),
     quantity: str | None = typer.Option(None, "--quantity", "-q", help="Only rows of this quantity (e.g. msts_total)."),
     output: Path | None = OUTPUT_OPT,
 ) -> None:
-    """Print the dataset: every reported number with its rounding and provenance."""
-    sd = load_dataset(dataset)
+    """Print summary data: every reported number with its rounding and provenance."""
+    st = study_option(study)
+    sd = summary_of(st, dataset)
     if view == "cells":
         ds = sd.to_dataset()
-        if fmt is OutputFormat.table:
-            console.print(ds)
-            if ds.attrs.get("inferred"):
-                console.print("[bold]Counts recovered by arithmetic:[/]\n" + ds.attrs["inferred"])
-            return
         df = ds.drop_vars([v for v in ds.data_vars if ds[v].dtype.kind in "OU"]).to_dataframe().reset_index()
-        emit(df.to_dict(orient="records"), fmt, output=output)
+        emit(df.to_dict(orient="records"), fmt, output=output, title=f"{st.name}: design-level numbers")
+        if fmt is OutputFormat.table and sd.inferred():
+            say("Counts recovered by arithmetic:\n" + "\n".join(sd.inferred()))
         return
     if view != "rows":
-        raise typer.BadParameter("--view is 'rows' or 'cells'")
+        raise typer.BadParameter(f"--view is 'rows' or 'cells', not {view!r}", param_hint="'--view'")
     df = sd.frame if quantity is None else sd.frame[sd.frame["quantity"] == quantity]
-    recs = df.rename(columns={"value_text": "value_text"}).to_dict(orient="records")
-    cols = SHOW_COLUMNS if fmt is OutputFormat.table else None
-    title = f"{sd.meta.get('study', Path(sd.path).name)}: {len(df)} reported numbers"
+    recs = df.to_dict(orient="records")
+    cols = None
     if fmt is OutputFormat.table:
         recs = [{**r, "value": r["value_text"]} for r in recs]
-        cols = [("value" if c == "value_text" else c) for c in SHOW_COLUMNS]
-    emit(recs, fmt, columns=cols, title=title, output=output)
+        cols = ["id", "quantity", "arm", *([st.card.stratum_dim] if st.card.stratified else []), "time", "category", "statistic",
+                "relation", "value", "unit", "n", "source"]
+    emit(recs, fmt, columns=cols, title=f"{sd.meta.get('study', st.name)}: {len(df)} reported numbers", output=output)
+
+
+@data_app.command("columns")
+def columns(study: Path | None = STUDY_OPT, fmt: OutputFormat = FORMAT_OPT) -> None:
+    """The columns a patient-level CSV of the study may have, with their rules (and the CSV names the card maps them to)."""
+    from ..data.ipd import column_rules
+
+    st = study_option(study)
+    emit(column_rules(st.card), fmt, title=f"Patient-level columns of study {st.name}")
 
 
 @data_app.command("validate")
 def validate(
-    file: Path = typer.Argument(..., help="A patient-level CSV (or a summary-data CSV, recognised by its '# format:' line).", dir_okay=False),
+    file: Path = typer.Argument(..., help="A patient-level CSV (or a summary-data CSV, recognised by its '# format:' line)."),
+    study: Path | None = STUDY_OPT,
     fmt: OutputFormat = FORMAT_OPT,
 ) -> None:
-    """Validate a patient-level CSV: every problem in one pass, each with file, row, column, value and rule.
+    """Validate a data file against the study card: every problem in one pass, each with file, row, column, value and rule.
 
-    Exit code 0 when valid, 2 when not. The IPD columns: patient_id, arm (psfs | sacroplasty), fracture
-    (pathological | impending), msts_pre, msts_post (integers 0-30); optional: the six MSTS items as
-    <item>_pre / <item>_post (0-5, summing to the totals), secondary_procedure (0/1), days_to_secondary,
-    followup_days, narcotic_change (decrease | stable | increase), prior_radiotherapy (0/1), ablation (none |
-    radiofrequency | cryoablation | microwave | other), age, sex (male | female), cancer_type, date_preop,
-    date_procedure, date_postop (YYYY-MM-DD).
+    Exit code 0 when valid, 2 when not. `bayes-sacral data columns --study CARD` lists the patient-level columns.
     """
+    st = study_option(study)
     try:
-        head = file.read_text(encoding="utf-8-sig", errors="replace").lstrip()[:200]
+        head = file.read_text(encoding="utf-8-sig", errors="replace").lstrip()[:200] if file.is_file() else ""
     except OSError:
         head = ""
     is_summary = head.startswith("#") and "format" in head.splitlines()[0]
     try:
         if is_summary:
-            sd = read_summary(file)
+            from ..data.summary import FORMAT_ID
+
+            sd = st.read_summary(file)
             summary = {"file": str(file), "kind": "summary", "valid": True, "rows": len(sd.frame), "format": FORMAT_ID}
         else:
-            ipd = read_ipd(file)
+            ipd = st.read_ipd(file)
             cells = ipd.cell_sizes()
-            summary = {"file": str(file), "kind": "ipd", "valid": True, "patients": ipd.n_patients,
-                       "cells": {f"{a}/{f}": int(cells.loc[a, f]) for a in cells.index for f in cells.columns},
-                       "has_items": ipd.has_items}
+            summary = {"file": str(file), "kind": "ipd", "valid": True, "study": st.name, "patients": ipd.n_patients,
+                       "cells": {st.card.cell_label(a, f): int(cells.loc[a, f]) for a in cells.index for f in cells.columns}}
     except InputError as exc:
         if fmt is OutputFormat.json:
-            print(json_dumps({"file": str(file), "valid": False, "problems": [p.to_dict() for p in exc.problems]}), end="")
+            say(json_dumps({"file": str(file), "valid": False, "problems": [p.to_dict() for p in exc.problems]}).rstrip())
         elif fmt is OutputFormat.csv:
             emit([p.to_dict() for p in exc.problems], fmt)
         else:
-            err_console.print(f"[bold red]invalid:[/] {exc}", highlight=False, soft_wrap=True)
+            warn(f"invalid: {exc}")
         raise typer.Exit(2) from None
     if fmt is OutputFormat.table:
         if summary["kind"] == "ipd":
             cells_txt = ", ".join(f"{k} {v}" for k, v in summary["cells"].items())
-            console.print(f"[green]valid[/]: {file}: {summary['patients']} patients ({cells_txt})", highlight=False)
+            say(f"valid: {file}: {summary['patients']} patients of study {st.name} ({cells_txt})")
         else:
-            console.print(f"[green]valid[/]: {file}: {summary['rows']} reported numbers ({FORMAT_ID})", highlight=False)
+            say(f"valid: {file}: {summary['rows']} reported numbers of study {st.name} ({summary['format']})")
     elif fmt is OutputFormat.json:
-        print(json_dumps(summary), end="")
+        say(json_dumps(summary).rstrip())
     else:
         emit([{k: v for k, v in summary.items() if k != "cells"}], fmt)
 
@@ -108,6 +122,7 @@ def validate(
 @data_app.command("check")
 def check(
     dataset: Path | None = DATASET_OPT,
+    study: Path | None = STUDY_OPT,
     fmt: OutputFormat = FORMAT_OPT,
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when any check fails."),
     only_problems: bool = typer.Option(False, "--problems", help="Show only findings that are not 'pass'."),
@@ -119,17 +134,19 @@ def check(
     'borderline' means consistent only under one intermediate rounding step (double rounding).
     Exit 0 unless the input is unreadable; --strict exits 1 when anything fails.
     """
-    sd = load_dataset(dataset)
+    from ..data.integrity import run_checks
+
+    st = study_option(study)
+    sd = summary_of(st, dataset)
     findings = run_checks(sd)
     shown = [f for f in findings if f.status != "pass"] if only_problems else findings
     recs = [f.to_dict() for f in shown]
     counts = {s: sum(f.status == s for f in findings) for s in ("pass", "borderline", "fail")}
     footer = f"{len(findings)} findings: {counts['pass']} pass, {counts['borderline']} borderline, {counts['fail']} fail"
     cols = ["check", "subject", "status", "explanation"] if fmt is OutputFormat.table else ["check", "subject", "status", "explanation", "numbers", "ids"]
-    emit(recs, fmt, columns=cols, title=f"Integrity checks: {sd.meta.get('study', Path(sd.path).name)}", output=output,
-         styles={"status": {"fail": "red", "borderline": "yellow"}}, footer=footer)
+    emit(recs, fmt, columns=cols, title=f"Integrity checks: {sd.meta.get('study', st.name)}", output=output, footer=footer)
     if fmt is not OutputFormat.table:
-        err_console.print(footer)
+        warn(footer)
     if strict and counts["fail"]:
         raise typer.Exit(1)
 
@@ -138,6 +155,8 @@ def check(
 def reconstruct_cmd(
     out: Path = typer.Option(..., "--out", help="Folder for the reconstructed patient-level CSVs (created atomically; must not exist)."),
     dataset: Path | None = DATASET_OPT,
+    study: Path | None = STUDY_OPT,
+    outcome: str | None = typer.Option(None, "--outcome", help="The score outcome to reconstruct (default: the card's only one)."),
     k: int = typer.Option(20, "-k", "--count", min=1, max=1000, help="Number of data sets."),
     correlation: float = typer.Option(0.5, "--correlation", min=-0.95, max=0.95, help="Assumed within-cell pre-post correlation."),
     seed: int = typer.Option(1, "--seed", min=0, help="Seed of the search."),
@@ -150,24 +169,29 @@ def reconstruct_cmd(
     import json as _json
 
     from ..atomic import atomic_directory
+    from ..data.ipd import write_ipd
     from ..data.reconstruct import reconstruct
     from ..serialize import to_jsonable
 
     if out.exists():
-        from ..errors import BayesSacralError
-
         raise BayesSacralError(f"{out} already exists; choose a new --out folder (reconstructions are never overwritten)")
-    sd = load_dataset(dataset)
-    rec = reconstruct(sd, k=k, correlation=correlation, seed=seed)
+    st = study_option(study)
+    sd = summary_of(st, dataset)
+    try:
+        rec = reconstruct(sd, k=k, correlation=correlation, seed=seed, outcome=outcome)
+    except ValueError as exc:
+        raise BayesSacralError(str(exc)) from None
     with atomic_directory(out) as tmp:
         for i, d in enumerate(rec.datasets, start=1):
-            d.frame.to_csv(tmp / f"reconstruction-{i:03d}.csv", index=False, lineterminator="\n", date_format="%Y-%m-%d")
+            frame = d.frame if st.card.stratified else d.frame.drop(columns=[st.card.stratum_dim])
+            write_ipd(frame, tmp / f"reconstruction-{i:03d}.csv")
         (tmp / "relaxations.json").write_text(_json.dumps(to_jsonable(rec.to_records()), indent=2, ensure_ascii=False) + "\n")
         rec.achieved.to_csv(tmp / "achieved.csv", index=False, lineterminator="\n")
         (tmp / "README.md").write_text(
-            f"# Reconstructed patient-level data\n\n{k} data sets reconstructed by bayes-sacral from {sd.meta.get('study', sd.path)} "
-            f"(correlation {correlation}, seed {seed}). They reproduce the published summaries; they are not real patients.\n")
+            f"# Reconstructed patient-level data\n\n{k} data sets reconstructed by bayes-sacral from {sd.meta.get('study', st.name)} "
+            f"(outcome {rec.outcome}, correlation {correlation}, seed {seed}). They reproduce the published summaries; they are not "
+            "real patients.\n")
     for r in rec.relaxations_unique():
-        err_console.print(f"relaxed: {r}", markup=False, highlight=False)
+        warn(f"relaxed: {r}")
     met = int(rec.achieved["targets_met"].sum())
-    console.print(f"wrote {k} data sets to {out} ({met} of {len(rec.achieved)} cell searches met every target)", highlight=False)
+    say(f"wrote {k} data sets to {out} ({met} of {len(rec.achieved)} cell searches met every target)")

@@ -6,18 +6,19 @@ from pathlib import Path
 
 import typer
 
-from ._app import app
-from ._output import OutputFormat, console, emit, err_console
+from .app import app
+from .output import OutputFormat, emit, progress_console, say
 
 
 @app.command("design")
 def design(
-    config: Path = typer.Argument(..., help="A design config (TOML).", dir_okay=False),
+    config: Path = typer.Argument(..., help="A design config (TOML)."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default reports/designs/<design.name>)."),
     scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address (tcp://host:8786), or 'local' for a LocalCluster."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run: finished batches are kept, the rest computed."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Local worker processes (default: both cores)."),
     set_: list[str] | None = typer.Option(None, "--set", help="Override a config value by key path (repeatable)."),
+    study: Path | None = typer.Option(None, "--study", "-s", help="The study card (default: the one [design] study names, else the bundled study)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Format of the printed results."),
 ) -> None:
@@ -37,10 +38,12 @@ def design(
     from ..design.output import tidy
     from ..design.runner import run_design
 
-    cfg = load_design(config, set_ or [])
+    from ..study import load_study
+
+    cfg = load_design(config, set_ or [], study=load_study(study) if study is not None else None)
     out = out or Path("reports/designs") / cfg.design.name
     prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=err_console._make(), disable=quiet)
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=progress_console(), disable=quiet)
     import time
 
     t0 = time.perf_counter()
@@ -52,9 +55,9 @@ def design(
             prog.update(task, completed=done, total=total, rate=f"{rate:,.0f} trials/s" if cfg.engine() != "exact" else "", description=what)
 
         ds = run_design(cfg, out, scheduler=scheduler, resume=resume, workers=workers, progress=update,
-                        log=lambda m: prog.console.print(m, markup=False, highlight=False))
+                        log=lambda m: prog.console.print(m))
     cols = ["label", "sample_size", "success_probability", "mcse", "expected_sample_size"]
     emit(tidy(ds).to_dict(orient="records"), fmt, columns=cols if fmt is OutputFormat.table else None,
          title=f"Design {cfg.design.name}: {ds.attrs['rule']}", float_digits=4)
-    console.print((out / "protocol.md").read_text().split("\n\n")[1], markup=False, highlight=False)
-    print(out)
+    say((out / "protocol.md").read_text().split("\n\n")[1])
+    say(str(out))

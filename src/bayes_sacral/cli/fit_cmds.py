@@ -1,4 +1,4 @@
-"""``bayes-sacral config``, ``fit``, ``runs`` and ``summarize``."""
+"""``bayes-sacral config``, ``fit``, ``runs``, ``summarize``, ``calibrate`` and ``compare``."""
 
 from __future__ import annotations
 
@@ -9,45 +9,54 @@ import typer
 
 from ..errors import BayesSacralError
 from ..store import DEFAULT_STORE, find_run, list_runs
-from ._app import app
-from ._output import OutputFormat, console, emit, err_console
+from .app import app
+from .data_cmds import STUDY_OPT
+from .output import OutputFormat, emit, progress_console, say, warn
 
 config_app = typer.Typer(help="Validate run configs and print complete defaults.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 runs_app = typer.Typer(help="The run store (models/).", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
-SET_OPT = typer.Option(None, "--set", help="Override a config value by key path, e.g. --set priors.set=jeffreys --set run.seed=7 (repeatable; TOML values).")
+SET_OPT = typer.Option(None, "--set", help="Override a config value by key path, e.g. --set priors.set=jeffreys --set run.seed=7 "
+                       "(repeatable; TOML values). An override of a swept key replaces that sweep axis.")
 FORMAT_OPT = typer.Option(OutputFormat.table, "--format", "-f", help="Output format.", case_sensitive=False)
 STORE_OPT = typer.Option(DEFAULT_STORE, "--store", help="The run store folder.")
 
 
 @config_app.command("validate")
 def config_validate(
-    file: Path = typer.Argument(..., help="A run config (TOML).", dir_okay=False),
+    file: Path = typer.Argument(..., help="A run config (TOML)."),
     set_: list[str] | None = SET_OPT,
 ) -> None:
-    """Validate a run config: every problem with its key path, the bad value and what is allowed (exit 2)."""
+    """Validate a run config against its study card: every problem with its key path, the bad value and what is allowed (exit 2).
+
+    The same checks as `fit` runs before sampling: the outcome exists in the card, the data file exists and is a file,
+    the sampler backend is installed."""
     from ..config import load_configs
 
     runs = load_configs(file, set_ or [])
     for r in runs:
         extra = f", overrides: {', '.join(r.overridden)}" if r.overridden else ""
-        console.print(f"[green]valid[/]: {r.config.run.name} — model {r.kind.name}, priors {r.prior_set}{extra}, "
-                      f"data {r.config.data.source}", highlight=False)
+        say(f"valid: {r.config.run.name} (study {r.card.name}, model {r.kind.name} on {r.spec.outcome}, priors {r.prior_set}{extra}, "
+            f"data {r.config.data.source})")
 
 
 @config_app.command("defaults")
-def config_defaults(kind: str = typer.Argument(..., help="Model kind, e.g. secondary_procedures.")) -> None:
+def config_defaults(
+    kind: str = typer.Argument(..., help="Model kind (score, items, events, ordinal, complications) or an alias the study card declares."),
+    study: Path | None = STUDY_OPT,
+) -> None:
     """Print a complete, commented config for a model kind (every key with its default)."""
     from ..config import defaults_toml
+    from .data_cmds import study_option
 
-    print(defaults_toml(kind), end="")
+    say(defaults_toml(kind, study_option(study)).rstrip("\n"))
 
 
 @app.command("fit")
 def fit(
-    config: Path = typer.Argument(..., help="A run config (TOML).", dir_okay=False),
+    config: Path = typer.Argument(..., help="A run config (TOML)."),
     out: Path = typer.Option(DEFAULT_STORE, "--out", help="Run store folder; the run is written to OUT/<run.name>."),
     set_: list[str] | None = SET_OPT,
     strict: bool = typer.Option(False, "--strict", help="Exit 1 if the diagnostics fail (R-hat, ESS, divergences, E-BFMI)."),
@@ -66,120 +75,104 @@ def fit(
 
     from ..config import load_configs
     from ..fitting import fit_run
+    from ..store import check_free
 
     runs = load_configs(config, set_ or [])
     if not overwrite:
-        clash = [str(out / r.config.run.name) for r in runs if (out / r.config.run.name).exists()]
-        if clash:
-            raise BayesSacralError(f"run folder(s) already exist: {', '.join(clash)}; pass --overwrite or change run.name")
+        for r in runs:
+            check_free(out / r.config.run.name)
     results = []
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err_console._make(), disable=quiet, transient=False)
+                        console=progress_console(), disable=quiet, transient=False)
     with progress:
         task = progress.add_task(f"fitting {len(runs)} run{'s' if len(runs) > 1 else ''}", total=len(runs))
         for r in runs:
             progress.update(task, description=f"fitting {r.config.run.name}")
             res = fit_run(r, out, overwrite=overwrite, log=(lambda m: None) if quiet else progress.console.print)
             results.append(res)
-            d = res.diagnostics
+            d = res.manifest["diagnostics"]
             if not quiet:
-                colour = {"ok": "green", "warning": "yellow", "failed": "red"}[d.status]
                 progress.console.print(
-                    f"[{colour}]{d.status}[/]: {r.config.run.name} — max R-hat {d.max_r_hat:.3f}, min ESS bulk {d.min_ess_bulk:.0f} / tail "
-                    f"{d.min_ess_tail:.0f}, {d.divergences} divergences, min E-BFMI {d.min_bfmi:.2f}, "
-                    f"{res.manifest['wall_time_s']['total']:.1f} s" + (f" ({'; '.join(d.problems)})" if d.problems else ""), highlight=False)
+                    f"{d['status']}: {r.config.run.name} — max R-hat {d['max_r_hat']:.3f}, min ESS bulk {d['min_ess_bulk']:.0f} / tail "
+                    f"{d['min_ess_tail']:.0f}, {d['divergences']} divergences, min E-BFMI {d['min_bfmi']:.2f}, "
+                    f"{res.manifest['wall_time_s']['total']:.1f} s" + (f" ({'; '.join(d['problems'])})" if d["problems"] else ""))
             progress.advance(task)
     for res in results:
-        print(res.path)
-    if strict and any(r.diagnostics.status == "failed" for r in results):
+        say(str(res.path))
+    if strict and any(r.manifest["diagnostics"]["status"] == "failed" for r in results):
         raise typer.Exit(1)
 
 
 @runs_app.command("list")
 def runs_list(store: Path = STORE_OPT, fmt: OutputFormat = FORMAT_OPT) -> None:
-    """Finished runs in the store: name, model, priors, data, seed, status."""
+    """Finished runs in the store: name, study, outcome, model, priors, data, seed, status."""
     rows = list_runs(store)
-    cols = ["name", "kind", "variant", "prior_set", "data", "seed", "draws", "chains", "status", "created"] if fmt is OutputFormat.table else None
-    emit(rows, fmt, columns=cols, title=f"Runs in {store}/", styles={"status": {"failed": "red", "warning": "yellow"}})
+    cols = ["name", "study", "outcome", "kind", "variant", "prior_set", "data", "seed", "status"] if fmt is OutputFormat.table else None
+    emit(rows, fmt, columns=cols, title=f"Runs in {store}/")
 
 
 @app.command("summarize")
 def summarize(
     run: str = typer.Argument(..., help="A run folder, or a run name under --store."),
     fmt: OutputFormat = FORMAT_OPT,
-    prob: float | None = typer.Option(None, "--prob", help="Interval probability (default: the run's decision.prob, 0.95)."),
+    prob: float | None = typer.Option(None, "--prob", min=0.01, max=0.999, help="Interval probability (default: the run's decision.prob)."),
     var: list[str] | None = typer.Option(None, "--var", help="Variables to summarise (default: the model's estimands)."),
     all_vars: bool = typer.Option(False, "--all", help="Every posterior variable, including nuisance parameters."),
     store: Path = STORE_OPT,
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (atomically).", dir_okay=False),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (atomically)."),
     exact: bool = typer.Option(False, "--exact", help="Conjugate models: the closed-form posterior beside the MCMC estimates, "
                                "with their difference in Monte Carlo standard errors."),
     loo: bool = typer.Option(False, "--loo", help="PSIS-LOO: elpd, its SE, p_loo and Pareto-k diagnostics."),
-    ppc: bool = typer.Option(False, "--ppc", help="Posterior predictive checks (per cell for patient-level MSTS runs)."),
+    ppc: bool = typer.Option(False, "--ppc", help="Posterior predictive checks (per cell for patient-level score runs)."),
     spread: bool = typer.Option(False, "--spread", help="Reconstructed route: between-reconstruction spread of each estimand."),
 ) -> None:
-    """Posterior summary: one row per estimand element (mean, sd, median, HDI, ETI, P(>0), P(>threshold), R-hat, ESS)."""
+    """Posterior summary: one row per estimand element (mean, sd, median, HDI, ETI, P(> 0), P(benefit), P(benefit beyond
+    each threshold), R-hat, ESS, MCSE)."""
     if exact:
         _summarize_exact(run, store, prob, fmt, output)
         return
     if loo or ppc or spread:
         _summarize_checks(run, store, fmt, output, loo, ppc, spread)
         return
-    from ..summarize import summarize_posterior
-
     r = find_run(run, store)
     m = r.manifest
-    dt = r.idata()
-    post = dt["posterior"].to_dataset()
+    rows = r.summary(prob, var or None, all_vars).to_dict(orient="records")
     p = prob if prob is not None else m.get("decision", {}).get("prob", 0.95)
-    if not 0 < p < 1:
-        raise typer.BadParameter("--prob must lie in (0, 1)")
-    names = list(post.data_vars) if all_vars else (var or m.get("estimands") or list(post.data_vars))
-    unknown = [v for v in names if v not in post]
-    if unknown:
-        raise BayesSacralError(f"run {r.name} has no posterior variable(s) {', '.join(unknown)}; available: {', '.join(post.data_vars)}")
-    thresholds = {k: (t["value"], t["variables"]) for k, t in m.get("decision", {}).get("thresholds", {}).items()}
-    no_moments = m.get("no_moment_variables", {})
-    rows = summarize_posterior(post, names, p, thresholds, list(no_moments))
-    assumptions = m.get("data", {}).get("assumptions", [])
-    notes = {t.get("note") for t in m.get("decision", {}).get("thresholds", {}).values() if t.get("note")}
-    footer = (f"{int(round(p * 100))}% intervals; run {r.name}, seed {m.get('seed')}, status {m.get('diagnostics', {}).get('status')}"
-              + "".join("\nthresholds: " + ", ".join(f"{k} = {t['value']:.3g}" for k, t in m["decision"]["thresholds"].items()) for _ in [0] if thresholds)
+    thresholds = m.get("decision", {}).get("thresholds", {})
+    notes = {t.get("note") for t in thresholds.values() if t.get("note")}
+    names = {row["name"].split("[")[0] for row in rows}
+    footer = (f"{int(round(p * 100))}% intervals; run {r.name}, seed {m.get('seed')}, status {m.get('diagnostics', {}).get('status')}; "
+              "prob_benefit = P(the treatment is better than control)"
+              + ("\nthresholds (benefit magnitudes): " + ", ".join(f"{k} = {t['value']:.3g}" for k, t in thresholds.items()) if thresholds else "")
               + "".join(f"\nthreshold note: {n}" for n in sorted(notes))
-              + "".join(f"\nassumption: {a}" for a in assumptions)
-              + "".join(f"\n{v}: mean and sd not reported: {why}" for v, why in no_moments.items() if v in names))
-    emit(rows, fmt, title=f"{r.name}: {m.get('model', {}).get('kind')} ({m.get('prior_set')} priors)", output=output, footer=footer,
-         float_digits=3)
+              + "".join(f"\nassumption: {a}" for a in m.get("data", {}).get("assumptions", []))
+              + "".join(f"\n{v}: mean and sd not reported: {why}" for v, why in m.get("no_moment_variables", {}).items() if v in names))
+    emit(rows, fmt, title=f"{r.name}: {m.get('model', {}).get('kind')} on {m.get('outcome')} ({m.get('prior_set')} priors)", output=output,
+         footer=footer, float_digits=3)
 
 
 def _summarize_exact(run: str, store: Path, prob: float | None, fmt: OutputFormat, output: Path | None) -> None:
-    """Closed form vs MCMC for a conjugate run (rebuilt from its resolved config and data)."""
-    import tempfile
-
+    """Closed form vs MCMC for a conjugate run (rebuilt from its resolved config, stored study card and data)."""
     import arviz as az
     import numpy as np
 
-    from ..config import load_config
     from ..fitting import prepare_run
+    from ..summarize import parse_element
 
     r = find_run(run, store)
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = Path(tmp) / "config.toml"
-        cfg.write_text(r.config_text)
-        resolved = load_config(cfg)
+    resolved = r.resolved
     p = prob if prob is not None else resolved.config.decision.prob
     inp, _ = prepare_run(resolved)
-    rows = resolved.kind.exact_summary(inp, resolved.priors, resolved.options, p)
+    rows = resolved.kind.exact_summary(inp, resolved.priors, resolved.spec, p)
     if rows is None:
         raise BayesSacralError(f"run {r.name} ({resolved.kind.name}) has no closed form; --exact applies to conjugate models "
-                               "(secondary_procedures independent, narcotic_change dirichlet_multinomial, complications)")
-    post = r.idata()["posterior"].to_dataset()
+                               "(events independent, ordinal dirichlet_multinomial, complications)")
+    post = r.idata["posterior"].to_dataset()
     out = []
     for row in rows:
-        var, _, rest = row["name"].partition("[")
+        var, labels = parse_element(row["name"])
         da = post[var]
-        if rest:
-            labels = [x.strip() for x in rest.rstrip("]").split(",")]
+        if labels:
             extra = [d for d in da.dims if d not in ("chain", "draw")]
             da = da.sel(dict(zip(extra, labels, strict=True)))
         mcse = float(az.mcse(da, method="mean"))
@@ -194,10 +187,10 @@ def _summarize_exact(run: str, store: Path, prob: float | None, fmt: OutputForma
 
 @app.command("calibrate")
 def calibrate(
-    config: Path = typer.Argument(..., help="A run config (TOML); its model, priors and data design are calibrated.", dir_okay=False),
+    config: Path = typer.Argument(..., help="A run config (TOML); its model, priors and data design are calibrated."),
     sims: int = typer.Option(200, "--sims", min=20, help="Simulated data sets (>= 200 for a real check)."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed (default: the config's run.seed)."),
-    bins: int = typer.Option(10, "--bins", help="Rank histogram bins for the chi-square test (must divide 100)."),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="Seed (default: the config's run.seed)."),
+    bins: int = typer.Option(10, "--bins", min=2, help="Rank histogram bins for the chi-square test (must divide 100)."),
     set_: list[str] | None = SET_OPT,
     fmt: OutputFormat = FORMAT_OPT,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -215,14 +208,16 @@ def calibrate(
     from ..config import load_configs
     from ..fitting import prepare_run
 
+    if 100 % bins:
+        raise typer.BadParameter(f"must divide 100 (got {bins})", param_hint="'--bins'")
     failed = []
     for run in load_configs(config, set_ or []):  # a [sweep] is calibrated run by run
         inp, _ = prepare_run(run)
         progress = Progress(TextColumn("calibrating {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                            console=err_console._make(), disable=quiet)
+                            console=progress_console(), disable=quiet)
         with progress:
             task = progress.add_task(run.config.run.name, total=sims)
-            res = run_sbc(run.kind, run.options, inp, run.priors, n_sims=sims, seed=seed if seed is not None else run.config.run.seed,
+            res = run_sbc(run.kind, run.spec, inp, run.priors, n_sims=sims, seed=seed if seed is not None else run.config.run.seed,
                           bins=bins, target_accept=max(run.config.sampler.target_accept, 0.9),
                           progress=lambda i, n, task=task, progress=progress: progress.update(task, completed=i))
         table = res.table()
@@ -231,7 +226,7 @@ def calibrate(
                   + ("calibrated" if res.calibrated else "NOT calibrated"))
         emit(table.to_dict(orient="records"), fmt, title=f"Simulation-based calibration: {run.config.run.name}", footer=footer, float_digits=4)
         if fmt is not OutputFormat.table:
-            err_console.print(footer, markup=False)
+            warn(footer)
         if not res.calibrated:
             failed.append(run.config.run.name)
     if failed:
@@ -242,16 +237,18 @@ def _summarize_checks(run: str, store: Path, fmt: OutputFormat, output: Path | N
     from ..checks import LOO_NOTE, loo_table, ppc_table, spread_table
 
     r = find_run(run, store)
-    dt = r.idata()
+    dt = r.idata
     if loo:
+        if "log_likelihood" not in dt.children:
+            raise BayesSacralError(f"run {r.name} has no pointwise log-likelihood")
         res = loo_table(dt)
         emit([{"run": r.name, **res}], fmt, title=f"{r.name}: PSIS-LOO", output=output, footer=LOO_NOTE
              + (f" Averaged over {res['blocks']} reconstruction blocks." if res["blocks"] > 1 else ""))
     if ppc:
-        tab = ppc_table(dt)
+        tab = ppc_table(r)
         emit(tab.to_dict(orient="records"), fmt, title=f"{r.name}: posterior predictive checks", output=output, float_digits=3,
              footer="p_value = P(replicated statistic ≥ observed); values near 0 or 1 flag misfit. "
-                    "at_ceiling = share of postoperative totals of 28-30.")
+                    "at_ceiling = share of post-treatment scores at the top of the scale.")
     if spread:
         try:
             tab = spread_table(dt)
@@ -267,20 +264,25 @@ def compare(
     runs: list[str] = typer.Argument(..., help="Two or more runs fitted to the same patient-level (or reconstructed) data."),
     store: Path = STORE_OPT,
     fmt: OutputFormat = FORMAT_OPT,
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (atomically).", dir_okay=False),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (atomically)."),
 ) -> None:
     """Compare likelihoods or models by PSIS-LOO (ArviZ compare, stacking weights); reconstruction blocks are compared pairwise."""
     from ..checks import LOO_NOTE, compare_runs
 
     if len(runs) < 2:
-        raise typer.BadParameter("compare needs at least two runs")
-    found = {find_run(x, store).name: find_run(x, store) for x in runs}
+        raise typer.BadParameter("compare needs at least two runs", param_hint="RUNS")
+    found = {}
+    for x in runs:
+        r = find_run(x, store)
+        found[r.name] = r
+    if len(found) < 2:
+        raise typer.BadParameter("the same run is named twice", param_hint="RUNS")
     hashes = {n: (r.manifest["data"]["sha256"], json.dumps(r.manifest["model"].get("reconstruction_seed")),
                   r.manifest["model"].get("reconstructions"), r.manifest["model"].get("pre_post_correlation")) for n, r in found.items()}
     if len(set(hashes.values())) != 1:
         raise BayesSacralError(f"runs were fitted to different data (data hash / reconstruction settings differ): {hashes}")
     try:
-        table = compare_runs({n: r.idata() for n, r in found.items()})
+        table = compare_runs({n: r.idata for n, r in found.items()})
     except ValueError as exc:
         raise BayesSacralError(str(exc)) from None
     emit(table.to_dict(orient="records"), fmt, title="PSIS-LOO comparison", output=output, float_digits=3, footer=LOO_NOTE)

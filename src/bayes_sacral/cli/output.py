@@ -1,50 +1,28 @@
-"""Rendering of tabular command output as a rich table, JSON or CSV, to stdout or atomically to a file."""
+"""Command output: tables as aligned plain text (JSON and CSV for machines), messages printed literally.
+
+Nothing a user wrote (file names, CSV values, config text) is ever interpreted as markup: every message goes through
+:func:`say` / :func:`warn`, which print text as it is. Tables never lose their first (name) column: when the columns do
+not fit the width, long text wraps, and when that is not enough each record is printed as a block of ``key: value`` lines.
+"""
 
 from __future__ import annotations
 
 import enum
-import io
 import json
 import math
 import os
+import shutil
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from ..atomic import atomic_write_text
 from ..serialize import json_dumps, to_jsonable
 
-__all__ = ["OutputFormat", "emit", "to_jsonable", "json_dumps", "console", "err_console"]
-
-
-
-class _LazyConsole:
-    """A rich Console built at first use in each call, so COLUMNS and redirections in effect then apply.
-
-    Piped output (not a terminal) with no COLUMNS gets 160 columns rather than rich's 80, so tables stay readable.
-    """
-
-    def __init__(self, stderr: bool = False):
-        self._stderr = stderr
-
-    def _make(self) -> Console:
-        stream = sys.stderr if self._stderr else sys.stdout
-        width = os.environ.get("COLUMNS")
-        if width and width.isdigit():
-            return Console(file=stream, width=int(width))
-        return Console(file=stream, width=None if stream.isatty() else 160)
-
-    def __getattr__(self, name):
-        return getattr(self._make(), name)
-
-
-console = _LazyConsole()
-err_console = _LazyConsole(stderr=True)
+__all__ = ["OutputFormat", "emit", "say", "warn", "render_table", "width", "progress_console", "json_dumps", "to_jsonable"]
 
 
 class OutputFormat(enum.StrEnum):
@@ -53,21 +31,95 @@ class OutputFormat(enum.StrEnum):
     csv = "csv"
 
 
+def width(stream=None) -> int:
+    """Columns available: $COLUMNS, else the terminal's width, else 100 for a pipe or file."""
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) > 20:
+        return int(env)
+    stream = stream or sys.stdout
+    try:
+        if stream.isatty():
+            return shutil.get_terminal_size((100, 24)).columns
+    except (AttributeError, ValueError):
+        pass
+    return 100
+
+
+def say(text: str = "", err: bool = False) -> None:
+    """Print ``text`` literally (no markup, no highlighting) to stdout, or stderr with ``err``."""
+    stream = sys.stderr if err else sys.stdout
+    print(text, file=stream, flush=True)
+
+
+def warn(text: str) -> None:
+    say(text, err=True)
+
+
+def progress_console():
+    """A rich console on stderr for progress bars (which never print user text as markup)."""
+    from rich.console import Console
+
+    return Console(file=sys.stderr, highlight=False, markup=False, emoji=False)
+
+
 def _cell_text(v, float_digits: int) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
         return ""
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v)).lower()
     if isinstance(v, (float, np.floating)):
         if v != 0 and (abs(v) < 10 ** (-float_digits) or abs(v) >= 1e6):
             return f"{v:.{float_digits}g}"
         return f"{v:.{float_digits}f}"
     if isinstance(v, (list, dict)):
         return json.dumps(to_jsonable(v), ensure_ascii=False)
-    return str(v)
+    return str(v).replace("\n", " ")
+
+
+def render_table(records: list[dict], columns: list[str], width_: int, float_digits: int = 4, title: str | None = None) -> str:
+    """Plain-text table of ``records``; never drops the first column (see the module docstring)."""
+    texts = [[_cell_text(rec.get(c), float_digits) for c in columns] for rec in records]
+    natural = [max([len(str(c))] + [len(row[j]) for row in texts]) for j, c in enumerate(columns)]
+    gap = 2
+    out = [title, ""] if title else []
+    total = sum(natural) + gap * (len(columns) - 1)
+    widths = list(natural)
+    if total > width_:
+        # let prose columns (long texts) wrap, keeping identifiers and numbers whole
+        fixed = [j for j, w in enumerate(natural) if w <= 24 or (j == 0 and w <= 40)]
+        prose = [j for j in range(len(columns)) if j not in fixed]
+        room = width_ - sum(natural[j] for j in fixed) - gap * (len(columns) - 1)
+        if prose and room >= 20 * len(prose):
+            for j in prose:
+                widths[j] = max(20, room // len(prose))
+        else:
+            widths = None
+    if widths is None:  # vertical layout: one block per record
+        key_w = max(len(str(c)) for c in columns)
+        for row in texts:
+            head = row[0]
+            out.append(head)
+            for c, val in zip(columns[1:], row[1:], strict=True):
+                if val == "":
+                    continue
+                wrapped = textwrap.wrap(val, max(width_ - key_w - 4, 20)) or [""]
+                out.append(f"  {str(c):<{key_w}}  {wrapped[0]}")
+                out += [f"  {'':<{key_w}}  {w}" for w in wrapped[1:]]
+            out.append("")
+        return "\n".join(out).rstrip() + "\n"
+    header = (" " * gap).join(f"{str(c):<{w}}" for c, w in zip(columns, widths, strict=True)).rstrip()
+    out += [header, "-" * min(len(header), width_)]
+    for row in texts:
+        cells = [textwrap.wrap(val, w) or [""] if len(val) > w else [val] for val, w in zip(row, widths, strict=True)]
+        for k in range(max(len(c) for c in cells)):
+            line = (" " * gap).join(f"{(c[k] if k < len(c) else ''):<{w}}" for c, w in zip(cells, widths, strict=True))
+            out.append(line.rstrip())
+    return "\n".join(out) + "\n"
 
 
 def render(records: list[dict], fmt: OutputFormat, columns: list[str] | None = None, title: str | None = None,
-           float_digits: int = 4, styles: dict | None = None) -> str | Table:
-    """Render records (dicts) as a rich Table (``table``) or a string (``json``/``csv``)."""
+           float_digits: int = 4, width_: int | None = None) -> str:
+    """Records as text in ``fmt``: an aligned table, JSON (a list of objects) or CSV."""
     df = pd.DataFrame(records)
     if columns is not None:
         df = df.reindex(columns=columns)
@@ -79,42 +131,20 @@ def render(records: list[dict], fmt: OutputFormat, columns: list[str] | None = N
             if out[c].map(lambda v: isinstance(v, (list, dict))).any():
                 out[c] = out[c].map(lambda v: json.dumps(to_jsonable(v), ensure_ascii=False) if isinstance(v, (list, dict)) else v)
         return out.to_csv(index=False, lineterminator="\n")
-    table = Table(title=title, show_lines=False, header_style="bold")
-    texts = [[escape(_cell_text(rec[c], float_digits)) for c in df.columns] for rec in df.to_dict(orient="records")]
-    for j, c in enumerate(df.columns):
-        longest = max((len(row[j]) for row in texts), default=0)
-        if longest <= 24:  # identifiers and numbers: never broken mid-word
-            table.add_column(str(c), no_wrap=True, min_width=min(max(longest, 4), 24))
-        else:  # prose columns take the remaining width and wrap
-            table.add_column(str(c), overflow="fold", ratio=1, min_width=20)
-    styles = styles or {}
-    for rec, row in zip(df.to_dict(orient="records"), texts, strict=True):
-        style = None
-        for col, mapping in styles.items():
-            style = mapping.get(rec.get(col)) or style
-        table.add_row(*row, style=style)
-    return table
+    if df.empty and not len(df.columns):
+        return (f"{title}\n\n" if title else "") + "(nothing to show)\n"
+    return render_table(df.to_dict(orient="records"), list(df.columns), width_ or width(), float_digits, title)
 
 
 def emit(records: list[dict], fmt: OutputFormat, columns: list[str] | None = None, title: str | None = None,
-         output: Path | None = None, float_digits: int = 4, styles: dict | None = None, footer: str | None = None) -> None:
+         output: Path | None = None, float_digits: int = 4, footer: str | None = None) -> None:
     """Print records to stdout, or write them atomically to ``output`` (a table becomes plain text)."""
-    rendered = render(records, fmt, columns, title, float_digits, styles)
+    text = render(records, fmt, columns, title, float_digits, width_=200 if output is not None else None)
+    if fmt is OutputFormat.table and footer:
+        text += "\n" + footer + "\n"
     if output is not None:
-        if isinstance(rendered, Table):
-            rec_console = Console(record=True, width=200, file=io.StringIO())
-            rec_console.print(rendered)
-            if footer:
-                rec_console.print(footer, markup=False, highlight=False)
-            text = rec_console.export_text()
-        else:
-            text = rendered
         atomic_write_text(output, text)
-        err_console.print(f"wrote {output}")
+        warn(f"wrote {output}")
         return
-    if isinstance(rendered, Table):
-        console.print(rendered)
-        if footer:
-            console.print(footer, markup=False, highlight=False)
-    else:
-        print(rendered, end="")
+    sys.stdout.write(text)
+    sys.stdout.flush()

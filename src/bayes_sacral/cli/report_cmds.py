@@ -8,8 +8,8 @@ import typer
 
 from ..errors import BayesSacralError
 from ..store import DEFAULT_STORE, find_run
-from ._app import app
-from ._output import console
+from .app import app
+from .output import say
 
 STORE_OPT = typer.Option(DEFAULT_STORE, "--store", help="The run store folder.")
 
@@ -32,9 +32,9 @@ def report(
     found = [find_run(r, store) for r in runs]
     if len({r.name for r in found}) != len(found):
         raise BayesSacralError("the same run is named twice")
-    build_report(found, out, title, log=lambda m: console.print(m, markup=False, highlight=False), figures=not no_figures)
-    console.print(f"wrote {out / 'report.html'}", highlight=False)
-    print(out)
+    build_report(found, out, title, log=say, figures=not no_figures)
+    say(f"wrote {out / 'report.html'}")
+    say(str(out))
 
 
 @app.command("plot")
@@ -50,7 +50,7 @@ def plot(
     from ..report.style import DPI, house_style
 
     if kind not in FIGURE_KINDS:
-        from ..data._suggest import did_you_mean
+        from ..suggest import did_you_mean
 
         raise BayesSacralError(f"unknown figure kind {kind!r}{did_you_mean(kind, FIGURE_KINDS)}; allowed: {', '.join(FIGURE_KINDS)}")
     r = find_run(run, store)
@@ -73,4 +73,4 @@ def plot(
             fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None})
         plt.close(fig)
     atomic_write_bytes(out, buf.getvalue())
-    print(out)
+    say(str(out))

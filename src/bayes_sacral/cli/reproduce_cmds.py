@@ -6,17 +6,15 @@ from pathlib import Path
 
 import typer
 
-from ..data.ipd import read_ipd
-from ..data.published import load_dataset
 from ..stats.frequentist import (
     ANCOVA_NOTE,
     reproduce_from_ipd,
     reproduce_from_summary,
     results_frame,
 )
-from ._app import app
-from ._output import OutputFormat, emit
-from .data_cmds import DATASET_OPT, FORMAT_OPT, OUTPUT_OPT
+from .app import app
+from .data_cmds import DATASET_OPT, FORMAT_OPT, OUTPUT_OPT, STUDY_OPT, study_option, summary_of
+from .output import OutputFormat, emit
 
 TABLE_COLUMNS = ["outcome", "stratum", "test", "statistic", "p_value", "published_p_value", "estimate", "ci_low", "ci_high", "df", "source"]
 
@@ -24,17 +22,22 @@ TABLE_COLUMNS = ["outcome", "stratum", "test", "statistic", "p_value", "publishe
 @app.command("reproduce")
 def reproduce(
     dataset: Path | None = DATASET_OPT,
-    ipd: Path | None = typer.Option(None, "--ipd", help="Patient-level CSV: adds the real ANCOVA (post ~ pre + arm × fracture) and the same tests from patient data.", dir_okay=False),
+    study: Path | None = STUDY_OPT,
+    ipd: Path | None = typer.Option(None, "--ipd", help="Patient-level CSV: adds the ANCOVA (post ~ pre + arm × strata) and the same "
+                                    "tests from patient data."),
+    same_patients: bool = typer.Option(False, "--same-patients", help="The --ipd file holds the published study's own patients: print "
+                                       "the published p-values beside its ANCOVA (otherwise they would be another study's)."),
     fmt: OutputFormat = FORMAT_OPT,
     output: Path | None = OUTPUT_OPT,
 ) -> None:
-    """Welch and pooled t tests on MSTS change, Fisher and Boschloo exact tests of secondary procedures,
-    beside the published p-values; with --ipd also the ANCOVA the paper used."""
-    sd = load_dataset(dataset)
-    results = reproduce_from_summary(sd)
+    """Welch and pooled t tests on score change, Fisher and Boschloo exact tests of events, beside the published p-values;
+    with --ipd also the ANCOVA on patient data."""
+    st = study_option(study)
+    sd = summary_of(st, dataset) if (ipd is None or st.summary_path is not None or dataset is not None) else None
+    results = reproduce_from_summary(sd) if sd is not None else []
     if ipd is not None:
-        results += reproduce_from_ipd(read_ipd(ipd), sd)
+        results += reproduce_from_ipd(st.read_ipd(ipd), sd if same_patients else None)
     df = results_frame(results)
     footer = None if ipd is not None else f"Note: {ANCOVA_NOTE}"
     emit(df.to_dict(orient="records"), fmt, columns=TABLE_COLUMNS if fmt is OutputFormat.table else None,
-         title="Frequentist reproduction", output=output, footer=footer)
+         title=f"Frequentist reproduction: {st.name}", output=output, footer=footer)

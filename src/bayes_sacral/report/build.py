@@ -15,12 +15,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_directory
 from ..checks import compare_runs, loo_table, ppc_table, spread_table
 from ..data.integrity import run_checks
-from ..data.source import load_study
+from ..data.source import load_data
 from ..stats.frequentist import reproduce_from_summary, results_frame
 from . import figures as F
 from .style import house_style, save_figure
@@ -42,6 +43,7 @@ __all__ = ["build_report", "write_report", "SECTIONS"]
 SECTIONS = ["Runs", "Data", "Model", "Computation", "Posterior", "Decisions", "Prior sensitivity", "Posterior predictive checks",
             "Frequentist results", "Methods and Results text", "Reproducibility"]
 _DEFAULT_SETS = ("weakly_informative", "uniform")
+# the report takes Run objects (in memory or loaded from run folders)
 
 
 @dataclass
@@ -142,8 +144,9 @@ def _data_section(w: _Writer, runs: list) -> dict:
         d = r.manifest["data"]
         if d["sha256"] in seen:
             continue
+        card = r.card
         try:
-            study = load_study(d["source"], d["path"])
+            study = load_data(r.resolved.study, d["source"], d["path"])
         except Exception as exc:  # noqa: BLE001 - a moved data file should not stop the report
             w.text(sec, f"Data of run {r.name} ({d['label']}) could not be reloaded: {exc}.")
             continue
@@ -151,13 +154,15 @@ def _data_section(w: _Writer, runs: list) -> dict:
             w.text(sec, f"Warning: the data file of run {r.name} has changed since the fit (hash differs).")
         seen[d["sha256"]] = study
         tag = "published" if d["source"] == "published" else f"data-{len(seen)}"
+        label = f"Patients per arm{' and ' + card.strata_label if card.stratified else ''} ({d['label']})."
         if study.summary is not None:
             n = study.summary.cell_sizes()
-            w.table(sec, f"{tag}--cell-sizes", cell_sizes_table(n), f"Patients per arm and fracture stratum ({d['label']}).")
+            w.table(sec, f"{tag}--cell-sizes", cell_sizes_table(n, card), label)
             if cell_n is None:
-                cell_n = {(a, f): int(n.sel(arm=a, fracture=f)) for a in n["arm"].values for f in n["fracture"].values}
+                cell_n = {(a, f): int(n.sel({"arm": a, card.stratum_dim: f})) for a in card.arm_levels for f in card.stratum_levels
+                          if not np.isnan(n.sel({"arm": a, card.stratum_dim: f}).item())}
             findings = run_checks(study.summary)
-            counts = {s: sum(f.status == s for f in findings) for s in ("pass", "borderline", "fail")}
+            counts = {s_: sum(f.status == s_ for f in findings) for s_ in ("pass", "borderline", "fail")}
             w.text(sec, f"Integrity checks of the reported numbers ({len(findings)} findings: {counts['pass']} pass, "
                         f"{counts['borderline']} borderline, {counts['fail']} fail). Those that are not 'pass':")
             bad = pd.DataFrame([{"check": f.check, "subject": f.subject, "status": f.status, "explanation": f.explanation}
@@ -165,7 +170,9 @@ def _data_section(w: _Writer, runs: list) -> dict:
             w.table(sec, f"{tag}--integrity", bad, "Integrity findings other than pass (GRIM, GRIMMER, sums, percents).", highlight="status")
         elif study.ipd is not None:
             tab = study.ipd.cell_sizes()
-            w.table(sec, f"{tag}--cell-sizes", cell_sizes_table(tab), f"Patients per arm and fracture stratum ({d['label']}).")
+            w.table(sec, f"{tag}--cell-sizes", cell_sizes_table(tab, card), label)
+            if cell_n is None:
+                cell_n = {(a, f): int(tab.loc[a, f]) for a in card.arm_levels for f in card.stratum_levels}
     relaxed = sorted({a for r in runs for a in r.manifest["data"].get("assumptions", []) if a.startswith("reconstruction relaxed")})
     if relaxed:
         w.text(sec, "Reconstructed patient-level data reproduce every reported number except these, which no integer data can "
@@ -219,17 +226,17 @@ def write_report(runs: list, tmp: Path, title: str = "Bayesian reanalysis", log=
         sec = w.section("Posterior")
         for r in reps:
             m = r.manifest
-            w.table(sec, f"{r.name}--posterior", posterior_table(r), f"Posterior of {r.name}: median, 95% HDI, P(benefit) = P(> 0), "
-                    "P(> threshold), P(harm) = P(< −MCID) for MSTS, P(< 0) otherwise.")
+            w.table(sec, f"{r.name}--posterior", posterior_table(r), f"Posterior of {r.name}: median, 95% HDI, P(benefit) (the treatment "
+                    "better than control), P(benefit > threshold), P(harm) (worse by more than the MCID where there is one, else at all).")
             if not figures:
                 continue
             w.figure(sec, f"{r.name}--forest", F.forest([r]), f"{r.name}: headline effects with 50% (thick) and 95% (thin) HDI; "
                      "0 and the decision threshold marked.")
             w.figure(sec, f"{r.name}--density", F.effect_density(r), f"{r.name}: posterior densities of the headline effects.")
-            if "prior" in r.idata().children:
+            if "prior" in r.idata.children:
                 w.figure(sec, f"{r.name}--prior-posterior", F.prior_posterior(r), f"{r.name}: prior (dashed) against posterior.")
-            if m["model"]["kind"] == "secondary_procedures":
-                w.figure(sec, f"{r.name}--rates", F.rates(r), f"{r.name}: secondary-procedure rates by arm and stratum.")
+            if m["model"]["kind"] == "events":
+                w.figure(sec, f"{r.name}--rates", F.rates(r), f"{r.name}: {r.card.outcome_label(m['outcome'])} rates by arm and stratum.")
             w.figure(sec, f"{r.name}--rank", F.rank(r), f"{r.name}: rank plots; chains should be indistinguishable.")
             log(f"report: figures of {r.name}")
 
@@ -252,7 +259,7 @@ def write_report(runs: list, tmp: Path, title: str = "Bayesian reanalysis", log=
                 for _, t in tab.iterrows():
                     rows.append({"variant": lab, "quantity": t["quantity"], "median": t["median"], "hdi_low": t["hdi_low"],
                                  "hdi_high": t["hdi_high"], "P(benefit)": t["P(benefit)"],
-                                 **({"P(>mcid)": t["P(>mcid)"]} if "P(>mcid)" in t else {})})
+                                 **({"P(benefit > mcid)": t["P(benefit > mcid)"]} if "P(benefit > mcid)" in t else {})})
             w.table(sec, f"{rep.name}--sensitivity", pd.DataFrame(rows), f"Sensitivity of {_model_label(rep.manifest)} to "
                     f"{' and '.join(sorted({lab.split(':')[0].split(' =')[0] for lab in labels}))}.")
             if figures:
@@ -260,41 +267,44 @@ def write_report(runs: list, tmp: Path, title: str = "Bayesian reanalysis", log=
                          f"{_model_label(rep.manifest)}.")
         # routes side by side: representative runs with proper priors (the reference-prior run is a classical check whose
         # adjusted effect is unidentified in the summary route)
-        msts_reps = [r for r in reps if r.manifest["model"]["kind"] == "msts" and r.manifest["prior_set"] != "reference"]
-        if len(msts_reps) > 1:
+        score_reps = [r for r in reps if r.manifest["model"]["kind"] == "score" and r.manifest["prior_set"] != "reference"]
+        if len({r.manifest["outcome"] for r in score_reps}) > 1:
+            score_reps = [r for r in score_reps if r.manifest["outcome"] == score_reps[0].manifest["outcome"]]
+        if len(score_reps) > 1:
             any_group = True
-            labels = [f"{_route_label(r.manifest)} / {r.manifest['model'].get('likelihood')} ({r.name})" for r in msts_reps]
+            labels = [f"{_route_label(r.manifest)} / {r.manifest['model'].get('likelihood')} ({r.name})" for r in score_reps]
             rows = []
-            for r, lab in zip(msts_reps, labels, strict=True):
+            for r, lab in zip(score_reps, labels, strict=True):
                 for _, t in posterior_table(r, variables=["treatment_effect"]).iterrows():
                     rows.append({"run": lab, "quantity": t["quantity"], "median": t["median"], "hdi_low": t["hdi_low"], "hdi_high": t["hdi_high"],
-                                 "P(benefit)": t["P(benefit)"], "P(>mcid)": t.get("P(>mcid)")})
+                                 "P(benefit)": t["P(benefit)"], "P(benefit > mcid)": t.get("P(benefit > mcid)")})
             w.text(sec, "Data routes and likelihoods side by side (summary-level, reconstructed and patient-level):")
-            w.table(sec, "msts-routes", pd.DataFrame(rows), "MSTS treatment effect by data route and likelihood.")
+            olab = score_reps[0].card.outcome_label(score_reps[0].manifest["outcome"])
+            w.table(sec, "score-routes", pd.DataFrame(rows), f"{olab} treatment effect by data route and likelihood.")
             if figures:
-                w.figure(sec, "msts-routes", F.forest(msts_reps[:6], [lab.split(" (")[0] for lab in labels[:6]]),
-                         "MSTS treatment effect by data route and likelihood (representative runs).")
+                w.figure(sec, "score-routes", F.forest(score_reps[:6], [lab.split(" (")[0] for lab in labels[:6]]),
+                         f"{olab} treatment effect by data route and likelihood (representative runs).")
         if not any_group:
             w.text(sec, "No sensitivity variants among these runs (fit a config with a [sweep] over priors.set to add them).")
 
         sec = w.section("Posterior predictive checks")
         loo_rows, cmp_groups = [], {}
         for r in reps:
-            dt = r.idata()
-            w.table(sec, f"{r.name}--ppc", ppc_table(dt), f"{r.name}: posterior predictive checks; p = P(replicated ≥ observed).")
+            dt = r.idata
+            w.table(sec, f"{r.name}--ppc", ppc_table(r), f"{r.name}: posterior predictive checks; p = P(replicated ≥ observed).")
             if figures:
                 w.figure(sec, f"{r.name}--ppc", F.ppc(r), f"{r.name}: posterior predictive check.")
             m = r.manifest
             ll = dt["log_likelihood"].to_dataset() if "log_likelihood" in dt.children else None
-            if m["model"]["kind"] in ("msts", "msts_domains") and ll is not None and len(ll.data_vars) == 1:
+            if m["model"]["kind"] in ("score", "items") and ll is not None and len(ll.data_vars) == 1:
                 loo_rows.append({"run": r.name, **loo_table(dt)})
             if m.get("replicates"):
                 w.table(sec, f"{r.name}--spread", spread_table(dt), f"{r.name}: between-reconstruction spread (share of the posterior "
                         "variance due to the unknown patient data).")
         for r in runs:
             m = r.manifest
-            dt_ll = r.idata()
-            if m["model"]["kind"] == "msts" and "log_likelihood" in dt_ll.children and len(dt_ll["log_likelihood"].to_dataset().data_vars) == 1:
+            dt_ll = r.idata
+            if m["model"]["kind"] == "score" and "log_likelihood" in dt_ll.children and len(dt_ll["log_likelihood"].to_dataset().data_vars) == 1:
                 key = (m["data"]["sha256"], m["model"].get("route"), m["model"].get("reconstructions"), m["model"].get("pre_post_correlation"),
                        m["model"].get("reconstruction_seed"))
                 cmp_groups.setdefault(key, {})[r.name] = dt_ll
@@ -309,8 +319,9 @@ def write_report(runs: list, tmp: Path, title: str = "Bayesian reanalysis", log=
         if summary_studies:
             rf = results_frame(reproduce_from_summary(summary_studies[0].summary))
             w.table(sec, "frequentist", rf.drop(columns=["estimate_label", "note"]), "Classical tests from the published summaries, beside "
-                    "the published p-values (the paper's ANCOVA needs patient data).")
-            w.text(sec, rf["note"].iloc[0])
+                    "the published p-values (an ANCOVA needs patient data).")
+            if len(rf):
+                w.text(sec, rf["note"].iloc[0])
         else:
             w.text(sec, "The runs use patient-level data: see `bayes-sacral reproduce --ipd FILE` for the ANCOVA and classical tests.")
 
@@ -323,7 +334,8 @@ def write_report(runs: list, tmp: Path, title: str = "Bayesian reanalysis", log=
         for r in runs:
             m = r.manifest
             w.text(sec, f"Run {r.name}: seed {m['seed']}, data {m['data']['label']} (SHA-256 {m['data']['sha256']}), config SHA-256 "
-                        f"{m['config_sha256']}. Regenerate with: bayes-sacral fit {r.path}/config.toml --out <folder>", heading=r.name)
+                        f"{m['config_sha256']}, study card {m['study']['name']} (SHA-256 {m['study']['sha256']}). Regenerate with: "
+                        f"bayes-sacral fit {r.path}/config.toml --out <folder>", heading=r.name)
             w.code(sec, r.config_text, f"Resolved config of {r.name}")
 
         _write_html(tmp / "report.html", title, w.sections)

@@ -1,34 +1,23 @@
 """Manuscript figures, one function per figure; each returns a matplotlib Figure in the house style.
 
 Effects are drawn with their 95% highest-density interval (thin) and 50% interval (thick) around the median; 0 and
-the decision threshold (the MCID for MSTS) are marked. Units are on every axis: MSTS points with percent of 30 on a
-secondary axis, or probabilities.
+the decision threshold (the card's MCID) are marked on the side of benefit. Units are on every axis: a score's points with
+percent of its range on a secondary axis, or probabilities. Labels come from the study card and the model kind.
 """
 
 from __future__ import annotations
+
+import textwrap
 
 import numpy as np
 import xarray as xr
 from scipy import stats
 
 from ..checks import blocks
-from ..vocabulary import ARMS, FRACTURES, MSTS_MAX_POINTS
-from .style import ARM_COLOURS, DOUBLE, PALETTE, SINGLE, new_figure
+from .style import DOUBLE, PALETTE, SINGLE, arm_colours, new_figure
 
 __all__ = ["FIGURE_KINDS", "forest", "effect_density", "prior_posterior", "ppc", "rates", "sensitivity", "rank", "trace",
            "figure_for"]
-
-LABELS = {
-    "treatment_effect": "PSFS − sacroplasty (MSTS points)",
-    "change_difference": "Difference in mean change (MSTS points)",
-    "risk_difference": "Risk difference, sacroplasty − PSFS",
-    "difference_p_decrease": "Difference in P(decrease), PSFS − sacroplasty",
-    "ordinal_log_odds_ratio": "Ordinal log odds ratio (> 0 favours PSFS)",
-    "p_complication": "P(screw back-out)",
-    "domain_effect_points": "Effect on the item score, PSFS − sacroplasty (points of 5)",
-}
-POINTS_VARS = ("treatment_effect", "change_difference", "treatment_effect_mean", "treatment_effect_average", "interaction")
-
 
 def _draws(da: xr.DataArray) -> np.ndarray:
     return np.asarray(da.values, dtype=float).reshape(-1)
@@ -41,7 +30,7 @@ def _hdi(x: np.ndarray, prob: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _elements(post: xr.Dataset, var: str) -> list[tuple[str, np.ndarray]]:
+def _elements(post: xr.Dataset, var: str, card=None) -> list[tuple[str, np.ndarray]]:
     da = post[var]
     extra = [d for d in da.dims if d not in ("chain", "draw")]
     if not extra:
@@ -49,38 +38,45 @@ def _elements(post: xr.Dataset, var: str) -> list[tuple[str, np.ndarray]]:
     out = []
     for idx in np.ndindex(*[da.sizes[d] for d in extra]):
         sel = dict(zip(extra, idx, strict=True))
-        out.append((", ".join(str(da[d].values[i]) for d, i in sel.items()), _draws(da.isel(sel))))
+        labels = [card.label(d, str(da[d].values[i])) if card is not None else str(da[d].values[i]) for d, i in sel.items()]
+        out.append((", ".join(labels), _draws(da.isel(sel))))
     return out
 
 
 def _primary_threshold(manifest: dict, var: str) -> tuple[str, float] | None:
+    """The first threshold that applies to ``var``, placed on the side of benefit (negative when smaller is better)."""
+    d = manifest.get("effect_directions", {}).get(var, 1)
     for name, t in manifest.get("decision", {}).get("thresholds", {}).items():
         if var in t["variables"]:
-            return name, float(t["value"])
+            return name, d * float(t["value"])
     return None
 
 
+_AGGREGATE_LABEL = {"_average": "average over strata", "_pooled": "pooled over strata", "_mean": "pooled mean"}
+
+
 def _effect_rows(run) -> tuple[list[tuple[str, np.ndarray]], str]:
-    """The headline effect of a run: (label, draws) rows and the variable name."""
+    """The headline effect of a run: (label, draws) rows (each stratum, then scalar summaries over strata) and its variable."""
     m = run.manifest
-    post = run.idata()["posterior"].to_dataset()
-    kind = m["model"]["kind"]
-    if kind == "msts":
-        rows = [(lab, d) for lab, d in _elements(post, "treatment_effect")]
-        if "treatment_effect_mean" in post and m["model"].get("likelihood") != "beta_binomial":
-            rows.append(("pooled mean", _draws(post["treatment_effect_mean"])))
-        rows.append(("average over strata", _draws(post["treatment_effect_average"])))
-        return rows, "treatment_effect"
-    if kind == "secondary_procedures":
-        return [*_elements(post, "risk_difference"), ("pooled over strata", _draws(post["risk_difference_pooled"]))], "risk_difference"
-    if kind == "narcotic_change":
-        var = "ordinal_log_odds_ratio" if "ordinal_log_odds_ratio" in post else "difference_p_decrease"
-        return _elements(post, var), var
-    if kind == "complications":
-        return _elements(post, "p_complication"), "p_complication"
-    if kind == "msts_domains":
-        return _elements(post, "domain_effect_points"), "domain_effect_points"
-    raise ValueError(f"no headline effect for kind {kind}")
+    post = run.idata["posterior"].to_dataset()
+    heads = [v for v in m.get("headline", []) if v in post]
+    if not heads:
+        raise ValueError(f"run {run.name} has no headline effect")
+    var = heads[0]
+    rows = [(lab or "all patients", d) for lab, d in _elements(post, var, run.card)]
+    if np.isnan(np.concatenate([r[1] for r in rows])).all():
+        raise ValueError(f"{var} is not estimable in run {run.name}")
+    for v in heads[1:]:
+        if post[v].ndim == 2 and any(v.endswith(sfx) for sfx in _AGGREGATE_LABEL):
+            if run.manifest["model"].get("likelihood") == "beta_binomial" and v == "treatment_effect_mean":
+                continue
+            label = next(lab for sfx, lab in _AGGREGATE_LABEL.items() if v.endswith(sfx))
+            rows.append((label, _draws(post[v])))
+    if "treatment_effect_mean" in post and var == "treatment_effect" and m["model"].get("likelihood") != "beta_binomial" \
+            and not any(lab == "pooled mean" for lab, _ in rows) and run.card.stratified:
+        rows.insert(len(rows) - 1 if rows[-1][0] == "average over strata" else len(rows), ("pooled mean", _draws(post["treatment_effect_mean"])))
+    rows = [(lab, x) for lab, x in rows if np.isfinite(x).any()]
+    return rows, var
 
 
 def _forest_axes(ax, rows, colour, ypos: dict[str, float], offset=0.0, label=None):
@@ -95,17 +91,22 @@ def _forest_axes(ax, rows, colour, ypos: dict[str, float], offset=0.0, label=Non
         first = False
 
 
-def _points_axis(ax):
-    """A secondary axis in percent of 30; its ticks stay inside the plotted range so no end label overhangs the figure."""
+def _points_axis(ax, o):
+    """A secondary axis in percent of the score's range; its ticks stay inside the plotted range so no end label overhangs."""
     from matplotlib.ticker import FixedLocator, MaxNLocator
 
-    sec = ax.secondary_xaxis("top", functions=(lambda p: p / MSTS_MAX_POINTS * 100, lambda q: q * MSTS_MAX_POINTS / 100))
-    lo, hi = (v / MSTS_MAX_POINTS * 100 for v in ax.get_xlim())
+    R = o.range
+    sec = ax.secondary_xaxis("top", functions=(lambda p: p / R * 100, lambda q: q * R / 100))
+    lo, hi = (v / R * 100 for v in ax.get_xlim())
     margin = 0.06 * (hi - lo)
     ticks = [t for t in MaxNLocator(nbins=6).tick_values(lo, hi) if lo + margin <= t <= hi - margin]
     sec.xaxis.set_major_locator(FixedLocator(ticks))
-    sec.set_xlabel("% of the maximum MSTS (30)")
+    sec.set_xlabel(f"% of the {o.min}-{o.max} range")
     return sec
+
+
+def _kind_of(run):
+    return run.kind, run.spec
 
 
 def forest(runs: list, labels: list[str] | None = None):
@@ -120,7 +121,7 @@ def forest(runs: list, labels: list[str] | None = None):
     k = max(1, len(runs))
     longest = max(len(lab) for lab in (labels or [r.name for r in runs]))
     ncols = min(k, 3 if longest <= 30 else 2)
-    height = 0.9 + 0.28 * n_rows * k + (0.3 if var in POINTS_VARS else 0) + (0.25 * int(np.ceil(k / ncols)) if k > 1 else 0)
+    height = 0.9 + 0.28 * n_rows * k + (0.3 if var in runs[0].kind.points_vars(runs[0].spec) else 0) + (0.25 * int(np.ceil(k / ncols)) if k > 1 else 0)
     fig, ax = new_figure(SINGLE if k == 1 else DOUBLE, height)
     step = 0.8 / k
     for i, (rows, _) in enumerate(all_rows):
@@ -131,12 +132,13 @@ def forest(runs: list, labels: list[str] | None = None):
     th = _primary_threshold(runs[0].manifest, var)
     if th:
         ax.axvline(th[1], color="0.4", lw=0.6, ls="--")
-        ax.annotate(f"{th[0].upper() if th[0] == 'mcid' else th[0]} = {th[1]:.3g}", (th[1], 1.0), xycoords=("data", "axes fraction"),
+        ax.annotate(f"{th[0].upper() if th[0] == 'mcid' else th[0]} = {abs(th[1]):.3g}", (th[1], 1.0), xycoords=("data", "axes fraction"),
                     xytext=(2, -2), textcoords="offset points", va="top", fontsize=7, color="0.3")
-    ax.set_xlabel(LABELS.get(var, var))
+    kind, spec = _kind_of(runs[0])
+    ax.set_xlabel(kind.axis_label(spec, var))
     ax.set_ylim(-n_rows + 0.5, 0.5)
-    if var in POINTS_VARS:
-        _points_axis(ax)
+    if var in kind.points_vars(spec):
+        _points_axis(ax, spec.o)
     if k > 1:
         fig.legend(loc="outside lower center", ncols=ncols, frameon=False, handlelength=1.0)
     return fig
@@ -151,9 +153,11 @@ def effect_density(run, var: str | None = None):
     """Posterior density of each headline effect with 0 and the threshold marked and P(> threshold) shaded."""
     rows, default = _effect_rows(run)
     var = var or default
-    post = run.idata()["posterior"].to_dataset()
-    elems = _elements(post, var)
+    post = run.idata["posterior"].to_dataset()
+    elems = [(lab, x) for lab, x in _elements(post, var, run.card) if np.isfinite(x).any()]
     th = _primary_threshold(run.manifest, var)
+    d = run.manifest.get("effect_directions", {}).get(var, 1)
+    kind, spec = _kind_of(run)
     ncols = min(len(elems), 3)
     nrows = int(np.ceil(len(elems) / ncols))
     fig, axes = new_figure(SINGLE if ncols == 1 else DOUBLE, 1.9 * nrows + 0.3, nrows, ncols, squeeze=False)
@@ -163,37 +167,38 @@ def effect_density(run, var: str | None = None):
         x = x[np.isfinite(x)]
         lo, hi = np.quantile(x, [0.001, 0.999])
         pad = 0.1 * (hi - lo)
-        g, d = _kde(x, lo - pad, hi + pad)
-        ax.plot(g, d, color=PALETTE[0])
+        g, dens = _kde(x, lo - pad, hi + pad)
+        ax.plot(g, dens, color=PALETTE[0])
         ax.axvline(0, color="0.4", lw=0.6)
-        text = f"P(> 0) = {np.mean(x > 0):.2f}"
+        text = f"P(benefit) = {np.mean(d * x > 0):.2f}"
         if th:
-            ax.fill_between(g, d, where=g > th[1], color=PALETTE[0], alpha=0.25, lw=0)
+            ax.fill_between(g, dens, where=(d * g > d * th[1]), color=PALETTE[0], alpha=0.25, lw=0)
             ax.axvline(th[1], color="0.4", lw=0.6, ls="--")
-            text += f"\nP(> {th[1]:.3g}) = {np.mean(x > th[1]):.2f}"
+            text += f"\nP(benefit > {abs(th[1]):.3g}) = {np.mean(d * x > abs(th[1])):.2f}"
         ax.text(0.03, 0.97, text, transform=ax.transAxes, va="top", ha="left", fontsize=7)
-        ax.set_title(lab or var)
+        ax.set_title(lab or "all patients")
         ax.set_yticks([])
         ax.spines["left"].set_visible(False)
-        ax.set_xlabel("MSTS points" if var in POINTS_VARS else LABELS.get(var, var).split(",")[0])
+        ax.set_xlabel(kind.axis_label(spec, var))
     if th and th[0].startswith("mcid"):
-        fig.supxlabel("Shaded: above the MCID (3.6 points, borrowed; see text)", fontsize=7)
+        fig.supxlabel(f"Shaded: benefit beyond the MCID ({abs(th[1]):.3g}; source in the text)", fontsize=7)
     return fig
 
 
 def prior_posterior(run, variables: list[str] | None = None):
     """Prior (grey, dashed) against posterior (blue) for the key parameters; shows how much the data moved each."""
-    dt = run.idata()
+    dt = run.idata
     if "prior" not in dt.children:
         raise ValueError(f"run {run.name} has no prior draws (improper prior or prior_draws = 0)")
     prior, post = dt["prior"].to_dataset(), dt["posterior"].to_dataset()
-    kind = run.manifest["model"]["kind"]
+    kind, spec = _kind_of(run)
     if variables is None:
-        variables = {"msts": ["treatment_effect", "preop_slope"], "secondary_procedures": ["risk_difference"],
-                     "narcotic_change": ["difference_p_decrease"], "complications": ["p_complication"],
-                     "msts_domains": ["domain_effect_mean"]}.get(kind, [])
+        variables = kind.prior_posterior_vars(spec)
     elems = [(f"{v}[{lab}]" if lab else v, xp, _elements(prior, v)[i][1])
-             for v in variables if v in post and v in prior for i, (lab, xp) in enumerate(_elements(post, v))]
+             for v in variables if v in post and v in prior for i, (lab, xp) in enumerate(_elements(post, v, run.card))
+             if np.isfinite(xp).any()]
+    if not elems:
+        raise ValueError(f"run {run.name} has none of {variables} in its prior draws")
     ncols = min(len(elems), 3)
     nrows = int(np.ceil(len(elems) / ncols))
     fig, axes = new_figure(SINGLE if ncols == 1 else DOUBLE, 1.8 * nrows + 0.4, nrows, ncols, squeeze=False)
@@ -208,41 +213,51 @@ def prior_posterior(run, variables: list[str] | None = None):
         ax.set_title(name)
         ax.set_yticks([])
         ax.spines["left"].set_visible(False)
-        ax.set_xlabel("MSTS points" if name.split("[")[0] in POINTS_VARS else "value")
+        ax.set_xlabel("\n".join(textwrap.wrap(kind.axis_label(spec, name.split("[")[0]), 34 if ncols > 1 else 60)))
     axes.ravel()[0].legend(frameon=False, loc="upper right")
     return fig
 
 
 def ppc(run):
-    """Posterior predictive check: patient-level MSTS on its bounded 0-30 scale; otherwise the observed cell values."""
-    dt = run.idata()
+    """Posterior predictive check: a patient-level score on its bounded scale (ECDF bands per cell); otherwise the observed
+    cell values against their predictive intervals."""
+    dt = run.idata
+    card = run.card
     k, sub, data = blocks(dt)[0]
     pp = sub["posterior_predictive"].to_dataset()
-    if "msts_post" in pp and data is not None and "arm_idx" in data:
-        rep = np.asarray(pp["msts_post"].stack(s=("chain", "draw")).transpose("s", ...).values, dtype=float)
-        obs = np.asarray(data["msts_post"].values, dtype=float)
-        a_idx, f_idx = np.asarray(data["arm_idx"].values), np.asarray(data["fracture_idx"].values)
-        fig, axes = new_figure(DOUBLE, 3.8, 2, 2, sharex=True, sharey=True, squeeze=False)
-        grid = np.arange(0, MSTS_MAX_POINTS + 1)
-        for ai, arm in enumerate(ARMS):
-            for fi, frac in enumerate(FRACTURES):
+    o = card.outcomes.get(run.manifest.get("outcome"))
+    if "post" in pp and o is not None and o.kind == "score" and data is not None and "arm_idx" in data:
+        shift = o.min if run.manifest["model"].get("likelihood") == "beta_binomial" else 0
+        rep = np.asarray(pp["post"].stack(s=("chain", "draw")).transpose("s", ...).values, dtype=float) + shift
+        obs = np.asarray(data["post"].values, dtype=float) + (0 if "post_from_min" in data else shift)
+        a_idx, s_idx = np.asarray(data["arm_idx"].values), np.asarray(data["stratum_idx"].values)
+        K = len(card.stratum_levels)
+        fig, axes = new_figure(DOUBLE, 1.9 * K + 0.4, K, 2, sharex=True, sharey=True, squeeze=False)
+        grid = np.arange(o.min, o.max + 1)
+        colours = arm_colours(card)
+        for ai, arm in enumerate(card.arm_levels):
+            for fi, lev in enumerate(card.stratum_levels):
                 ax = axes[fi, ai]
-                m = (a_idx == ai) & (f_idx == fi)
+                m = (a_idx == ai) & (s_idx == fi)
+                if not m.any():
+                    ax.set_title(f"{card.cell_label(card.arm_label(arm), card.stratum_label(lev) if card.stratified else lev)} (no patients)")
+                    continue
                 r = rep[:, m]
-                # ECDF of each predictive draw on the 0-30 grid, then its 90% band; the observed ECDF as a step line
+                # ECDF of each predictive draw on the scale's grid, then its 90% band; the observed ECDF as a step line
                 ecdf = (r[:, :, None] <= grid[None, None, :] + 0.5).mean(axis=1)
                 lo, med, hi = np.quantile(ecdf, [0.05, 0.5, 0.95], axis=0)
                 ax.fill_between(grid, lo, hi, step="post", color="0.8", lw=0, label="predictive 90% band")
                 ax.step(grid, med, where="post", color="0.45", lw=0.8, ls="--", label="predictive median")
-                ax.step(grid, (obs[m][:, None] <= grid[None, :] + 0.5).mean(axis=0), where="post", color=ARM_COLOURS[arm], lw=1.4,
+                ax.step(grid, (obs[m][:, None] <= grid[None, :] + 0.5).mean(axis=0), where="post", color=colours[arm], lw=1.4,
                         label="observed")
-                outside = float(np.mean((r < -0.5) | (r > MSTS_MAX_POINTS + 0.5)))
-                note = f"n = {int(m.sum())}" + (f"; {100 * outside:.0f}% of predictions outside 0-30" if outside > 0.005 else "")
-                ax.set_title(f"{arm} × {frac} ({note})")
+                outside = float(np.mean((r < o.min - 0.5) | (r > o.max + 0.5)))
+                note = f"n = {int(m.sum())}" + (f"; {100 * outside:.0f}% of predictions outside {o.min}-{o.max}" if outside > 0.005 else "")
+                cell = card.arm_label(arm) + (f" × {card.stratum_label(lev)}" if card.stratified else "")
+                ax.set_title(f"{cell} ({note})")
                 ax.set_ylim(0, 1.02)
-            axes[ai, 0].set_ylabel("cumulative share")
+            axes[0 if K == 1 else ai % K, 0].set_ylabel("cumulative share")
         for ax in axes[-1]:
-            ax.set_xlabel("Postoperative MSTS (points, 0-30)")
+            ax.set_xlabel(f"{card.outcome_label(run.manifest['outcome'])} after treatment ({o.unit}, {o.min}-{o.max})")
         axes[0, 0].legend(frameon=False, loc="upper left")
         if k != 1 or "reconstruction" in dt["posterior"].coords:
             fig.suptitle("Reconstructed data set 1 (not real patients)", fontsize=8)
@@ -251,45 +266,54 @@ def ppc(run):
     names = [v for v in pp.data_vars if v in obs_ds]
     fig, axes = new_figure(DOUBLE, 1.0 + 0.9 * max(1, len(names)), len(names), 1, squeeze=False)
     for ax, v in zip(axes.ravel(), names, strict=True):
-        o = obs_ds[v]
+        ob = obs_ds[v]
         r = pp[v].stack(s=("chain", "draw")).transpose("s", ...)
-        flat_o = np.asarray(o.values, dtype=float).reshape(-1)
+        flat_o = np.asarray(ob.values, dtype=float).reshape(-1)
         flat_r = np.asarray(r.values, dtype=float).reshape(r.shape[0], -1)
-        labels = [", ".join(str(o[d].values[i]) for d, i in zip(o.dims, idx, strict=True)) for idx in np.ndindex(*o.shape)]
+        labels = [", ".join(card.label(d, str(ob[d].values[i])) for d, i in zip(ob.dims, idx, strict=True)) for idx in np.ndindex(*ob.shape)]
         lo, med, hi = np.quantile(flat_r, [0.05, 0.5, 0.95], axis=0)
         y = np.arange(len(flat_o))
         ax.errorbar(med, y, xerr=[med - lo, hi - med], fmt="o", ms=3, color="0.3", elinewidth=0.8, label="predictive 90%")
         ax.plot(flat_o, y, "D", ms=3.5, color=PALETTE[1], label="observed")
         ax.set_yticks(y, labels)
-        ax.set_xlabel(v.replace("_", " "))
+        ax.set_xlabel(f"{v.replace('_', ' ')} (patients)")
     axes.ravel()[0].legend(frameon=False, loc="lower right")
     return fig
 
 
 def rates(run):
-    """Secondary-procedure (or complication) rates by arm and stratum, with the risk difference."""
-    post = run.idata()["posterior"].to_dataset()
-    if "p_secondary" not in post:
-        raise ValueError("the rates figure is for the secondary-procedure model")
-    fig, axes = new_figure(DOUBLE, 2.2, 1, 3, squeeze=False)
+    """Event rates by arm and stratum, with the risk difference (treatment − control)."""
+    post = run.idata["posterior"].to_dataset()
+    card = run.card
+    if "p_event" not in post or "risk_difference" not in post:
+        raise ValueError("the rates figure is for the event models that compare the arms")
+    levels = card.stratum_levels
+    K = len(levels)
+    fig, axes = new_figure(DOUBLE, 2.2, 1, K + 1, squeeze=False)
     axes = axes.ravel()
     grid = np.linspace(0, 1, 400)
-    for ax, frac in zip(axes[:2], FRACTURES, strict=True):
-        for arm in ARMS:
-            x = _draws(post["p_secondary"].sel(arm=arm, fracture=frac))
-            ax.plot(grid, stats.gaussian_kde(x)(grid), color=ARM_COLOURS[arm], label=arm)
-        ax.set_title(frac)
-        ax.set_xlabel("P(secondary procedure)")
+    colours = arm_colours(card)
+    label = card.outcome_label(run.manifest["outcome"])
+    sdim = card.stratum_dim
+    for ax, lev in zip(axes[:K], levels, strict=True):
+        for arm in card.arm_levels:
+            x = _draws(post["p_event"].sel({"arm": arm, sdim: lev}))
+            if np.isfinite(x).any():
+                ax.plot(grid, stats.gaussian_kde(x)(grid), color=colours[arm], label=card.arm_label(arm))
+        ax.set_title(card.stratum_label(lev))
+        ax.set_xlabel(f"P({label})")
         ax.set_yticks([])
         ax.spines["left"].set_visible(False)
     axes[0].legend(frameon=False)
-    ax = axes[2]
+    ax = axes[K]
     g = np.linspace(-1, 1, 400)
-    for i, frac in enumerate(FRACTURES):
-        x = _draws(post["risk_difference"].sel(fracture=frac))
-        ax.plot(g, stats.gaussian_kde(x)(g), color=PALETTE[2 + i], label=f"{frac}: P(> 0) = {np.mean(x > 0):.2f}")
+    d = run.manifest.get("effect_directions", {}).get("risk_difference", 1)
+    for i, lev in enumerate(levels):
+        x = _draws(post["risk_difference"].sel({sdim: lev}))
+        if np.isfinite(x).any():
+            ax.plot(g, stats.gaussian_kde(x)(g), color=PALETTE[2 + i % 6], label=f"{card.stratum_label(lev)}: P(benefit) = {np.mean(d * x > 0):.2f}")
     ax.axvline(0, color="0.4", lw=0.6)
-    ax.set_xlabel("Risk difference, sacroplasty − PSFS")
+    ax.set_xlabel(f"Risk difference, {card.arm_label(card.arm_levels[0])} − {card.arm_label(card.arm_levels[1])}")
     ax.set_yticks([])
     ax.spines["left"].set_visible(False)
     ax.legend(frameon=False, loc="upper left")
@@ -305,7 +329,7 @@ def _arviz_plot(fn, run, variables, width, height_per, max_draws: int = 500, **k
     """An arviz-plots diagnostic on the first reconstruction block (or the whole run), thinned to ``max_draws`` per chain."""
     import arviz as az
 
-    k, sub, _ = blocks(run.idata())[0]
+    k, sub, _ = blocks(run.idata)[0]
     post = sub["posterior"].to_dataset()
     thin = max(1, post.sizes["draw"] // max_draws)
     groups = {"posterior": post.isel(draw=slice(None, None, thin))}
@@ -317,16 +341,13 @@ def _arviz_plot(fn, run, variables, width, height_per, max_draws: int = 500, **k
     pc = getattr(az, fn)(dt, var_names=variables, figure_kwargs={"figsize": (width, height_per * max(n, 1) / 2 + 0.8),
                                                                    "layout": "constrained"}, **kw)
     fig = pc.get_viz("figure")
-    if "reconstruction" in run.idata()["posterior"].coords:
+    if "reconstruction" in run.idata["posterior"].coords:
         fig.suptitle("Reconstructed data set 1", fontsize=8)
     return fig
 
 
 def _key_params(run) -> list[str]:
-    kind = run.manifest["model"]["kind"]
-    return {"msts": ["treatment_effect", "preop_slope", "sigma", "phi", "treatment_effect_sd", "treatment_effect_logit_sd"],
-            "secondary_procedures": ["p_secondary", "log_odds_ratio_sd"], "narcotic_change": ["p_decrease", "ordinal_log_odds_ratio"],
-            "complications": ["p_complication"], "msts_domains": ["domain_effect_mean", "domain_effect_sd"]}.get(kind, [])
+    return run.kind.diagnostic_params(run.spec)
 
 
 def rank(run):
@@ -343,8 +364,8 @@ FIGURE_KINDS = {
     "forest": "headline effects by stratum with the pooled estimate",
     "density": "posterior density of each headline effect, 0 and the threshold marked, P(> threshold) shaded",
     "prior-posterior": "prior against posterior for key parameters",
-    "ppc": "posterior predictive check (bounded 0-30 outcome for patient-level MSTS runs)",
-    "rates": "secondary-procedure rates by arm and stratum with the risk difference",
+    "ppc": "posterior predictive check (a patient-level score on its bounded scale; else observed cell values)",
+    "rates": "event rates by arm and stratum with the risk difference",
     "rank": "rank plots (MCMC diagnostics)",
     "trace": "trace plots (MCMC diagnostics)",
 }

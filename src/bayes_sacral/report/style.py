@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["SINGLE", "DOUBLE", "PALETTE", "ARM_COLOURS", "house_style", "save_figure", "new_figure", "MIN_FONT_PT", "DPI"]
+__all__ = ["SINGLE", "DOUBLE", "PALETTE", "arm_colours", "house_style", "save_figure", "new_figure", "MIN_FONT_PT", "DPI"]
 
 #: Column widths in inches: single (3.5 in, 89 mm) and double (7.2 in, 183 mm).
 SINGLE = 3.5
@@ -19,7 +19,11 @@ DPI = 300
 MIN_FONT_PT = 7
 #: Okabe & Ito (2008) colour-blind-safe palette.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
-ARM_COLOURS = {"psfs": "#0072B2", "sacroplasty": "#E69F00"}
+
+
+def arm_colours(card) -> dict[str, str]:
+    """Treatment blue, control orange (Okabe-Ito), keyed by the card's arm labels."""
+    return {card.arm_levels[0]: PALETTE[0], card.arm_levels[1]: PALETTE[1]}
 
 _RC = {
     "font.family": "DejaVu Sans",

@@ -5,64 +5,68 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..summarize import summarize_posterior
-from ..vocabulary import ARMS, FRACTURES
+from ..summarize import parse_element, summarize_posterior
 
 __all__ = ["posterior_table", "diagnostics_table", "priors_table", "sampler_table", "decision_table", "to_latex", "cell_sizes_table",
            "headline_variables", "harm_threshold"]
 
 
 def headline_variables(manifest: dict) -> list[str]:
-    kind = manifest["model"]["kind"]
-    if kind == "msts" and manifest["model"].get("route") == "summary" and "change_difference" in manifest.get("estimands", []):
-        # from summaries the adjusted effect leans on the preop-slope prior; the change difference is identified directly
-        return ["treatment_effect", "change_difference", "treatment_effect_average", "interaction"]
-    return {"msts": ["treatment_effect", "treatment_effect_average", "interaction"],
-            "secondary_procedures": ["risk_difference", "risk_difference_pooled"],
-            "narcotic_change": ["ordinal_log_odds_ratio", "difference_p_decrease", "difference_p_increase"],
-            "complications": ["p_complication"],
-            "msts_domains": ["domain_effect_points", "domain_effect_mean"]}.get(kind, manifest.get("effect_variables", []))
+    """The effects a report leads with (chosen by the model kind at fit time)."""
+    return list(manifest.get("headline") or manifest.get("effect_variables", []))
 
 
 def harm_threshold(manifest: dict) -> float:
-    """P(harm) = P(effect < −primary threshold) when the model has an MCID-type threshold, else P(effect < 0)."""
+    """P(harm) = P(the effect is worse than control by more than the primary threshold (the MCID)) when the run has one,
+    else P(worse than control at all)."""
     th = manifest.get("decision", {}).get("thresholds", {})
     if "mcid" in th:
-        return -float(th["mcid"]["value"])
+        return float(th["mcid"]["value"])
     return 0.0
 
 
+def _draws(post, name: str) -> np.ndarray:
+    var, labels = parse_element(name)
+    x = post[var]
+    if labels:
+        extra = [d for d in x.dims if d not in ("chain", "draw")]
+        x = x.sel(dict(zip(extra, labels, strict=True)))
+    return np.asarray(x.values, dtype=float).ravel()
+
+
 def posterior_table(run, prob: float = 0.95, variables: list[str] | None = None) -> pd.DataFrame:
-    """Mean, median, HDI, P(benefit) = P(> 0), P(> each threshold), P(harm) for the estimands of a run."""
+    """Mean, median, HDI, P(benefit), P(benefit beyond each threshold), P(harm) for the estimands of a run."""
     m = run.manifest
-    post = run.idata()["posterior"].to_dataset()
+    post = run.idata["posterior"].to_dataset()
     names = variables or m["estimands"]
     th = {k: (t["value"], t["variables"]) for k, t in m["decision"]["thresholds"].items()}
-    rows = summarize_posterior(post, names, prob, th, list(m.get("no_moment_variables", {})))
+    directions = m.get("effect_directions", {})
+    rows = summarize_posterior(post, names, prob, th, list(m.get("no_moment_variables", {})), directions, m.get("not_estimable", {}))
     harm = harm_threshold(m)
-    effects = set(m.get("effect_variables", []))
     out = []
     for r in rows:
         var = r["name"].split("[")[0]
-        x = post[var]
-        if "[" in r["name"]:
-            labels = [s.strip() for s in r["name"].split("[", 1)[1].rstrip("]").split(",")]
-            extra = [d for d in x.dims if d not in ("chain", "draw")]
-            x = x.sel(dict(zip(extra, labels, strict=True)))
-        x = np.asarray(x.values, dtype=float).ravel()
+        d = directions.get(var)
+        x = _draws(post, r["name"])
+        estimable = bool(np.isfinite(x).any())
         row = {"quantity": r["name"], "mean": r["mean"], "median": r["median"], "hdi_low": r["hdi_low"], "hdi_high": r["hdi_high"],
-               "P(benefit)": r["prob_gt_0"] if var in effects else None}
+               "P(benefit)": r.get("prob_benefit") if d else None}
         for k in th:
-            row[f"P(>{k})"] = r.get(f"prob_gt_{k}")
-        row["P(harm)"] = float(np.mean(x < harm)) if var in effects else None
+            row[f"P(benefit > {k})"] = r.get(f"prob_beyond_{k}") if d else None
+        row["P(harm)"] = float(np.mean(d * x[np.isfinite(x)] < -harm)) if (d and estimable) else None
+        if not estimable:
+            row["note"] = r.get("note", "not estimable")
         out.append(row)
-    return pd.DataFrame(out)
+    df = pd.DataFrame(out)
+    if "note" in df.columns:
+        df["note"] = df["note"].fillna("")
+    return df
 
 
 def diagnostics_table(run) -> pd.DataFrame:
     """R-hat and bulk/tail ESS per parameter element, with the run's thresholds applied (problems flagged)."""
     m = run.manifest
-    post = run.idata()["posterior"].to_dataset()
+    post = run.idata["posterior"].to_dataset()
     names = [v for v in dict.fromkeys(list(m["priors"]) + m["estimands"]) if v in post]
     rows = summarize_posterior(post, names, 0.95)
     th = m.get("diagnostic_thresholds", {})
@@ -77,7 +81,7 @@ def diagnostics_table(run) -> pd.DataFrame:
         flags = []
         if np.isfinite(r["r_hat"]) and r["r_hat"] > r_ok:
             flags.append(f"R-hat > {r_ok}")
-        if np.isfinite(r["ess_bulk"]) and min(r["ess_bulk"], r["ess_tail"]) < ess_ok:
+        if np.isfinite(r["ess_bulk"]) and np.isfinite(r["ess_tail"]) and min(r["ess_bulk"], r["ess_tail"]) < ess_ok:
             flags.append(f"ESS < {ess_ok}")
         out.append({"quantity": r["name"], "r_hat": r["r_hat"], "ess_bulk": r["ess_bulk"], "ess_tail": r["ess_tail"],
                     "flag": "; ".join(flags)})
@@ -112,6 +116,8 @@ def decision_table(run) -> pd.DataFrame:
     for _, r in tab.iterrows():
         p = r["P(benefit)"]
         if p is None or (isinstance(p, float) and np.isnan(p)):
+            if isinstance(r.get("note"), str) and r.get("note"):
+                out.append({"quantity": r["quantity"], "median": None, "P(benefit)": None, "P(harm)": None, "reading": r["note"]})
             continue
         if p >= 0.95:
             reading = "benefit probable"
@@ -123,25 +129,28 @@ def decision_table(run) -> pd.DataFrame:
             reading = "harm more likely than not, uncertain"
         else:
             reading = "harm probable"
-        extra = {k: r[k] for k in tab.columns if k.startswith("P(>")}
+        extra = {k: r[k] for k in tab.columns if k.startswith("P(benefit >")}
         out.append({"quantity": r["quantity"], "median": r["median"], "P(benefit)": p, **extra, "P(harm)": r["P(harm)"], "reading": reading})
     return pd.DataFrame(out)
 
 
-def cell_sizes_table(n) -> pd.DataFrame:
-    """Patients per arm x fracture (n: DataArray or DataFrame with arms as rows)."""
+def cell_sizes_table(n, card) -> pd.DataFrame:
+    """Patients per arm x stratum (n: DataArray with dims arm and the strata, or a crosstab DataFrame with arms as rows)."""
+    sdim = card.stratum_dim
+    levels = card.stratum_levels
     rows = []
-    for arm in ARMS:
-        row = {"arm": arm}
-        for f in FRACTURES:
+    for arm in card.arm_levels:
+        row = {"arm": card.arm_label(arm)}
+        for lev in levels:
             try:
-                row[f] = int(n.sel(arm=arm, fracture=f)) if hasattr(n, "sel") else int(n.loc[arm, f])
+                row[card.stratum_label(lev)] = int(n.sel({"arm": arm, sdim: lev})) if hasattr(n, "sel") else int(n.loc[arm, lev])
             except (KeyError, ValueError):
-                row[f] = None
-        row["total"] = sum(v for k, v in row.items() if k in FRACTURES and v is not None)
+                row[card.stratum_label(lev)] = None
+        if card.stratified:
+            row["total"] = sum(v for k, v in row.items() if k != "arm" and v is not None)
         rows.append(row)
     df = pd.DataFrame(rows)
-    total = {"arm": "total", **{c: int(df[c].sum()) for c in (*FRACTURES, "total")}}
+    total = {"arm": "total", **{c: int(df[c].sum()) for c in df.columns if c != "arm"}}
     return pd.concat([df, pd.DataFrame([total])], ignore_index=True)
 
 

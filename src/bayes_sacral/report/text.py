@@ -11,13 +11,6 @@ __all__ = ["methods_paragraph", "results_paragraph", "SMALL_CELL"]
 #: Cells with at most this many patients get an explicit warning in the Results text.
 SMALL_CELL = 3
 
-_OUTCOME = {
-    "msts": ("improved postoperative MSTS more than sacroplasty alone", "points"),
-    "secondary_procedures": ("led to fewer secondary procedures than sacroplasty alone", ""),
-    "narcotic_change": ("led to less narcotic use than sacroplasty alone", ""),
-    "msts_domains": ("improved the item score more than sacroplasty alone", "points of 5"),
-}
-
 
 def _f(x: float, d: int = 2) -> str:
     return f"{x:.{d}f}".replace("-", "−")
@@ -36,16 +29,14 @@ def methods_paragraph(run) -> str:
     m = run.manifest
     v = m["versions"]
     s = m["sampler"]
-    kind = m["model"]["kind"]
+    card = run.card
     data = m["data"]
-    parts = []
-    what = {"msts": "Postoperative MSTS (0-30) was", "secondary_procedures": "Secondary procedures were", "narcotic_change": "Change in narcotic use was",
-            "complications": "Procedural complications were", "msts_domains": "The six MSTS items were"}[kind]
-    parts.append(f"{what} analysed with a Bayesian model: {m['model_description']}")
+    parts = [f"{card.outcome_label(m['outcome'])[:1].upper() + card.outcome_label(m['outcome'])[1:]} was analysed with a Bayesian "
+             f"model: {m['model_description']}"]
     parts.append(f"Priors were the '{m['prior_set']}' set ({m['prior_set_description'].rstrip('.')})"
                  + (f"; source: {m['prior_set_source']}" if m.get("prior_set_source") else "") + "; every prior is listed with its justification.")
     if data["source"] == "published":
-        parts.append("The data were the published summaries (Cox et al., Front. Oncol. 2025)")
+        parts.append(f"The data were the published summaries ({card.study.citation or card.name})")
     else:
         parts.append(f"The data were {data['label']}")
     for a in data.get("assumptions", []):
@@ -69,66 +60,89 @@ def methods_paragraph(run) -> str:
     return ". ".join(p.rstrip(".") for p in parts) + "."
 
 
-def _cell_note(kind: str, label: str, cell_n: dict | None) -> str:
-    if not cell_n or kind not in ("msts", "secondary_procedures", "narcotic_change", "msts_domains"):
+def _cell_note(run, level: str, cell_n: dict | None) -> str:
+    card = run.card
+    if not cell_n or level not in card.stratum_levels or not card.stratified:
         return ""
-    frac = label.split(",")[0].strip()
-    if frac not in ("pathological", "impending"):
-        return ""
-    small = {arm: n for (arm, f), n in cell_n.items() if f == frac and n <= SMALL_CELL}
+    small = {arm: n for (arm, lev), n in cell_n.items() if lev == level and n <= SMALL_CELL}
     if not small:
         return ""
-    who = " and ".join(f"{n} {arm.upper() if arm == 'psfs' else arm} patient{'s' if n != 1 else ''}" for arm, n in small.items())
-    return (f" This estimate rests on {who} with {'an' if frac == 'impending' else 'a'} {frac} fracture, so it reflects the prior and "
-            f"the pooling across strata more than data; it is not evidence for or against PSFS in {frac} fractures.")
+    who = " and ".join(f"{n} {card.arm_label(arm)} patient{'s' if n != 1 else ''}" for arm, n in small.items())
+    where = card.stratum_label(level)
+    return (f" This estimate rests on {who} ({card.strata_label}: {where}), so it reflects the prior and the pooling across strata "
+            f"more than data; it is not evidence for or against {card.arm_label(card.arms.treatment)} in this stratum.")
 
 
 def results_paragraph(run, cell_n: dict | None = None) -> str:
     """One sentence per headline effect element, with posterior probabilities and HDIs; warnings for tiny cells."""
     m = run.manifest
-    kind = m["model"]["kind"]
-    if kind == "complications":
-        tab = posterior_table(run, variables=["p_complication"])
-        r = tab.iloc[0]
-        return (f"The posterior median rate of screw back-out among PSFS patients was {_f(r['median'])} (95% HDI {_f(r['hdi_low'])} to "
-                f"{_f(r['hdi_high'])}), from one event in 11 patients.")
-    phrase, unit = _OUTCOME[kind]
-    var = {"msts": "treatment_effect", "secondary_procedures": "risk_difference", "msts_domains": "domain_effect_points",
-           "narcotic_change": "ordinal_log_odds_ratio" if "ordinal_log_odds_ratio" in m["estimands"] else "difference_p_decrease"}[kind]
+    card = run.card
+    kind, spec = run.kind, run.spec
+    heads = [v for v in m.get("headline", []) if v in m["estimands"]]
+    if not heads:
+        return ""
+    var = heads[0]
+    effects = m.get("effect_directions", {})
     tab = posterior_table(run, variables=[var])
+    if var not in effects:  # a rate, not a comparison
+        out = []
+        for _, r in tab.iterrows():
+            label = r["quantity"].split("[", 1)[1].rstrip("]") if "[" in r["quantity"] else ""
+            out.append(f"The posterior median of {kind.axis_label(spec, var)}{' for ' + card.arm_label(label) if label else ''} was "
+                       f"{_f(r['median'])} (95% HDI {_f(r['hdi_low'])} to {_f(r['hdi_high'])}).")
+        return " ".join(out)
+    phrase = kind.outcome_phrase(spec)
+    unit = kind.unit(spec, var)
     th = m["decision"]["thresholds"]
     mcid = th.get("mcid")
     sentences = []
     for _, r in tab.iterrows():
-        label = r["quantity"].split("[", 1)[1].rstrip("]") if "[" in r["quantity"] else "all patients"
-        where = f"in {label} fractures" if label in ("pathological", "impending") else f"({label})"
+        label = r["quantity"].split("[", 1)[1].rstrip("]") if "[" in r["quantity"] else ""
+        if isinstance(r.get("note"), str) and r.get("note"):
+            sentences.append(f"The effect {'in ' + card.stratum_label(label) if label else ''} is not estimable: {r['note'].split(': ', 1)[-1]}.")
+            continue
+        if label in card.stratum_levels and card.stratified:
+            where = f"in {card.stratum_label(label)} ({card.strata_label})"
+        elif label in card.stratum_levels:
+            where = ""
+        else:
+            where = f"({label})" if label else ""
         unit_txt = f" {unit}" if unit else ""
-        s = (f"The posterior probability that PSFS {phrase} {where} was {_p(r['P(benefit)'])} (posterior median {_f(r['median'], 2)}{unit_txt}, "
-             f"95% HDI {_f(r['hdi_low'])} to {_f(r['hdi_high'])})")
-        if mcid and "P(>mcid)" in r and r["P(>mcid)"] is not None and not np.isnan(r["P(>mcid)"]):
-            s += f"; the probability that the difference exceeded the borrowed MCID of {mcid['value']:.1f} points was {_p(r['P(>mcid)'])}"
+        s = (f"The posterior probability that {card.arm_label(card.arms.treatment)} {phrase} {where} was {_p(r['P(benefit)'])} "
+             f"(posterior median difference {_f(r['median'], 2)}{unit_txt}, 95% HDI {_f(r['hdi_low'])} to {_f(r['hdi_high'])})").replace("  ", " ")
+        col = "P(benefit > mcid)"
+        if mcid and col in r and r[col] is not None and not np.isnan(r[col]):
+            s += f"; the probability that the benefit exceeded the MCID of {mcid['value']:.3g}{unit_txt} was {_p(r[col])}"
         s += "."
         p = r["P(benefit)"]
         if 0.2 < p < 0.8:
             s += " The data are compatible with both benefit and harm."
-        s += _cell_note(kind, label, cell_n)
+        s += _cell_note(run, label, cell_n)
         sentences.append(s)
-    if kind == "msts" and "interaction" in m["estimands"]:
-        it = posterior_table(run, variables=["interaction"]).iloc[0]
-        x = run.idata()["posterior"]["interaction"].values.ravel()
-        pp = _p(float(np.mean(x > 0)))
-        rel = "" if pp[0] in "<>" else "= "
-        sentences.append(f"The difference between the effects in the two strata (pathological − impending) had posterior median "
-                         f"{_f(it['median'])} points (95% HDI {_f(it['hdi_low'])} to {_f(it['hdi_high'])}; P(> 0) {rel}{pp}).")
-    if kind == "msts" and m["model"].get("route") == "summary" and "change_difference" in m["estimands"]:
+    post = run.idata["posterior"]
+    if "interaction" in m["estimands"] and "interaction" in post:
+        for _, it in posterior_table(run, variables=["interaction"]).iterrows():
+            if isinstance(it.get("note"), str) and it.get("note"):
+                continue
+            label = it["quantity"].split("[", 1)[1].rstrip("]")
+            x = post["interaction"].sel(contrast=label).values.ravel()
+            pp = _p(float(np.mean(x > 0)))
+            rel = "" if pp[0] in "<>" else "= "
+            a, _, b = label.partition(" vs ")
+            sentences.append(f"The difference between the effects in {card.stratum_label(a)} and {card.stratum_label(b)} ({a} − {b}) had "
+                             f"posterior median {_f(it['median'])} {unit} (95% HDI {_f(it['hdi_low'])} to {_f(it['hdi_high'])}; "
+                             f"P(> 0) {rel}{pp}).")
+    if m["model"].get("route") == "summary" and "change_difference" in m["estimands"]:
         slope = m.get("priors", {}).get("preop_slope", {}).get("text", "its prior")
         parts = []
         for _, r in posterior_table(run, variables=["change_difference"]).iterrows():
             label = r["quantity"].split("[", 1)[1].rstrip("]") if "[" in r["quantity"] else "all patients"
+            if isinstance(r.get("note"), str) and r.get("note"):
+                continue
             pp = _p(r["P(benefit)"])
-            parts.append(f"{_f(r['median'], 2)} points in {label} fractures (95% HDI {_f(r['hdi_low'])} to {_f(r['hdi_high'])}; "
-                         f"P(> 0) {'' if pp[0] in '<>' else '= '}{pp})")
-        sentences.append("From published summaries the preoperative slope is weakly identified (prior " + slope + "), so the "
+            parts.append(f"{_f(r['median'], 2)} {unit} in {card.stratum_label(label)} (95% HDI {_f(r['hdi_low'])} to {_f(r['hdi_high'])}; "
+                         f"P(benefit) {'' if pp[0] in '<>' else '= '}{pp})")
+        sentences.append("From published summaries the pre-treatment slope is weakly identified (prior " + slope + "), so the "
                          "covariate-adjusted effects above lean on that prior; the difference in mean change, which the summaries "
                          "inform directly (the comparison of a t test on change scores), had posterior median " + "; ".join(parts) + ".")
     if any(a.startswith("reconstructed") for a in m["data"].get("assumptions", [])):
