@@ -1,6 +1,7 @@
 """Design-engine benchmarks (`make bench`): ratios measured in one run, on this machine.
 
-1. Exact engine: a power curve of 8 sample sizes (MSTS reference and weakly informative analyses; binary endpoint).
+1. Exact engine: a power curve of 8 sample sizes (MSTS reference and weakly informative analyses; binary endpoint with
+   stratified and simple allocation), in memory.
 2. Vectorised engine: trial analyses per second on all cores (goal >= 1e5/s on 2 cores).
 3. Full-model engine against a naive loop that builds and samples a fresh PyMC model per trial (`pm.sample`, nutpie
    recompiling each time): throughput ratio on the same simulated trials, and agreement of their posterior
@@ -21,6 +22,13 @@ from pathlib import Path
 import numpy as np
 
 SIZES = [40, 60, 80, 100, 120, 160, 200, 240]
+# the bundled study's design truths, stated in the config (the design code has no study-specific defaults)
+TRUTH = ("[strata]\npathological = 0.7\nimpending = 0.3\n"
+         "[truth.msts]\ntreatment_effect = { pathological = 4.0, impending = 1.0 }\nsigma = 5.0\n"
+         "intercept = { pathological = 19.0, impending = 26.0 }\npreop_slope = 0.5\n"
+         "preop_mean = { pathological = 9.3, impending = 16.9 }\npreop_sd = 4.0\n"
+         "[truth.secondary_procedure]\np_treatment = { pathological = 0.05, impending = 0.05 }\n"
+         "p_control = { pathological = 0.42, impending = 0.14 }\n")
 
 
 def _cfg(tmp: Path, text: str):
@@ -35,13 +43,13 @@ def bench_exact(tmp: Path) -> dict:
     from bayes_sacral.design.runner import run_design
 
     out = {}
-    for name, extra in (("msts_reference", 'endpoint = "msts"\n[analysis]\nprior = "reference"\n'),
-                        ("msts_weakly_informative", 'endpoint = "msts"\n'),
-                        ("secondary_procedure_uniform", 'endpoint = "secondary_procedure"\n')):
-        head, _, tail = extra.partition("\n[")
-        cfg = _cfg(tmp, f'[design]\nname = "b"\nseed = 1\nengine = "exact"\nsample_sizes = {SIZES}\n{head}\n' + (f"[{tail}" if tail else ""))
+    for name, head, tail in (("msts_reference", 'endpoint = "msts"\n', '[analysis]\nprior = "reference"\n'),
+                             ("msts_weakly_informative", 'endpoint = "msts"\n', ""),
+                             ("secondary_procedure_uniform_stratified", 'endpoint = "secondary_procedure"\n', ""),
+                             ("secondary_procedure_uniform_simple", 'endpoint = "secondary_procedure"\nallocation_scheme = "simple"\n', "")):
+        cfg = _cfg(tmp, f'[design]\nname = "b"\nseed = 1\nengine = "exact"\nsample_sizes = {SIZES}\n{head}' + TRUTH + tail)
         t = time.perf_counter()
-        run_design(cfg, tmp / f"exact-{name}")
+        run_design(cfg, None)
         out[name] = round(time.perf_counter() - t, 3)
     return out
 
@@ -50,7 +58,7 @@ def bench_vectorized(tmp: Path, n_trials: int = 100_000) -> dict:
     from bayes_sacral.design.runner import run_design
 
     cfg = _cfg(tmp, f'[design]\nname = "v"\nseed = 1\nendpoint = "msts"\nengine = "vectorized"\nsample_sizes = {SIZES}\n'
-                    f"n_trials = {n_trials}\nbatch_size = 10000\n[truth]\nnull = false\n")
+                    f"n_trials = {n_trials}\nbatch_size = 10000\n" + TRUTH + "[truth]\nno_effect = false\n")
     res = {}
     for workers in (1, os.cpu_count() or 2):
         t = time.perf_counter()
@@ -62,27 +70,27 @@ def bench_vectorized(tmp: Path, n_trials: int = 100_000) -> dict:
 
 
 def bench_full_model(tmp: Path, likelihood: str, n_naive: int = 5, n_engine: int = 400, N: int = 60) -> dict:
-    import pandas as pd
     import pymc as pm
 
-    from bayes_sacral.design.config import load_design  # noqa: F401
     from bayes_sacral.design.context import build_context
     from bayes_sacral.design.full_model import analysis_run, simulate_patients
     from bayes_sacral.design.runner import _preop, run_design
     from bayes_sacral.inference import Refitter, _quiet_pymc
     from bayes_sacral.models.base import ModelInput
-    from bayes_sacral.models.msts import ipd_dataset
+    from bayes_sacral.models.score import score_dataset
 
     cfg = _cfg(tmp, f'[design]\nname = "f"\nseed = 1\nendpoint = "msts"\nengine = "full_model"\nsample_sizes = [{N}]\n'
-                    f'n_trials = {n_engine}\nbatch_size = 25\n[truth]\nnull = false\n[full_model]\nlikelihood = "{likelihood}"\n')
+                    f'n_trials = {n_engine}\nbatch_size = 25\n' + TRUTH + f'[truth]\nno_effect = false\n[full_model]\nlikelihood = "{likelihood}"\n')
     ctx = build_context(cfg)
     fm = cfg.full_model.model_dump()
     rng = np.random.default_rng(7)
     trials = [simulate_patients(ctx, "design", rng, N, i, _preop(cfg)) for i in range(n_naive)]
-    run = analysis_run(fm)
+    run = analysis_run(fm, cfg.study, cfg.endpoint)
+    dmap = run.kind.data_map(run.spec)
+    sdim = cfg.card.stratum_dim
 
     def data_of(tr):
-        d = ipd_dataset(pd.DataFrame(tr))
+        d, _ = score_dataset(tr, run.spec)
         d.attrs["route"] = "ipd"
         return d
 
@@ -90,26 +98,25 @@ def bench_full_model(tmp: Path, likelihood: str, n_naive: int = 5, n_engine: int
     naive_p = []
     t = time.perf_counter()
     for i, tr in enumerate(trials):
-        model = run.kind.build(ModelInput(data_of(tr), []), run.priors, run.options)
+        model = run.kind.build(ModelInput(data_of(tr), []), run.priors, run.spec)
         with model, _quiet_pymc():
             idata = pm.sample(draws=fm["draws"], tune=fm["tune"], chains=fm["chains"], random_seed=100 + i, progressbar=False,
                               target_accept=fm["target_accept"])
-        te = idata["posterior"]["treatment_effect"].values.reshape(-1, 2) @ ctx.weights
-        naive_p.append(float(np.mean(te > 0)))
+        te = idata["posterior"]["treatment_effect"].transpose("chain", "draw", sdim).values.reshape(-1, ctx.K) @ ctx.weights
+        naive_p.append(float(np.mean(ctx.benefit(te) > 0)))
     naive_wall = time.perf_counter() - t
     # engine on the same trials: compile once, refit
     t = time.perf_counter()
-    refit = Refitter(run.kind.build(ModelInput(data_of(trials[0]), []), run.priors, run.options))
+    refit = Refitter(run.kind.build(ModelInput(data_of(trials[0]), []), run.priors, run.spec))
     compile_s = time.perf_counter() - t
     eng_p = []
     t = time.perf_counter()
     for i, tr in enumerate(trials):
         d = data_of(tr)
-        post, _ = refit.fit({"msts_pre": d["msts_pre"].values.astype(float), "msts_post_obs": d["msts_post"].values,
-                             "psfs": d["psfs"].values.astype(float), "fracture_idx": d["fracture_idx"].values, "arm_idx": d["arm_idx"].values},
-                            200 + i, draws=fm["draws"], tune=fm["tune"], chains=fm["chains"], target_accept=fm["target_accept"])
-        te = post["treatment_effect"].transpose("chain", "draw", "fracture").values.reshape(-1, 2) @ ctx.weights
-        eng_p.append(float(np.mean(te > 0)))
+        post, _ = refit.fit({c: d[v].values for c, v in dmap.items()}, 200 + i, draws=fm["draws"], tune=fm["tune"], chains=fm["chains"],
+                            target_accept=fm["target_accept"])
+        te = post["treatment_effect"].transpose("chain", "draw", sdim).values.reshape(-1, ctx.K) @ ctx.weights
+        eng_p.append(float(np.mean(ctx.benefit(te) > 0)))
     refit_wall = time.perf_counter() - t
     # the engine end to end (worker processes, compile in each, persistence)
     t = time.perf_counter()

@@ -1,10 +1,12 @@
-"""Trial design: exact engines against closed-form frequentist answers, engines against each other, scale-out, resume."""
+"""Trial design: exact engines against independent closed-form or brute-force answers computed here, engines against each
+other, any study card (three strata, lower-is-better scores, unstratified studies), scale-out, resume, outputs."""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -12,51 +14,162 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from bayes_sacral.design.config import load_design
+from bayes_sacral.design.config import design_from_doc, load_design
 from bayes_sacral.design.context import build_context
 from bayes_sacral.design.exact import exact_success
 from bayes_sacral.design.runner import run_design, smallest_n
 from bayes_sacral.design.simulate import vectorized_batch
 from bayes_sacral.errors import InputError
+from bayes_sacral.study import load_study
 
 BASE = '[design]\nname = "t"\nseed = 11\nsample_sizes = [40, 80]\n'
+# the bundled study's truths, stated explicitly (the code has no study-specific defaults)
+TRUTH = ("[strata]\npathological = 0.7\nimpending = 0.3\n"
+         "[truth.msts]\ntreatment_effect = { pathological = 4.0, impending = 1.0 }\nsigma = 5.0\n"
+         "[truth.secondary_procedure]\np_treatment = { pathological = 0.05, impending = 0.05 }\n"
+         "p_control = { pathological = 0.42, impending = 0.14 }\n")
+
+# a second study, written here: other arm names, three strata, a 0-50 score where LOWER is better, events
+CARD3 = """
+[study]
+name = "knee3"
+[arms]
+treatment = "brace"
+control = "usual"
+labels = { brace = "Knee brace", usual = "Usual care" }
+[strata]
+name = "grade"
+label = "injury grade"
+levels = ["g1", "g2", "g3"]
+labels = { g1 = "grade I", g2 = "grade II", g3 = "grade III" }
+[outcomes.pain]
+kind = "score"
+label = "Pain index"
+min = 0
+max = 50
+higher_is_better = false
+items = ["i1", "i2", "i3", "i4", "i5", "i6", "i7", "i8", "i9", "i10"]
+item_min = 0
+item_max = 5
+mcid = { value = 5.0, source = "Doe et al. 2020 (anchor-based, knee injuries)" }
+[outcomes.reinjury]
+kind = "event"
+label = "re-injury"
+"""
+PREV3 = {"g1": 0.5, "g2": 0.3, "g3": 0.2}
+DELTA3 = {"g1": -6.0, "g2": -4.0, "g3": -2.0}  # brace − usual care: the brace LOWERS pain (a benefit)
+DESIGN3 = ('[design]\nname = "k"\nseed = 3\nendpoint = "pain"\nsample_sizes = [30, 60]\n{extra}'
+           "[strata]\ng1 = 0.5\ng2 = 0.3\ng3 = 0.2\n"
+           "[truth.pain]\ntreatment_effect = {{ g1 = -6.0, g2 = -4.0, g3 = -2.0 }}\nsigma = 8.0\n"
+           "[truth.reinjury]\np_control = {{ g1 = 0.40, g2 = 0.25, g3 = 0.10 }}\np_treatment = 0.05\n{rest}")
+
+# an unstratified study with a desirable event
+CARD1 = """
+[study]
+name = "solo"
+[arms]
+treatment = "new"
+control = "old"
+[outcomes.qol]
+kind = "score"
+min = 0
+max = 100
+[outcomes.healed]
+kind = "event"
+label = "healing"
+higher_is_better = true
+"""
+DESIGN1 = ('[design]\nname = "u"\nseed = 5\nendpoint = "{endpoint}"\nsample_sizes = [30, 60]\n{extra}'
+           "[truth.qol]\ntreatment_effect = 8.0\nsigma = 15.0\n"
+           "[truth.healed]\np_control = 0.4\np_treatment = 0.7\n{rest}")
 
 
-def cfg_of(tmp_path, text=BASE, sets=()):
+def cfg_of(tmp_path, text=BASE + TRUTH, sets=(), study=None):
     p = tmp_path / "d.toml"
     p.write_text(text)
-    return load_design(p, list(sets))
+    return load_design(p, list(sets), study=study)
 
 
-def test_binary_altham_rule_is_fishers_exact_test(tmp_path):
-    """With Altham priors the Bayesian rule P(benefit) >= 1 - alpha is Fisher's one-sided test at alpha: its power,
-    computed here by enumerating every 2x2 table with scipy, must equal the exact engine's."""
-    cfg = cfg_of(tmp_path, BASE + 'endpoint = "secondary_procedure"\n[analysis]\nprior = "altham"\n')
+@pytest.fixture
+def card3(tmp_path):
+    p = tmp_path / "knee3.toml"
+    p.write_text(CARD3)
+    return p
+
+
+@pytest.fixture
+def card1(tmp_path):
+    p = tmp_path / "solo.toml"
+    p.write_text(CARD1)
+    return p
+
+
+def agree(ctx, scenarios, sizes, T=20_000, fractions=()):
+    """Vectorized within 4 MCSE of exact, for every scenario and size."""
+    for sc in scenarios:
+        for N in sizes:
+            ex = exact_success(ctx, sc, N).mean()
+            p = vectorized_batch(ctx, sc, N, list(fractions), [], T, np.random.SeedSequence([N, len(sc), 17]), 0)["success"].mean()
+            se = np.sqrt(max(ex * (1 - ex), 1e-4) / T)
+            assert abs(p - ex) < 4 * se, (sc, N, p, ex)
+
+
+@cache
+def fisher_p(y1: int, n1: int, y2: int, n2: int, alternative: str = "greater") -> float:
+    """One-sided Fisher p-value that the control arm (y2 of n2) has more events than the treatment arm (y1 of n1)."""
+    return stats.fisher_exact([[y2, n2 - y2], [y1, n1 - y1]], alternative=alternative).pvalue
+
+
+# ---------------------------------------------------------------------- exact engines vs independent answers
+def test_event_altham_rule_is_fishers_exact_test_simple_allocation(tmp_path):
+    """Altham priors make P(benefit) >= 1 - alpha Fisher's one-sided test at alpha. With simple allocation each arm's
+    pooled count is Binomial(N_arm, prevalence-weighted rate): power by enumerating every 2x2 table with scipy."""
+    cfg = cfg_of(tmp_path, BASE + 'endpoint = "secondary_procedure"\nallocation_scheme = "simple"\n' + TRUTH + '[analysis]\nprior = "altham"\n')
     ctx = build_context(cfg)
+    p1 = 0.7 * 0.05 + 0.3 * 0.05
+    p2 = 0.7 * 0.42 + 0.3 * 0.14
     for N in (40, 80):
         n1 = n2 = N // 2
-        p1, p2 = float(ctx.truth["design"]["p_psfs"][0]), float(ctx.truth["design"]["p_sacro"][0])
-        power = 0.0
-        for y1 in range(n1 + 1):
-            for y2 in range(n2 + 1):
-                pv = stats.fisher_exact([[y2, n2 - y2], [y1, n1 - y1]], alternative="greater").pvalue
-                if pv <= 1 - 0.975:
-                    power += stats.binom.pmf(y1, n1, p1) * stats.binom.pmf(y2, n2, p2)
+        power = sum(stats.binom.pmf(y1, n1, p1) * stats.binom.pmf(y2, n2, p2)
+                    for y1 in range(n1 + 1) for y2 in range(n2 + 1) if fisher_p(y1, n1, y2, n2) <= 0.025)
         assert exact_success(ctx, "design", N)[0] == pytest.approx(power, abs=1e-9)
-    assert exact_success(ctx, "null", 80)[0] <= 0.025 + 1e-12  # Fisher's test keeps its level
+    assert exact_success(ctx, "no_effect", 80)[0] <= 0.025 + 1e-12  # Fisher's test keeps its level
 
 
-def test_msts_reference_rule_is_the_t_test(tmp_path):
-    """Flat means + Jeffreys' 1/sigma: P(effect > 0) >= 0.975 is the one-sided t test; power is a non-central t tail
+def test_event_stratified_allocation_exact_equals_brute_force(tmp_path):
+    """Two strata with different control rates, allocation blocked within stratum: the exact engine equals a brute-force
+    sum over the stratum split (binomial), each arm's pooled count being the convolution of its per-stratum binomials,
+    with Fisher's test (Altham priors) as the rule; the vectorized engine agrees within 4 MCSE."""
+    cfg = cfg_of(tmp_path, BASE + 'endpoint = "secondary_procedure"\n' + TRUTH + '[analysis]\nprior = "altham"\n')
+    ctx = build_context(cfg)
+    pt, pc = (0.05, 0.05), (0.42, 0.14)
+    N = 40
+    for sc, rates in (("design", (pt, pc)), ("no_effect", (pc, pc))):
+        want = 0.0
+        for k in range(N + 1):  # patients in stratum 1
+            sizes = np.array([k, N - k])
+            nt = np.floor(sizes / 2 + 0.5).astype(int)  # 1:1 sequence within each stratum
+            nc = sizes - nt
+            pm_t, pm_c = np.ones(1), np.ones(1)
+            for s in range(2):
+                pm_t = np.convolve(pm_t, stats.binom.pmf(np.arange(nt[s] + 1), nt[s], rates[0][s]))
+                pm_c = np.convolve(pm_c, stats.binom.pmf(np.arange(nc[s] + 1), nc[s], rates[1][s]))
+            n1, n2 = int(nt.sum()), int(nc.sum())
+            win = sum(pm_t[y1] * pm_c[y2] for y1 in range(n1 + 1) for y2 in range(n2 + 1) if fisher_p(y1, n1, y2, n2) <= 0.025)
+            want += stats.binom.pmf(k, N, 0.7) * win
+        assert exact_success(ctx, sc, N)[0] == pytest.approx(want, abs=1e-10), sc
+    agree(ctx, ["design", "no_effect"], [40])
+
+
+def test_score_reference_rule_is_the_t_test(tmp_path):
+    """Flat means + Jeffreys' 1/sigma: P(benefit > 0) >= 0.975 is the one-sided t test; power is a non-central t tail
     (single stratum) or its binomial mixture over the random stratum split (two strata)."""
-    one = cfg_of(tmp_path, BASE + '[analysis]\nprior = "reference"\n[strata]\npathological = 1.0\nimpending = 0.0\n')
-    ctx = build_context(one)
+    one = build_context(cfg_of(tmp_path, BASE + TRUTH + '[analysis]\nprior = "reference"\n', ["strata.pathological=1.0", "strata.impending=0.0"]))
     for N in (40, 80):
-        ncp = 4.0 / (5.0 * np.sqrt(2 / (N / 2) * 2 / 2))  # delta / (sigma sqrt(1/n1 + 1/n0)), n1 = n0 = N/2
         ncp = 4.0 / (5.0 * np.sqrt(1 / (N / 2) + 1 / (N / 2)))
-        assert exact_success(ctx, "design", N)[0] == pytest.approx(stats.nct.sf(stats.t.ppf(0.975, N - 2), N - 2, ncp), rel=1e-10)
-        assert exact_success(ctx, "null", N)[0] == pytest.approx(0.025, rel=1e-10)
-    two = build_context(cfg_of(tmp_path, BASE + '[analysis]\nprior = "reference"\n'))
+        assert exact_success(one, "design", N)[0] == pytest.approx(stats.nct.sf(stats.t.ppf(0.975, N - 2), N - 2, ncp), rel=1e-10)
+        assert exact_success(one, "no_effect", N)[0] == pytest.approx(0.025, rel=1e-10)
+    two = build_context(cfg_of(tmp_path, BASE + TRUTH + '[analysis]\nprior = "reference"\n'))
     N, want = 40, 0.0
     for k in range(N + 1):  # pathological count ~ Binomial(40, 0.7); cells split 1:1 by the allocation sequence
         n = np.array([k, N - k])
@@ -71,38 +184,129 @@ def test_msts_reference_rule_is_the_t_test(tmp_path):
     assert exact_success(two, "design", N)[0] == pytest.approx(want, rel=1e-9)
 
 
-def test_msts_known_sigma_normal_prior_closed_form(tmp_path):
-    ctx = build_context(cfg_of(tmp_path, BASE + "[strata]\npathological = 1.0\nimpending = 0.0\n"))
+def test_score_known_sigma_normal_prior_closed_form(tmp_path):
+    ctx = build_context(cfg_of(tmp_path, sets=["strata.pathological=1.0", "strata.impending=0.0"]))
     N = 80
     se = 5 * np.sqrt(2 / 40)
-    # posterior N(m, s2) with prior N(0, 25): success iff d >= k with k solving Phi(post mean / post sd) = 0.975
+    # prior N(0, (30/6)^2): success iff d >= k with k solving Phi(post mean / post sd) = 0.975
     prec = 1 / 25 + 1 / se**2
     k = stats.norm.ppf(0.975) * np.sqrt(prec) / (1 / se**2)
     assert exact_success(ctx, "design", N)[0] == pytest.approx(stats.norm.sf((k - 4.0) / se), rel=1e-8)
 
 
-@pytest.mark.parametrize("sets", [[], ["analysis.prior=reference"], ["decision.rule=dual"], ["design.endpoint=secondary_procedure"],
-                                  ["design.endpoint=secondary_procedure", "analysis.prior=jeffreys", "decision.rule=dual"]])
+@pytest.mark.parametrize("sets", [[], ["analysis.prior=reference"], ["decision.rule=dual"], ["design.allocation_scheme=simple"],
+                                  ["design.endpoint=secondary_procedure"],
+                                  ["design.endpoint=secondary_procedure", "design.allocation_scheme=simple"],
+                                  ["design.endpoint=secondary_procedure", "analysis.prior=jeffreys", "decision.rule=dual", "decision.mcid=0.1"]])
 def test_vectorized_agrees_with_exact(tmp_path, sets):
-    ctx = build_context(cfg_of(tmp_path, sets=sets))
-    T = 20_000
-    for sc in ("design", "null"):
-        for N in (40, 80):
-            ex = exact_success(ctx, sc, N).mean()
-            p = vectorized_batch(ctx, sc, N, [], [], T, np.random.SeedSequence([N, len(sc)]), 0)["success"].mean()
-            se = np.sqrt(max(ex * (1 - ex), 1e-4) / T)
-            assert abs(p - ex) < 4 * se, (sets, sc, N, p, ex)
+    agree(build_context(cfg_of(tmp_path, sets=sets)), ["design", "no_effect"], [40, 80])
 
 
+# ---------------------------------------------------------------------- any study card
+def test_three_strata_lower_is_better_exact_is_multinomial_t_test(tmp_path, card3):
+    """A card written here: three strata, a 0-50 score where lower is better. With the reference prior the exact engine is
+    the t test summed over the multinomial stratum split, computed here by looping over every composition of N."""
+    study = load_study(card3)
+    cfg = cfg_of(tmp_path, DESIGN3.format(extra="", rest='[analysis]\nprior = "reference"\n'), study=study)
+    ctx = build_context(cfg)
+    w = np.array([PREV3[g] for g in ("g1", "g2", "g3")])
+    benefit = -np.dot(w, [DELTA3[g] for g in ("g1", "g2", "g3")])  # lower is better: a negative effect is a benefit
+    for N in (30, 45):
+        want = {"design": 0.0, "no_effect": 0.0}
+        for a in range(N + 1):
+            for b in range(N + 1 - a):
+                n = np.array([a, b, N - a - b])
+                pmf = stats.multinomial.pmf(n, N, w)
+                n1 = np.floor(n / 2 + 0.5)
+                n0 = n - n1
+                if (n1 == 0).any() or (n0 == 0).any():
+                    continue
+                v = np.sum(w**2 * (1 / n1 + 1 / n0))
+                nu = N - 6
+                tc = stats.t.ppf(0.975, nu)
+                want["design"] += pmf * stats.nct.sf(tc, nu, benefit / (8.0 * np.sqrt(v)))
+                want["no_effect"] += pmf * stats.t.sf(tc, nu)
+        for sc in want:
+            assert exact_success(ctx, sc, N)[0] == pytest.approx(want[sc], abs=1e-8), (sc, N)
+    assert exact_success(ctx, "design", 60)[0] > 0.5  # the brace lowers pain: a benefit, so power is high
+    # the same effects with the opposite sign (the brace raises pain) almost never succeed
+    harm = build_context(cfg_of(tmp_path, DESIGN3.format(extra="", rest='[analysis]\nprior = "reference"\n'),
+                                ["truth.pain.treatment_effect={ g1 = 6.0, g2 = 4.0, g3 = 2.0 }"], study=study))
+    assert exact_success(harm, "design", 60)[0] < 0.001
+    agree(ctx, ["design", "no_effect"], [30, 60])
+
+
+@pytest.mark.parametrize("sets", [[], ["design.allocation_scheme=simple"], ["decision.rule=dual"], ["design.endpoint=reinjury"],
+                                  ["design.endpoint=reinjury", "design.allocation_scheme=simple"]])
+def test_three_strata_vectorized_agrees_with_exact(tmp_path, card3, sets):
+    ctx = build_context(cfg_of(tmp_path, DESIGN3.format(extra="", rest=""), sets, study=load_study(card3)))
+    assert exact_success(ctx, "design", 45)[0] > 5 * exact_success(ctx, "no_effect", 45)[0]  # a beneficial truth
+    agree(ctx, ["design", "no_effect"], [30, 45])
+
+
+def test_unstratified_card(tmp_path, card1):
+    """No [strata] in the card: one stratum, exact and vectorized agree; a [strata] table is an error; a desirable event
+    (higher is better) succeeds when the treatment raises the rate, and Altham's rule is Fisher's test for it."""
+    study = load_study(card1)
+    for endpoint in ("qol", "healed"):
+        ctx = build_context(cfg_of(tmp_path, DESIGN1.format(endpoint=endpoint, extra="", rest=""), study=study))
+        assert ctx.K == 1
+        agree(ctx, ["design", "no_effect"], [30, 60])
+    ctx = build_context(cfg_of(tmp_path, DESIGN1.format(endpoint="healed", extra="", rest='[analysis]\nprior = "altham"\n'), study=study))
+    N, n1 = 60, 30
+    power = sum(stats.binom.pmf(y1, n1, 0.7) * stats.binom.pmf(y2, n1, 0.4) for y1 in range(n1 + 1) for y2 in range(n1 + 1)
+                if fisher_p(y1, n1, y2, n1, "less") <= 0.025)  # the treatment arm has MORE healing
+    assert exact_success(ctx, "design", N)[0] == pytest.approx(power, abs=1e-9)
+    with pytest.raises(InputError) as exc:
+        cfg_of(tmp_path, DESIGN1.format(endpoint="qol", extra="", rest="[strata]\nall = 1.0\n"), study=study)
+    assert any(p.location == "strata" for p in exc.value.problems), exc.value
+    ds = run_design(cfg_of(tmp_path, DESIGN1.format(endpoint="qol", extra="", rest=""), study=study))  # in memory
+    assert ds.attrs["engine"] == "exact" and float(ds["success_probability"].sel(scenario="design", sample_size=60)) > 0.5
+
+
+def test_exact_falls_back_to_vectorized_with_a_note(tmp_path):
+    card = tmp_path / "five.toml"
+    card.write_text(CARD1.replace("[outcomes.qol]", '[strata]\nname = "site"\nlevels = ["a", "b", "c", "d", "e"]\n[outcomes.qol]'))
+    text = DESIGN1.format(endpoint="qol", extra="n_trials = 200\nbatch_size = 200\n",
+                          rest="[strata]\na = 0.2\nb = 0.2\nc = 0.2\nd = 0.2\ne = 0.2\n").replace("[30, 60]", "[80]")
+    logs = []
+    ds = run_design(cfg_of(tmp_path, text, study=load_study(card)), log=logs.append, workers=1)
+    assert ds.attrs["engine"] == "vectorized" and "1,929,501 stratum splits" in ds.attrs["engine_note"]
+    assert any("vectorized engine was used" in m for m in logs)
+    assert int(ds["n_trials"].sel(scenario="design").item()) == 200
+
+
+def test_protocol_uses_card_labels(tmp_path, card3, card1):
+    from bayes_sacral.design.output import protocol_paragraph
+
+    def paragraph(cfg):
+        ds = run_design(cfg)
+        ctx = build_context(cfg)
+        return protocol_paragraph(cfg, ctx, ds, {"smallest_n": smallest_n(ds, cfg.design.target), "engine": ds.attrs["engine"]})
+
+    txt = paragraph(cfg_of(tmp_path))
+    assert ("randomised 1:1 to PSFS or Sacroplasty alone, stratified by fracture status (expected 70% pathological, 30% impending)"
+            in txt), txt
+    txt = paragraph(cfg_of(tmp_path, DESIGN3.format(extra='allocation_scheme = "simple"\n', rest='[decision]\nrule = "dual"\n'),
+                           ["design.sample_sizes=[30]"], study=load_study(card3)))
+    assert "Knee brace or Usual care" in txt and "simple randomisation" in txt and "50% grade I, 30% grade II, 20% grade III" in txt
+    assert "Doe et al. 2020" in txt and "lower is better" in txt and "stratified by" not in txt
+    txt = paragraph(cfg_of(tmp_path, DESIGN1.format(endpoint="qol", extra="", rest=""), study=load_study(card1)))
+    assert "randomised 1:1 to new or old." in txt and "stratified" not in txt
+
+
+# ---------------------------------------------------------------------- runner, outputs, scale-out
 def test_interims_and_outputs(tmp_path, cli):
     cfg_path = tmp_path / "i.toml"
-    cfg_path.write_text(BASE.replace("[40, 80]", "[60, 120]") + 'engine = "vectorized"\nn_trials = 3000\nbatch_size = 1000\n'
-                        "[[interim]]\nfraction = 0.5\nefficacy = 0.99\nfutility = 0.2\n[[interim]]\nfraction = 0.75\nefficacy = 0.99\n"
+    cfg_path.write_text(BASE.replace("[40, 80]", "[60, 120]") + 'engine = "vectorized"\nn_trials = 2000\nbatch_size = 1000\n' + TRUTH
+                        + "[[interim]]\nfraction = 0.5\nefficacy = 0.99\nfutility = 0.2\n[[interim]]\nfraction = 0.75\nefficacy = 0.99\n"
                         'futility = 0.1\nfutility_rule = "predictive"\n')
     r = cli("design", cfg_path, "--out", tmp_path / "out", "--quiet", "--format", "json")
-    assert r.code == 0 and r.out.strip().splitlines()[-1] == str(tmp_path / "out")
+    assert r.code == 0, r.err
+    assert r.out.strip().splitlines()[-1] == str(tmp_path / "out")
     out = tmp_path / "out"
-    for f in ("design.nc", "design.csv", "manifest.json", "protocol.md", "config.toml", "figures/success.png", "figures/success.pdf"):
+    for f in ("design.nc", "design.csv", "manifest.json", "protocol.md", "config.toml", "study.toml", "figures/success.png",
+              "figures/success.pdf"):
         assert (out / f).exists(), f
     ds = xr.open_dataset(out / "design.nc", engine="h5netcdf").load()
     assert list(ds["look"].values) == ["interim 1 (50%)", "interim 2 (75%)", "final"]
@@ -110,14 +314,35 @@ def test_interims_and_outputs(tmp_path, cli):
     assert (e_n < np.array([60, 120])).all() and (e_n >= np.array([30, 60])).all()
     stops = ds["prob_stop_efficacy"] + ds["prob_stop_futility"]
     assert float(stops.sum("look").max()) <= 1.0
-    assert float(ds["prob_stop_futility"].sel(scenario="null").sum("look").min()) > 0.2  # futility stops happen under no effect
+    assert float(ds["prob_stop_futility"].sel(scenario="no_effect").sum("look").min()) > 0.2  # futility stops happen under no effect
+    csv = pd.read_csv(out / "design.csv")
+    assert not csv["scenario"].isna().any() and set(csv["scenario"]) == {"design", "no_effect"}
     text = (out / "protocol.md").read_text()
-    assert "Interim analyses" in text and "type I error" in text
+    assert "Interim analyses" in text and "type I error" in text and "3.6 points (Gazendam" in text
     assert cli("design", cfg_path, "--out", out, "--quiet").code == 1  # never overwritten without --resume
 
 
+def test_event_interims_vectorized(tmp_path):
+    """Looks on the first n_k patients for an event endpoint, stratified allocation (random arm sizes at each look)."""
+    cfg = cfg_of(tmp_path, BASE.replace("[40, 80]", "[80]") + 'endpoint = "secondary_procedure"\nengine = "vectorized"\nn_trials = 1000\n'
+                 + TRUTH + "[decision]\nmcid = 0.1\n[[interim]]\nfraction = 0.5\nefficacy = 0.999\nfutility = 0.2\n"
+                 '[[interim]]\nfraction = 0.75\nfutility = 0.05\nfutility_rule = "predictive"\n')
+    ds = run_design(cfg, workers=1)
+    assert float(ds["prob_stop_futility"].sel(scenario="no_effect").sum("look").item()) > 0.3
+    assert float(ds["success_probability"].sel(scenario="design").item()) > 0.7
+    assert float(ds["expected_sample_size"].sel(scenario="no_effect").item()) < 70
+
+
+def test_in_memory_run_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = cfg_of(tmp_path, BASE + 'engine = "vectorized"\nn_trials = 200\nbatch_size = 100\n' + TRUTH)
+    ds = run_design(cfg, None, workers=1)
+    assert int(ds["n_trials"].sel(scenario="design", sample_size=40)) == 200
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.toml"]
+
+
 def test_dask_local_cluster_gives_identical_results(tmp_path):
-    cfg = cfg_of(tmp_path, BASE + 'engine = "vectorized"\nn_trials = 2000\nbatch_size = 500\n')
+    cfg = cfg_of(tmp_path, BASE + 'engine = "vectorized"\nn_trials = 2000\nbatch_size = 500\n' + TRUTH)
     a = run_design(cfg, tmp_path / "local", workers=2)
     b = run_design(cfg, tmp_path / "dask", scheduler="local", workers=2)
     c = run_design(cfg, tmp_path / "one", workers=1)
@@ -127,8 +352,8 @@ def test_dask_local_cluster_gives_identical_results(tmp_path):
 
 def test_resume_after_kill_recomputes_nothing_and_matches(tmp_path):
     cfg_path = tmp_path / "r.toml"
-    cfg_path.write_text('[design]\nname = "r"\nseed = 5\nengine = "vectorized"\nsample_sizes = [200, 240]\nn_trials = 60000\n'
-                        "batch_size = 2000\n")
+    cfg_path.write_text('[design]\nname = "r"\nseed = 5\nengine = "vectorized"\nsample_sizes = [200, 240]\nn_trials = 12000\n'
+                        "batch_size = 500\n" + TRUTH)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     base = [sys.executable, "-m", "bayes_sacral", "design", str(cfg_path), "--quiet", "--workers", "1"]
     killed = tmp_path / "killed"
@@ -140,14 +365,16 @@ def test_resume_after_kill_recomputes_nothing_and_matches(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = {p.name: p.stat().st_mtime_ns for p in batches.glob("*.npz")}
-    assert 3 <= len(done_before) < 60, "the run was killed part-way"
+    assert 3 <= len(done_before) < 96, "the run was killed part-way"
     assert not (killed / "design.csv").exists()
     subprocess.run([*base, "--out", str(killed), "--resume"], env=env, check=True, capture_output=True)
     for name, mtime in done_before.items():  # finished batches were not recomputed
         assert (batches / name).stat().st_mtime_ns == mtime
     full = tmp_path / "full"
-    subprocess.run([*base, "--out", str(full)], env=env, check=True, capture_output=True)
-    pd.testing.assert_frame_equal(pd.read_csv(killed / "design.csv"), pd.read_csv(full / "design.csv"))
+    run_design(load_design(cfg_path), full, workers=1)  # uninterrupted, in this process
+    a, b = pd.read_csv(killed / "design.csv"), pd.read_csv(full / "design.csv")
+    pd.testing.assert_frame_equal(a, b)
+    assert not a["scenario"].isna().any()
 
 
 def test_smallest_n_with_uncertainty():
@@ -157,29 +384,92 @@ def test_smallest_n_with_uncertainty():
     assert smallest_n(ds, 0.8) == {"target": 0.8, "smallest_n": 80, "smallest_n_optimistic": 60, "smallest_n_conservative": 100}
 
 
+# ---------------------------------------------------------------------- validation
 @pytest.mark.parametrize("text,key", [
-    (BASE + "n_trial = 5\n", "design.n_trial"),
-    (BASE + 'engine = "exact"\n[[interim]]\nfraction = 0.5\n', "design.engine"),
-    (BASE + "[strata]\npathological = 0.8\nimpending = 0.3\n", "strata"),
-    (BASE + '[analysis]\nprior = "altham"\n', "analysis.prior"),
-    (BASE + '[truth]\nsource = "posterior"\n', "truth.run"),
+    (BASE + "n_trial = 5\n" + TRUTH, "design.n_trial"),
+    (BASE + 'engine = "exact"\n' + TRUTH + "[[interim]]\nfraction = 0.5\n", "design.engine"),
+    (BASE + TRUTH.replace("impending = 0.3", "impending = 0.4"), "strata"),
+    (BASE + TRUTH.replace("pathological = 0.7", "pathologic = 0.7"), "strata.pathologic"),
+    (BASE + TRUTH + '[analysis]\nprior = "altham"\n', "analysis.prior"),
+    (BASE + TRUTH + '[truth]\nsource = "posterior"\n', "truth.run"),
+    (BASE + 'endpoint = "mst"\n' + TRUTH, "design.endpoint"),
+    (BASE + 'endpoint = "narcotic_change"\n' + TRUTH, "design.endpoint"),
+    (BASE + 'estimand = "pathologic"\n' + TRUTH, "design.estimand"),
+    (BASE + TRUTH.replace("{ pathological = 4.0, impending = 1.0 }", "{ pathological = 4.0 }"), "truth.msts.treatment_effect"),
+    (BASE + TRUTH.replace("{ pathological = 4.0, impending = 1.0 }", "{ pathological = 4.0, impending = 1.0, other = 2.0 }"),
+     "truth.msts.treatment_effect.other"),
+    (BASE + TRUTH.replace("[truth.msts]\n", "[truth.msts]\nsigmaa = 3.0\n"), "truth.msts.sigmaa"),
+    (BASE + TRUTH.replace("sigma = 5.0", 'sigma = "5"'), "truth.msts.sigma"),
+    (BASE + TRUTH.replace("[truth.msts]", "[truth.mst]"), "truth.mst"),
+    (BASE + '[strata]\npathological = 0.7\nimpending = 0.3\n', "truth.msts.treatment_effect"),
+    (BASE + 'endpoint = "secondary_procedure"\n' + TRUTH.replace("impending = 0.14", "impending = 1.4"),
+     "truth.secondary_procedure.p_control.impending"),
+    (BASE + 'endpoint = "secondary_procedure"\n' + TRUTH + '[decision]\nrule = "dual"\n', "decision.mcid"),
+    (BASE + 'allocation_scheme = "blocked"\n' + TRUTH, "design.allocation_scheme"),
+    (BASE + TRUTH + "[truth]\nnull = true\n", "truth.null"),
 ])
 def test_bad_design_configs(tmp_path, text, key):
     p = tmp_path / "bad.toml"
     p.write_text(text)
     with pytest.raises(InputError) as exc:
         load_design(p)
-    assert any(pr.location.startswith(key) for pr in exc.value.problems), exc.value
+    assert any(pr.location == key or pr.location.startswith(key + ".") for pr in exc.value.problems), exc.value
 
 
+def test_bad_design_study_and_overrides(tmp_path, card3):
+    with pytest.raises(InputError) as exc:
+        cfg_of(tmp_path, BASE.replace('seed = 11\n', 'seed = 11\nstudy = "nowhere.toml"\n') + TRUTH)
+    assert exc.value.problems[0].location == "design.study"
+    # a card named by path, relative to the config's folder
+    cfg = cfg_of(tmp_path, DESIGN3.format(extra=f'study = "{card3.name}"\n', rest=""))
+    assert cfg.card.name == "knee3" and cfg.levels == ["g1", "g2", "g3"] and cfg.mcid == 5.0
+    with pytest.raises(InputError) as exc:  # --set problems name the option
+        cfg_of(tmp_path, sets=["design.endpoint=foo"])
+    assert exc.value.problems[0].file.startswith("--set") and exc.value.problems[0].location == "design.endpoint"
+    with pytest.raises(InputError) as exc:  # the truth must name the card's levels
+        cfg_of(tmp_path, DESIGN3.format(extra="", rest="").replace("g3 = -2.0", "g4 = -2.0"), study=load_study(card3))
+    assert {p.location for p in exc.value.problems} >= {"truth.pain.treatment_effect.g4", "truth.pain.treatment_effect"}
+
+
+def test_config_from_dict_and_resolved_toml_round_trip(tmp_path):
+    import tomllib
+
+    from bayes_sacral.design.config import design_to_toml
+
+    cfg = design_from_doc({"design": {"name": "d", "seed": 1}, "truth": {"msts": {"treatment_effect": 3.0}}})
+    assert cfg.prevalence == {"pathological": 0.5, "impending": 0.5}  # generic default: equal shares
+    t = cfg.truth_of()
+    assert t.treatment_effect == {"pathological": 3.0, "impending": 3.0} and t.intercept == {"pathological": 15.0, "impending": 15.0}
+    assert t.sigma == pytest.approx(5.0) and t.preop_sd == pytest.approx(4.0)
+    again = design_from_doc(tomllib.loads(design_to_toml(cfg)))
+    assert design_to_toml(again) == design_to_toml(cfg)
+
+
+# ---------------------------------------------------------------------- full model
 def test_full_model_engine_runs_and_reports(tmp_path):
     """The full-model engine refits the reanalysis' PyMC model per simulated trial (compiled once per worker)."""
     cfg = cfg_of(tmp_path, '[design]\nname = "f"\nseed = 2\nengine = "full_model"\nsample_sizes = [40]\nn_trials = 20\nbatch_size = 10\n'
-                           '[full_model]\ndraws = 200\ntune = 300\n')
-    ds = run_design(cfg, tmp_path / "f", workers=2)
+                 + TRUTH.replace("sigma = 5.0\n", "sigma = 5.0\nintercept = { pathological = 19.0, impending = 26.0 }\n"
+                                 "preop_mean = { pathological = 9.3, impending = 16.9 }\npreop_sd = 4.0\n")
+                 + "[full_model]\ndraws = 100\ntune = 200\n", ["truth.no_effect=false"])
+    ds = run_design(cfg, tmp_path / "f", workers=1)  # one process: the model is compiled once
     assert int(ds["n_trials"].sel(scenario="design", sample_size=40)) == 20
     m = (tmp_path / "f" / "manifest.json").read_text()
-    assert '"engine": "full_model"' in m
+    assert '"engine": "full_model"' in m and list(ds["scenario"].values) == ["design"]
+
+
+def test_full_model_simulates_patients_on_the_cards_scale(tmp_path, card3):
+    from bayes_sacral.design.full_model import simulate_patients
+    from bayes_sacral.design.runner import _preop
+
+    cfg = cfg_of(tmp_path, DESIGN3.format(extra="", rest=""), study=load_study(card3))
+    ctx = build_context(cfg)
+    f = simulate_patients(ctx, "design", np.random.default_rng(1), 200, 0, _preop(cfg))
+    assert list(f.columns) == ["patient_id", "arm", "grade", "pain_pre", "pain_post"]
+    assert set(f["arm"]) == {"brace", "usual"} and set(f["grade"]) <= {"g1", "g2", "g3"}
+    assert f["pain_post"].between(0, 50).all() and f["pain_pre"].between(0, 50).all()
+    # the brace lowers pain after treatment (same distribution before)
+    assert f.loc[f.arm == "brace", "pain_post"].mean() < f.loc[f.arm == "usual", "pain_post"].mean()
 
 
 @pytest.mark.slow
@@ -187,12 +477,34 @@ def test_full_model_agrees_with_vectorized_where_models_coincide(tmp_path):
     """Normal likelihood, complete pooling, equal effects, little clipping: the full model's decisions match the
     conjugate reference analysis within Monte Carlo error (both are essentially the t test at N = 60)."""
     text = ('[design]\nname = "c"\nseed = 3\nsample_sizes = [60]\nn_trials = 400\nbatch_size = 50\n'
-            '[truth.msts]\ntreatment_effect = { pathological = 3.0, impending = 3.0 }\nintercept = { pathological = 15.0, impending = 15.0 }\n'
-            "preop_mean = { pathological = 12.0, impending = 12.0 }\n[full_model]\nlikelihood = \"normal\"\npooling = \"complete\"\nprior_set = \"reference\"\n")
+            "[strata]\npathological = 0.7\nimpending = 0.3\n"
+            "[truth.msts]\ntreatment_effect = { pathological = 3.0, impending = 3.0 }\nsigma = 5.0\n"
+            "intercept = { pathological = 15.0, impending = 15.0 }\npreop_mean = { pathological = 12.0, impending = 12.0 }\n"
+            '[full_model]\nlikelihood = "normal"\npooling = "complete"\nprior_set = "reference"\n')
     full = run_design(cfg_of(tmp_path, text, ["design.engine=full_model"]), tmp_path / "full", workers=2)
     ex = build_context(cfg_of(tmp_path, text, ["analysis.prior=reference"]))
-    for sc in ("design", "null"):
+    for sc in ("design", "no_effect"):
         p_exact = exact_success(ex, sc, 60).mean()
         p_full = float(full["success_probability"].sel(scenario=sc, sample_size=60).item())
         se = np.sqrt(max(p_exact * (1 - p_exact), 0.01) / 400)
         assert abs(p_full - p_exact) < 3 * se, (sc, p_full, p_exact)
+
+
+@pytest.mark.slow
+def test_design_prior_from_fitted_runs(tmp_path):
+    """Probability of success under a design prior: the posterior draws of fitted runs (a normal score model, an event
+    model); trials cycle through the draws, so the vectorized engine estimates the exact engine's average."""
+    from bayes_sacral.api import fit
+
+    store = tmp_path / "store"
+    sampler = {"draws": 200, "tune": 300, "chains": 2, "prior_draws": 0}
+    fit({"run": {"name": "sn", "seed": 1}, "model": {"kind": "score", "outcome": "msts", "likelihood": "normal"}, "sampler": sampler},
+        out=store)
+    fit({"run": {"name": "ev", "seed": 1}, "model": {"kind": "events", "outcome": "secondary_procedure"}, "sampler": sampler}, out=store)
+    for endpoint, run in (("msts", "sn"), ("secondary_procedure", "ev")):
+        cfg = design_from_doc({"design": {"name": "a", "seed": 1, "endpoint": endpoint, "sample_sizes": [40]},
+                               "strata": {"pathological": 0.7, "impending": 0.3},
+                               "truth": {"source": "posterior", "run": str(store / run), "draws": 200}})
+        ctx = build_context(cfg)
+        assert ctx.labels["design"] == "assurance (probability of success)" and len(exact_success(ctx, "design", 40)) == 200
+        agree(ctx, ["design", "no_effect"], [40])

@@ -1,21 +1,22 @@
 """Conjugate analyses of simulated trials, vectorised: the posterior quantities every decision rule needs.
 
-A rule needs only P(effect > 0 | data) and P(effect > mcid | data): the dual criterion "posterior median >= mcid"
-is the same event as P(effect > mcid | data) >= 1/2 for a continuous posterior.
+A rule needs only P(benefit > 0 | data) and P(benefit > mcid | data): the dual criterion "posterior median >= mcid"
+is the same event as P(benefit > mcid | data) >= 1/2 for a continuous posterior. Benefits are positive in the outcome's
+direction of benefit (see :mod:`bayes_sacral.design.context`).
 
-MSTS (normal, stratified): the estimate is d = Σ_f w_f (ȳ_PSFS,f − ȳ_sacro,f), with Var(d) = σ² v,
-v = Σ_f w_f² (1/n_PSFS,f + 1/n_sacro,f); the outcome is postoperative MSTS adjusted for the preoperative score, so
-σ is the residual SD of an ANCOVA.
+Score (normal, stratified): the estimate is d = Σ_s w_s (ȳ_T,s − ȳ_C,s) on the benefit scale, with Var(d) = σ² v,
+v = Σ_s w_s² (1/n_T,s + 1/n_C,s); the outcome is the score after treatment adjusted for the score before, so σ is the
+residual SD of an ANCOVA.
 
-- ``reference``: flat cell means and Jeffreys' 1/σ: effect | data ~ d + s·√v·t_ν, so the rule P(effect > 0) >= c is
+- ``reference``: flat cell means and Jeffreys' 1/σ: benefit | data ~ d + s·√v·t_ν, so the rule P(benefit > 0) >= c is
   exactly the one-sided t test at level 1 − c.
-- known σ (set at its design value) with a normal or robust-mixture prior on the effect: a mixture of normal posteriors.
+- known σ (set at its design value) with a normal or robust-mixture prior on the benefit: a mixture of normal posteriors.
 
-Secondary procedures (binary, pooled over strata): independent (mixture-of-)Beta priors per arm; for every outcome
-(y_PSFS, y_sacro) of fixed arm sizes, P(p_sacro − p_PSFS > t) = ∫ f_PSFS(x) (1 − F_sacro(x + t)) dx by Gauss-Legendre
-quadrature in θ with x = sin²θ, which removes the endpoint singularities of Beta densities with parameters >= 1/2. With
-Altham's (1969) priors Beta(1, 0) for PSFS and Beta(0, 1) for sacroplasty, P(p_sacro > p_PSFS | y) = 1 − Fisher's
-one-sided p-value exactly.
+Events (binary, pooled over strata): independent (mixture-of-)Beta priors per arm on u, the probability of the
+unfavourable result; for every outcome (y_T, y_C) of fixed arm sizes, P(u_C − u_T > t) = ∫ f_T(x) (1 − F_C(x + t)) dx by
+Gauss-Legendre quadrature in θ with x = sin²θ, which removes the endpoint singularities of Beta densities with
+parameters >= 1/2. With Altham's (1969) priors Beta(1, 0) for the treatment arm and Beta(0, 1) for the control arm,
+P(u_C > u_T | y) = 1 − Fisher's one-sided p-value exactly.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class BetaMixture:
 BINARY_PRIORS = {
     "uniform": (BetaMixture((1.0,), (1.0,), (1.0,)), BetaMixture((1.0,), (1.0,), (1.0,))),
     "jeffreys": (BetaMixture((1.0,), (0.5,), (0.5,)), BetaMixture((1.0,), (0.5,), (0.5,))),
-    # Altham (1969): Beta(1, 0) for PSFS, Beta(0, 1) for sacroplasty -> Fisher's one-sided exact test
+    # Altham (1969): Beta(1, 0) for the treatment arm, Beta(0, 1) for the control arm -> Fisher's one-sided exact test
     "altham": (BetaMixture((1.0,), (1.0,), (0.0,)), BetaMixture((1.0,), (0.0,), (1.0,))),
 }
 
@@ -125,7 +126,7 @@ def _pdf_cdf(w, a, b, x):
 
 @lru_cache(maxsize=256)
 def binary_tables(n1: int, n2: int, prior: tuple[BetaMixture, BetaMixture], mcid: float) -> tuple[np.ndarray, np.ndarray]:
-    """P(p_sacro − p_PSFS > 0) and P(… > mcid) for every outcome (y_PSFS, y_sacro): two (n1+1) × (n2+1) arrays."""
+    """P(u_C − u_T > 0) and P(… > mcid) for every outcome (y_T of n1, y_C of n2): two (n1+1) × (n2+1) arrays."""
     x, wq = _nodes()
     w1, a1, b1 = _posterior(prior[0], np.arange(n1 + 1), n1)
     w2, a2, b2 = _posterior(prior[1], np.arange(n2 + 1), n2)
@@ -134,9 +135,9 @@ def binary_tables(n1: int, n2: int, prior: tuple[BetaMixture, BetaMixture], mcid
     for t in (0.0, mcid):
         xt = np.clip(x + t, 0.0, 1.0)
         _pdf2, cdf2, m0_2, m1_2 = _pdf_cdf(w2, a2, b2, xt)
-        # continuous part of PSFS against sacroplasty's CDF at x + t
+        # continuous part of the treatment arm against the control arm's CDF at x + t
         p = (pdf1 * wq[None, :]) @ (1.0 - cdf2).T
-        # PSFS point mass at 0: P(Y > t); at 1: P(Y > 1 + t) = 0
+        # treatment point mass at 0: P(Y > t); at 1: P(Y > 1 + t) = 0
         if m0_1.any():
             _p, c_at_t, *_ = _pdf_cdf(w2, a2, b2, np.array([min(max(t, 0.0), 1.0)]))
             p += m0_1[:, None] * (1.0 - c_at_t[:, 0])[None, :] * (t >= 0)

@@ -1,23 +1,41 @@
 """Exact engines: operating characteristics with no Monte Carlo error (except over design-prior draws, for assurance).
 
-MSTS: the number of pathological fractures among N patients is Binomial(N, prevalence) and is summed over exactly;
-within each stratum the allocation sequence fixes the arm sizes. Given the cell sizes, the success probability is
-closed-form: a non-central t tail for the reference analysis (the one-sided t test), a normal tail beyond the
-decision boundary on the estimate for known-σ analyses (found by root finding when the prior is a mixture), and a
-one-dimensional quadrature over the residual-variance estimate for the dual criterion.
+The stratum of each of N patients is random (the prevalences), so the stratum split (n_1, ..., n_K) is multinomial; the
+engines sum over it exactly, enumerating the compositions of N into the K strata of positive prevalence (terms whose
+total probability is below 1e-12 are dropped). With *stratified* allocation the sequence within each stratum fixes the
+arm sizes of the split; with *simple* allocation the sequence over all patients fixes the arm totals and each arm's
+split is multinomial on its own (two independent splits are summed over).
 
-Secondary procedures: all (N_PSFS + 1) × (N_sacro + 1) outcomes are enumerated with their binomial probabilities.
+Score: given the cell sizes, the success probability is closed-form: a non-central t tail for the reference analysis
+(the one-sided t test), a normal tail beyond the decision boundary on the estimate for known-σ analyses (the boundary
+found by vectorised bisection: the rule is monotone in the estimate), and a one-dimensional quadrature over the
+residual-variance estimate for the dual criterion.
+
+Events: each arm's pooled count is the sum of its per-stratum binomials, so its distribution is their convolution;
+all (N_T + 1) × (N_C + 1) pooled outcomes are weighted by it and summed over the stratum split. With simple allocation
+the strata of an arm's patients are independent of the arm, so its pooled count is exactly binomial with the
+prevalence-weighted rate (no split to sum over).
+
+When the split has too many terms (:data:`COMPOSITION_LIMIT`) the runner falls back to the vectorized engine and says so.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+from math import comb
+
 import numpy as np
-from scipy import optimize, stats
+from scipy import special, stats
 
 from .analysis import binary_tables, normal_posterior_probs
-from .context import Context, psfs_count
+from .context import Context, treatment_count
 
-__all__ = ["exact_success", "binary_success_table"]
+__all__ = ["exact_success", "success_table", "split_terms", "exact_unavailable", "compositions", "COMPOSITION_LIMIT"]
+
+#: Largest number of stratum-split terms the exact engine sums over (per sample size); beyond it, vectorized.
+COMPOSITION_LIMIT = 200_000
+#: Total probability of the stratum splits that may be dropped (the smallest terms).
+PRUNE_MASS = 1e-12
 
 
 def _gl_unit(n: int = 64):
@@ -25,80 +43,233 @@ def _gl_unit(n: int = 64):
     return (g + 1) / 2, w / 2
 
 
-def _boundary(ctx: Context, v: float) -> float:
-    """Smallest estimate d at which the known-σ analysis declares success (the rule is monotone in d)."""
-    def ok(d, target_fn):
-        return target_fn(d)
+@lru_cache(maxsize=64)
+def compositions(N: int, K: int) -> np.ndarray:
+    """Every way of writing N as an ordered sum of K non-negative integers: a (comb(N + K − 1, K − 1), K) array."""
+    if K == 1:
+        return np.array([[N]], dtype=np.int64)
+    parts = []
+    for first in range(N + 1):
+        sub = compositions(N - first, K - 1)
+        parts.append(np.column_stack([np.full(len(sub), first, dtype=np.int64), sub]))
+    out = np.vstack(parts)
+    out.flags.writeable = False
+    return out
 
+
+def _multinomial(N: int, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Splits of N patients over the strata (only those of positive prevalence vary) and their probabilities, pruned."""
+    K = len(prev)
+    pos = np.where(prev > 0)[0]
+    comp = compositions(N, len(pos)) if len(pos) else np.zeros((1, 0), dtype=np.int64)
+    p = prev[pos]
+    logw = special.gammaln(N + 1) - special.gammaln(comp + 1).sum(axis=1) + (comp * np.log(p)[None, :]).sum(axis=1)
+    w = np.exp(logw)
+    full = np.zeros((len(comp), K), dtype=np.int64)
+    full[:, pos] = comp
+    return _prune(full, w)
+
+
+def _prune(n: np.ndarray, w: np.ndarray, mass: float = PRUNE_MASS):
+    order = np.argsort(w)
+    dropped = np.cumsum(w[order]) <= mass
+    keep = np.sort(order[~dropped])
+    return n[keep], w[keep]
+
+
+def _positive(ctx: Context) -> int:
+    return int(np.sum(ctx.prevalence > 0))
+
+
+def split_terms(ctx: Context, N: int) -> int:
+    """Number of stratum-split terms the exact engine would sum over at total sample size N (before pruning)."""
+    Kp = max(_positive(ctx), 1)
+    if ctx.kind == "event" and ctx.scheme == "simple":
+        return 1
+    if ctx.scheme == "simple":
+        n1 = int(treatment_count(N, ctx.q))
+        return comb(n1 + Kp - 1, Kp - 1) * comb(N - n1 + Kp - 1, Kp - 1)
+    return comb(N + Kp - 1, Kp - 1)
+
+
+def exact_unavailable(ctx: Context, sizes: list[int]) -> str | None:
+    """Why the exact engine cannot run this design (too many stratum splits), or None."""
+    for N in sizes:
+        c = split_terms(ctx, N)
+        if c > COMPOSITION_LIMIT:
+            how = ("pairs of stratum splits of the two arms" if ctx.scheme == "simple" else "stratum splits")
+            return (f"exact enumeration would sum over {c:,} {how} at N = {N} ({_positive(ctx)} strata; the limit is "
+                    f"{COMPOSITION_LIMIT:,}): the vectorized engine was used instead")
+    return None
+
+
+def cell_splits(ctx: Context, N: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weights (C,), treatment cell sizes (C, K), control cell sizes (C, K)) of every stratum split at sample size N."""
+    if ctx.scheme == "stratified":
+        n, w = _multinomial(N, ctx.prevalence)
+        n1 = treatment_count(n, ctx.q)
+        return w, n1, n - n1
+    N1 = int(treatment_count(N, ctx.q))
+    a, wa = _multinomial(N1, ctx.prevalence)
+    b, wb = _multinomial(N - N1, ctx.prevalence)
+    n1 = np.repeat(a, len(b), axis=0)
+    n0 = np.tile(b, (len(a), 1))
+    w = np.outer(wa, wb).ravel()
+    keep = np.argsort(w)
+    drop = np.cumsum(w[keep]) <= PRUNE_MASS
+    idx = np.sort(keep[~drop])
+    return w[idx], n1[idx], n0[idx]
+
+
+# ---------------------------------------------------------------------- score
+def _boundaries(ctx: Context, v: np.ndarray) -> np.ndarray:
+    """Smallest estimate d at which the known-σ analysis declares success, for each v (the rule is monotone in d)."""
     se = ctx.sigma_analysis * np.sqrt(v)
-    lo, hi = -50 * se - 100, 50 * se + 100
 
-    def f_benefit(d):
-        return float(normal_posterior_probs(np.array([d]), np.array([v]), ctx.sigma_analysis, ctx.normal_prior, (0.0,))[0][0]) - ctx.threshold
+    def bisect(target_t: float, level: float) -> np.ndarray:
+        lo = -50 * se - 100 - 10 * abs(target_t)
+        hi = 50 * se + 100 + 10 * abs(target_t)
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            p = normal_posterior_probs(mid, v, ctx.sigma_analysis, ctx.normal_prior, (target_t,))[0]
+            up = p >= level
+            hi = np.where(up, mid, hi)
+            lo = np.where(up, lo, mid)
+            if np.all(hi - lo <= 1e-12 * np.maximum(1.0, np.abs(hi))):
+                break
+        return hi
 
-    k = optimize.brentq(f_benefit, lo, hi, xtol=1e-10)
+    k = bisect(0.0, ctx.threshold)
     if ctx.rule == "dual":
-        def f_mcid(d):
-            return float(normal_posterior_probs(np.array([d]), np.array([v]), ctx.sigma_analysis, ctx.normal_prior, (ctx.mcid,))[0][0]) - 0.5
-
-        k = max(k, optimize.brentq(f_mcid, lo, hi, xtol=1e-10))
+        k = np.maximum(k, bisect(ctx.mcid, 0.5))
     return k
 
 
-def _msts_given_cells(ctx: Context, N: int, n1: np.ndarray, n0: np.ndarray, dbar: np.ndarray, sig: np.ndarray) -> np.ndarray:
+def _score_given_cells(ctx: Context, N: int, n1: np.ndarray, n0: np.ndarray, benefit: np.ndarray, sig: np.ndarray) -> np.ndarray:
+    """Success probability for each split (rows of n1, n0) and design draw (benefit, sig): a (C, D) array."""
     need = ctx.weights > 0
-    if (n1[need] == 0).any() or (n0[need] == 0).any():
-        return np.zeros_like(dbar)
-    v = float(np.sum((ctx.weights[need] ** 2) * (1 / n1[need] + 1 / n0[need])))
-    cells = int(np.sum(n1 > 0) + np.sum(n0 > 0))
+    w = ctx.weights
+    valid = np.all(n1[:, need] > 0, axis=1) & np.all(n0[:, need] > 0, axis=1)
+    s1, s0 = np.maximum(n1, 1), np.maximum(n0, 1)
+    v = ((w[None, :] ** 2) * (1 / s1 + 1 / s0))[:, need].sum(axis=1)
+    cells = (n1 > 0).sum(axis=1) + (n0 > 0).sum(axis=1)
     nu = N - cells
+    out = np.zeros((len(v), len(benefit)))
     if ctx.prior_name == "reference":
-        if nu < 1:
-            return np.zeros_like(dbar)
-        tc = stats.t.ppf(ctx.threshold, nu)
-        lam = dbar / (sig * np.sqrt(v))
+        valid &= nu >= 1
+        if not valid.any():
+            return out
+        vv, nn = v[valid], nu[valid].astype(float)
+        tc = stats.t.ppf(ctx.threshold, nn)
+        lam = benefit[None, :] / (sig[None, :] * np.sqrt(vv)[:, None])
         if ctx.rule == "posterior":
-            return stats.nct.sf(tc, nu, lam)
+            out[valid] = stats.nct.sf(tc[:, None], nn[:, None], lam)
+            return out
         # dual: success iff d >= max(mcid, tc·s·√v), with s² = σ² χ²_ν / ν independent of d
-        u, w = _gl_unit(96)
-        chi = stats.chi2.ppf(u, nu)
-        s = sig[:, None] * np.sqrt(chi[None, :] / nu)
-        bound = np.maximum(ctx.mcid, tc * s * np.sqrt(v))
-        return (stats.norm.sf((bound - dbar[:, None]) / (sig[:, None] * np.sqrt(v))) * w[None, :]).sum(axis=1)
-    k = _boundary(ctx, v)
-    return stats.norm.sf((k - dbar) / (sig * np.sqrt(v)))
+        u, wq = _gl_unit(96)
+        res = np.empty((len(vv), len(benefit)))
+        for i in range(len(vv)):
+            chi = stats.chi2.ppf(u, nn[i])
+            s = sig[:, None] * np.sqrt(chi[None, :] / nn[i])
+            bound = np.maximum(ctx.mcid, tc[i] * s * np.sqrt(vv[i]))
+            res[i] = (stats.norm.sf((bound - benefit[:, None]) / (sig[:, None] * np.sqrt(vv[i]))) * wq[None, :]).sum(axis=1)
+        out[valid] = res
+        return out
+    if not valid.any():
+        return out
+    vv = v[valid]
+    uv, inv = np.unique(vv, return_inverse=True)
+    k = _boundaries(ctx, uv)[inv]
+    out[valid] = stats.norm.sf((k[:, None] - benefit[None, :]) / (sig[None, :] * np.sqrt(vv)[:, None]))
+    return out
+
+
+def _score_success(ctx: Context, tr: dict, N: int) -> np.ndarray:
+    benefit = ctx.benefit(tr["delta"]) @ ctx.weights
+    sig = np.broadcast_to(np.asarray(tr["sigma"], float), benefit.shape).copy() if np.ndim(tr["sigma"]) else np.full_like(benefit, float(tr["sigma"]))
+    w, n1, n0 = cell_splits(ctx, N)
+    out = np.zeros_like(benefit, dtype=float)
+    chunk = max(1, 2_000_000 // max(len(benefit), 1))
+    for s in range(0, len(w), chunk):
+        out += w[s:s + chunk] @ _score_given_cells(ctx, N, n1[s:s + chunk], n0[s:s + chunk], benefit, sig)
+    return out
+
+
+# ---------------------------------------------------------------------- events
+def success_table(ctx: Context, n1: int, n2: int) -> np.ndarray:
+    """Success indicator over all pooled outcomes (y_T of n1, y_C of n2): an (n1 + 1) × (n2 + 1) boolean array."""
+    P, Q = binary_tables(int(n1), int(n2), ctx.binary_prior, ctx.mcid)
+    S = P >= ctx.threshold
+    if ctx.rule == "dual":
+        S &= Q >= 0.5
+    return S
+
+
+def _binom_rows(n: int, p: np.ndarray) -> np.ndarray:
+    """Binomial(n, p_d) pmfs, one row per draw: (D, n + 1)."""
+    return stats.binom.pmf(np.arange(n + 1)[None, :], n, np.asarray(p, float)[:, None])
+
+
+def _conv_last(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Convolution along the last axis of two arrays of pmfs with equal leading shapes (direct, exact up to rounding)."""
+    if a.shape[-1] < b.shape[-1]:
+        a, b = b, a
+    out = np.zeros((*a.shape[:-1], a.shape[-1] + b.shape[-1] - 1))
+    for j in range(b.shape[-1]):
+        out[..., j:j + a.shape[-1]] += a * b[..., j:j + 1]
+    return out
+
+
+def _pooled_pmfs(sizes: np.ndarray, u: np.ndarray, total: int) -> np.ndarray:
+    """pmf of an arm's pooled count, the sum of independent Binomial(sizes[c, s], u[d, s]) over strata s, for every split c
+    (rows of ``sizes``, all with the same arm total) and draw d: a (C, D, total + 1) array."""
+    C, K = sizes.shape
+    D = u.shape[0]
+    pmf = np.ones((C, D, 1))
+    for s in range(K):
+        m = int(sizes[:, s].max())
+        if m == 0:
+            continue
+        k = np.arange(m + 1)
+        vals, inv = np.unique(sizes[:, s], return_inverse=True)  # each distinct cell size once
+        tab = stats.binom.pmf(k[None, None, :], vals[:, None, None], u[None, :, s, None])  # zero beyond each n
+        pmf = _conv_last(pmf, tab[inv.ravel()])[..., :total + 1]
+    if pmf.shape[-1] < total + 1:
+        pmf = np.concatenate([pmf, np.zeros((C, D, total + 1 - pmf.shape[-1]))], axis=-1)
+    return pmf
+
+
+def _event_success(ctx: Context, tr: dict, N: int) -> np.ndarray:
+    u_t = np.atleast_2d(tr["u_t"])
+    u_c = np.atleast_2d(tr["u_c"])
+    D = max(len(u_t), len(u_c))
+    u_t = np.broadcast_to(u_t, (D, ctx.K))
+    u_c = np.broadcast_to(u_c, (D, ctx.K))
+    if ctx.scheme == "simple":
+        n1 = int(treatment_count(N, ctx.q))
+        S = success_table(ctx, n1, N - n1).astype(float)
+        pm1 = _binom_rows(n1, u_t @ ctx.prevalence)
+        pm2 = _binom_rows(N - n1, u_c @ ctx.prevalence)
+        return np.einsum("di,ij,dj->d", pm1, S, pm2)
+    w, c1, c0 = cell_splits(ctx, N)
+    arm_total = c1.sum(axis=1)
+    out = np.zeros(D)
+    step = max(1, 20_000 // D)  # splits per block: bounds the (splits, draws, outcomes) arrays
+    for n1 in np.unique(arm_total):
+        n1 = int(n1)
+        g = np.where(arm_total == n1)[0]
+        S = success_table(ctx, n1, N - n1).astype(float)
+        for s in range(0, len(g), step):
+            idx = g[s:s + step]
+            pm1 = _pooled_pmfs(c1[idx], u_t, n1)
+            pm2 = _pooled_pmfs(c0[idx], u_c, N - n1)
+            out += w[idx] @ ((pm1 @ S) * pm2).sum(axis=-1)
+    return out
 
 
 def exact_success(ctx: Context, scenario: str, N: int) -> np.ndarray:
     """Success probability for each design-prior draw of ``scenario`` at total sample size N (exact given the draw)."""
     tr = ctx.truth[scenario]
-    if ctx.endpoint == "msts":
-        dbar = tr["delta"] @ ctx.weights
-        sig = tr["sigma"] * np.ones_like(dbar)
-        out = np.zeros_like(dbar, dtype=float)
-        npath = np.arange(N + 1)
-        pmf = stats.binom.pmf(npath, N, ctx.prevalence[0])
-        for n_p, w in zip(npath, pmf, strict=True):
-            if w < 1e-13:
-                continue
-            nf = np.array([n_p, N - n_p])
-            n1 = psfs_count(nf, ctx.q)
-            out += w * _msts_given_cells(ctx, N, n1, nf - n1, dbar, sig)
-        return out
-    S, n1, n2 = binary_success_table(ctx, N)
-    p1 = np.atleast_1d(tr["p_psfs"])
-    p2 = np.atleast_1d(tr["p_sacro"])
-    pmf1 = stats.binom.pmf(np.arange(n1 + 1)[None, :], n1, p1[:, None])
-    pmf2 = stats.binom.pmf(np.arange(n2 + 1)[None, :], n2, p2[:, None])
-    return np.einsum("di,ij,dj->d", pmf1, S.astype(float), pmf2)
-
-
-def binary_success_table(ctx: Context, N: int) -> tuple[np.ndarray, int, int]:
-    """Success indicator over all outcomes (y_PSFS, y_sacro) of a trial of N patients, and the arm sizes."""
-    n1 = int(psfs_count(N, ctx.q))
-    n2 = N - n1
-    P, Q = binary_tables(n1, n2, ctx.binary_prior, ctx.mcid)
-    S = P >= ctx.threshold
-    if ctx.rule == "dual":
-        S &= Q >= 0.5
-    return S, n1, n2
+    if ctx.kind == "score":
+        return _score_success(ctx, tr, N)
+    return _event_success(ctx, tr, N)

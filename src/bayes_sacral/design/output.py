@@ -1,5 +1,5 @@
 """Design outputs: results as netCDF and CSV, a summary, figures (success curves with MCSE bands, OC curves) and a
-protocol-ready paragraph. Each file is written atomically."""
+protocol-ready paragraph, all worded with the study card's labels. Each file is written atomically."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import xarray as xr
 from ..atomic import atomic_write_text
 from ..serialize import to_jsonable
 from .config import DesignConfig
-from .context import Context
+from .context import NO_EFFECT, Context
 
-__all__ = ["write_outputs", "protocol_paragraph"]
+__all__ = ["write_outputs", "protocol_paragraph", "tidy"]
 
 
 def _atomic_netcdf(ds: xr.Dataset, path: Path) -> None:
@@ -32,6 +32,7 @@ def _atomic_netcdf(ds: xr.Dataset, path: Path) -> None:
 
 
 def tidy(ds: xr.Dataset) -> pd.DataFrame:
+    """One row per scenario and sample size (scenario names survive a CSV round trip: the no-effect one is ``no_effect``)."""
     rows = []
     for sc in ds["scenario"].values:
         for n in ds["sample_size"].values:
@@ -48,17 +49,47 @@ def _fmt(p: float) -> str:
     return "> 0.99" if p >= 0.995 else ("< 0.01" if p <= 0.005 else f"{p:.2f}")
 
 
+def _pct(x: float) -> str:
+    return f"{x:.0%}"
+
+
+def randomisation_sentence(cfg: DesignConfig) -> str:
+    card = cfg.card
+    d = cfg.design
+    T, C = card.arm_label(card.arms.treatment), card.arm_label(card.arms.control)
+    alloc = "1:1" if d.allocation == 1 else f"{d.allocation:g}:1 ({T} : {C})"
+    prev = cfg.prevalence
+    expected = ", ".join(f"{_pct(prev[lev])} {card.stratum_label(lev)}" for lev in card.stratum_levels)
+    if not card.stratified:
+        return f"Patients will be randomised {alloc} to {T} or {C}."
+    if d.allocation_scheme == "stratified":
+        return f"Patients will be randomised {alloc} to {T} or {C}, stratified by {card.strata_label} (expected {expected})."
+    return (f"Patients will be randomised {alloc} to {T} or {C} by simple randomisation (one allocation sequence over all "
+            f"patients, not stratified; expected {card.strata_label}: {expected}).")
+
+
+def endpoint_sentence(cfg: DesignConfig) -> str:
+    card = cfg.card
+    o = cfg.outcome
+    label = card.outcome_label(cfg.endpoint)
+    if cfg.outcome_kind == "score":
+        return (f"The primary endpoint is {label} after treatment ({o.min}-{o.max} {o.unit}, {'higher' if o.higher_is_better else 'lower'} "
+                f"is better), adjusted for its value before treatment.")
+    pooled = " (pooled over strata)" if card.stratified else ""
+    return f"The primary endpoint is the proportion of patients with {label}{pooled}; {'more' if o.higher_is_better else 'fewer'} is better."
+
+
 def protocol_paragraph(cfg: DesignConfig, ctx: Context, ds: xr.Dataset, manifest: dict) -> str:
+    from .runner import rule_text
+
     d = cfg.design
     sn = manifest["smallest_n"]
-    ep = "postoperative MSTS (adjusted for the preoperative score)" if d.endpoint == "msts" else "the rate of secondary procedures"
-    alloc = "1:1" if d.allocation == 1 else f"{d.allocation:g}:1 (PSFS : sacroplasty alone)"
-    txt = [f"Patients with sacral metastases will be randomised {alloc} to PSFS or sacroplasty alone, stratified by fracture status "
-           f"(expected {cfg.strata.pathological:.0%} pathological, {cfg.strata.impending:.0%} impending). The primary endpoint is {ep}."]
-    txt.append(f"The trial will be analysed with a Bayesian model ({ctx.prior_note}); the decision rule is: {_rule_text(cfg, ctx)}.")
+    txt = [randomisation_sentence(cfg) + " " + endpoint_sentence(cfg)]
+    txt.append(f"The trial will be analysed with a Bayesian model ({ctx.prior_note}); the decision rule is: {rule_text(cfg, ctx)}.")
+    unit = f" {cfg.outcome.unit}" if cfg.outcome_kind == "score" else ""
     if cfg.interim:
-        looks = "; ".join(f"at {i.fraction:.0%} of patients" + (f", stop for efficacy if P(benefit) ≥ {i.efficacy:g}" if i.efficacy else "")
-                          + (f", stop for futility if {'the predictive probability of success' if i.futility_rule == 'predictive' else f'P(effect > {ctx.mcid:g})'} < {i.futility:g}"
+        looks = "; ".join(f"at {i.fraction:.0%} of patients" + (f", stop for efficacy if P(benefit > 0) ≥ {i.efficacy:g}" if i.efficacy else "")
+                          + (f", stop for futility if {'the predictive probability of success' if i.futility_rule == 'predictive' else f'P(benefit > {ctx.mcid:g}{unit})'} < {i.futility:g}"
                              if i.futility else "") for i in cfg.interim)
         txt.append(f"Interim analyses: {looks}.")
     engine = manifest["engine"]
@@ -66,6 +97,8 @@ def protocol_paragraph(cfg: DesignConfig, ctx: Context, ds: xr.Dataset, manifest
            "vectorized": f"estimated from {d.n_trials} simulated trials per sample size",
            "full_model": f"estimated by refitting the analysis model to {d.n_trials} simulated trials per sample size"}[engine]
     txt.append(f"Operating characteristics were {how} (bayes-sacral, {engine} engine, seed {d.seed}).")
+    if manifest.get("engine_note"):
+        txt.append(f"({manifest['engine_note'][0].upper()}{manifest['engine_note'][1:]}.)")
     des = ds.sel(scenario="design")
     label = ctx.labels["design"]
     if sn["smallest_n"] is not None:
@@ -81,21 +114,16 @@ def protocol_paragraph(cfg: DesignConfig, ctx: Context, ds: xr.Dataset, manifest
         best = float(des["success_probability"].values[-1])
         txt.append(f"Under {ctx.truth_note}, {label} does not reach the target of {d.target:g} within the sample sizes studied "
                    f"(largest N = {d.sample_sizes[-1]}: {_fmt(best)}).")
-    if "null" in ds["scenario"].values:
-        t1 = ds["success_probability"].sel(scenario="null").values
+    if NO_EFFECT in ds["scenario"].values:
+        t1 = ds["success_probability"].sel(scenario=NO_EFFECT).values
         txt.append(f"Under no effect, the probability of declaring success (type I error) is at most {t1.max():.3f} over these sample sizes.")
-    if d.endpoint == "msts" and (ctx.rule == "dual" or any(i.futility and i.futility_rule == "posterior" for i in cfg.interim)):
-        txt.append("The MCID of 3.6 points (12 of 100) is borrowed from Gazendam et al., JBJS 2022 (PARITY, primary bone tumours) and is "
-                   "not validated for sacral metastases.")
+    if cfg.needs_mcid:
+        src = cfg.mcid_source
+        txt.append(f"The minimal clinically important difference is {ctx.mcid:g}{unit}"
+                   + (f" ({src})." if src else "."))
     if "assurance" in label:
         txt.append("Assurance averages over the uncertainty of the reanalysis; it is not the power at a fixed effect.")
     return " ".join(txt)
-
-
-def _rule_text(cfg, ctx):
-    from .runner import _rule_text as rt
-
-    return rt(cfg, ctx)
 
 
 def _figures(cfg: DesignConfig, ctx: Context, ds: xr.Dataset, folder: Path) -> list[str]:
@@ -103,6 +131,8 @@ def _figures(cfg: DesignConfig, ctx: Context, ds: xr.Dataset, folder: Path) -> l
 
     out = []
     sizes = ds["sample_size"].values
+    card = cfg.card
+    label = card.outcome_label(cfg.endpoint)
     with house_style():
         fig, ax = new_figure(SINGLE, 2.6)
         main = [s for s in ds["scenario"].values if not str(s).startswith("oc_")]
@@ -112,7 +142,7 @@ def _figures(cfg: DesignConfig, ctx: Context, ds: xr.Dataset, folder: Path) -> l
             ax.plot(sizes, p, "o-", ms=3, color=PALETTE[i], label=ctx.labels[str(sc)])
             ax.fill_between(sizes, np.clip(p - 1.96 * se, 0, 1), np.clip(p + 1.96 * se, 0, 1), color=PALETTE[i], alpha=0.2, lw=0)
         ax.axhline(cfg.design.target, color="0.4", lw=0.6, ls="--")
-        ax.set_xlabel("Total sample size (patients)")
+        ax.set_xlabel(f"Total sample size (patients, {card.arm_label(card.arms.treatment)} + {card.arm_label(card.arms.control)})")
         ax.set_ylabel("P(success)")
         ax.set_ylim(0, 1.02)
         ax.legend(frameon=False, loc="center right", fontsize=7)
@@ -125,7 +155,10 @@ def _figures(cfg: DesignConfig, ctx: Context, ds: xr.Dataset, folder: Path) -> l
             for j, n in enumerate(sizes):
                 p = [float(ds["success_probability"].sel(scenario=s, sample_size=n)) for s in ocs]
                 ax.plot(eff, p, "o-", ms=3, color=PALETTE[j % len(PALETTE)], label=f"N = {n}")
-            ax.set_xlabel("True effect (MSTS points)" if cfg.design.endpoint == "msts" else "True risk difference")
+            if cfg.outcome_kind == "score":
+                ax.set_xlabel(f"True benefit on {label} ({cfg.outcome.unit}; positive = {card.arm_label(card.arms.treatment)} better)")
+            else:
+                ax.set_xlabel(f"True risk difference in {label} (positive = {card.arm_label(card.arms.treatment)} better)")
             ax.set_ylabel("P(success)")
             ax.set_ylim(0, 1.02)
             ax.legend(frameon=False, ncols=2, fontsize=7)

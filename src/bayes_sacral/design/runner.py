@@ -3,12 +3,14 @@
 Every batch (scenario s, sample size index i, batch b) draws its random numbers from
 ``SeedSequence(seed, spawn_key=(s, i, b))``: results do not depend on the number of workers, their order, or on
 whether the run was interrupted and resumed. Finished batches are written to ``<out>/batches/`` atomically; ``--resume``
-recomputes only the missing ones. The exact engine has no batches.
+recomputes only the missing ones. The exact engine has no batches. Without an output folder the design runs in memory
+(Monte Carlo batches go to a temporary folder that is removed afterwards).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -21,12 +23,12 @@ import xarray as xr
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..errors import BayesSacralError
 from ..store import versions
-from .config import DesignConfig, design_to_toml
+from .config import DesignConfig, InterimSection, design_to_toml
 from .context import Context, build_context
-from .exact import exact_success
+from .exact import exact_success, exact_unavailable
 from .simulate import BATCH_FIELDS, vectorized_batch
 
-__all__ = ["Task", "run_design", "make_tasks", "run_task"]
+__all__ = ["Task", "Job", "run_design", "make_tasks", "run_task", "choose_engine", "smallest_n"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,18 @@ class Task:
         return f"{self.scenario}__n{self.n}__b{self.batch:05d}.npz"
 
 
+@dataclass
+class Job:
+    """What a worker needs to run any batch of a design (picklable)."""
+
+    ctx: Context
+    engine: str
+    seed: int
+    interims: list[InterimSection]
+    full_model: dict
+    preop: dict
+
+
 def make_tasks(cfg: DesignConfig, ctx: Context) -> list[Task]:
     d = cfg.design
     n_trials = d.n_trials
@@ -56,21 +70,27 @@ def make_tasks(cfg: DesignConfig, ctx: Context) -> list[Task]:
 
 
 def _preop(cfg: DesignConfig) -> dict:
-    m = cfg.truth.msts
-    return {"mean": [m.preop_mean["pathological"], m.preop_mean["impending"]], "sd": m.preop_sd}
+    """Distribution of the score before treatment per stratum (the full-model engine's patients)."""
+    if cfg.outcome_kind != "score":
+        return {}
+    m = cfg.truth_of()
+    return {"mean": [m.preop_mean[lev] for lev in cfg.levels], "sd": m.preop_sd}
 
 
-def run_task(cfg_json: str, ctx: Context, engine: str, task: Task) -> dict:
+def make_job(cfg: DesignConfig, ctx: Context, engine: str) -> Job:
+    return Job(ctx, engine, cfg.design.seed, list(cfg.interim), cfg.full_model.model_dump(), _preop(cfg))
+
+
+def run_task(job: Job, task: Task) -> dict:
     """One batch (a pure function of its inputs: safe in any process or Dask worker)."""
-    cfg = DesignConfig.model_validate_json(cfg_json)
-    seed = np.random.SeedSequence(cfg.design.seed, spawn_key=(task.s_index, task.n_index, task.batch))
-    fractions = [i.fraction for i in cfg.interim]
-    if engine == "full_model":
+    seed = np.random.SeedSequence(job.seed, spawn_key=(task.s_index, task.n_index, task.batch))
+    fractions = [i.fraction for i in job.interims]
+    if job.engine == "full_model":
         from .full_model import full_model_batch
 
-        return full_model_batch(ctx, task.scenario, task.n, fractions, cfg.interim, task.size, seed, task.offset,
-                                cfg.full_model.model_dump(), _preop(cfg))
-    return vectorized_batch(ctx, task.scenario, task.n, fractions, cfg.interim, task.size, seed, task.offset)
+        return full_model_batch(job.ctx, task.scenario, task.n, fractions, job.interims, task.size, seed, task.offset,
+                                job.full_model, job.preop)
+    return vectorized_batch(job.ctx, task.scenario, task.n, fractions, job.interims, task.size, seed, task.offset)
 
 
 def _save_batch(folder: Path, task: Task, res: dict) -> None:
@@ -86,9 +106,7 @@ def _load_batch(folder: Path, task: Task) -> dict:
         return {k: z[k] for k in BATCH_FIELDS}
 
 
-def _execute(tasks: list[Task], cfg: DesignConfig, ctx: Context, engine: str, folder: Path, scheduler: str | None, workers: int,
-             on_done) -> None:
-    cfg_json = cfg.model_dump_json()
+def _execute(tasks: list[Task], job: Job, folder: Path, scheduler: str | None, workers: int, on_done) -> None:
     if scheduler is not None:
         from dask.distributed import Client, LocalCluster
         from dask.distributed import as_completed as dask_completed
@@ -100,8 +118,8 @@ def _execute(tasks: list[Task], cfg: DesignConfig, ctx: Context, engine: str, fo
         else:
             client = Client(scheduler)
         try:
-            ctx_f = client.scatter(ctx, broadcast=True)
-            futs = {client.submit(run_task, cfg_json, ctx_f, engine, t, pure=False): t for t in tasks}
+            job_f = client.scatter(job, broadcast=True)
+            futs = {client.submit(run_task, job_f, t, pure=False): t for t in tasks}
             for fut in dask_completed(futs):
                 t = futs[fut]
                 _save_batch(folder, t, fut.result())
@@ -113,21 +131,21 @@ def _execute(tasks: list[Task], cfg: DesignConfig, ctx: Context, engine: str, fo
         return
     if workers <= 1 or len(tasks) <= 1:
         for t in tasks:
-            _save_batch(folder, t, run_task(cfg_json, ctx, engine, t))
+            _save_batch(folder, t, run_task(job, t))
             on_done(t)
         return
     import multiprocessing as mp
 
     # forkserver: forking a process that already runs threads (BLAS, Dask, nutpie) can deadlock the child
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("forkserver")) as pool:
-        futs = {pool.submit(run_task, cfg_json, ctx, engine, t): t for t in tasks}
+        futs = {pool.submit(run_task, job, t): t for t in tasks}
         for fut in as_completed(futs):
             t = futs[fut]
             _save_batch(folder, t, fut.result())
             on_done(t)
 
 
-def _aggregate(cfg: DesignConfig, ctx: Context, tasks: list[Task], folder: Path) -> xr.Dataset:
+def _aggregate(cfg: DesignConfig, ctx: Context, tasks: list[Task], folder: Path, engine: str, note: str) -> xr.Dataset:
     d = cfg.design
     scen = list(ctx.truth)
     sizes = d.sample_sizes
@@ -139,7 +157,7 @@ def _aggregate(cfg: DesignConfig, ctx: Context, tasks: list[Task], folder: Path)
     n_tr = np.zeros(shape, dtype=int)
     stop_eff = np.zeros((*shape, n_looks))
     stop_fut = np.zeros((*shape, n_looks))
-    by = {}
+    by: dict = {}
     for t in tasks:
         by.setdefault((t.scenario, t.n), []).append(_load_batch(folder, t))
     for i, sc in enumerate(scen):
@@ -158,12 +176,15 @@ def _aggregate(cfg: DesignConfig, ctx: Context, tasks: list[Task], folder: Path)
             for k in range(n_looks):
                 stop_eff[i, j, k] = np.mean((look == k) & (reason == 1))
                 stop_fut[i, j, k] = np.mean((look == k) & (reason == 2))
-    return _dataset(cfg, ctx, succ, mcse, exp_n, n_tr, stop_eff, stop_fut)
+    return _dataset(cfg, ctx, succ, mcse, exp_n, n_tr, stop_eff, stop_fut, engine, note)
 
 
-def _dataset(cfg, ctx, succ, mcse, exp_n, n_tr, stop_eff, stop_fut) -> xr.Dataset:
+def _dataset(cfg, ctx, succ, mcse, exp_n, n_tr, stop_eff, stop_fut, engine: str, note: str) -> xr.Dataset:
     scen = list(ctx.truth)
     looks = [f"interim {k + 1} ({i.fraction:.0%})" for k, i in enumerate(cfg.interim)] + ["final"]
+    if stop_eff.shape[-1] != len(looks):  # the exact engine has only the final look
+        looks = ["final"]
+    card = cfg.card
     return xr.Dataset(
         {"success_probability": (("scenario", "sample_size"), succ, {"long_name": "P(success)"}),
          "mcse": (("scenario", "sample_size"), mcse, {"long_name": "Monte Carlo standard error of P(success)"}),
@@ -173,18 +194,35 @@ def _dataset(cfg, ctx, succ, mcse, exp_n, n_tr, stop_eff, stop_fut) -> xr.Datase
          "prob_stop_futility": (("scenario", "sample_size", "look"), stop_fut)},
         coords={"scenario": scen, "sample_size": cfg.design.sample_sizes, "look": looks,
                 "scenario_label": ("scenario", [ctx.labels[s] for s in scen])},
-        attrs={"endpoint": cfg.design.endpoint, "truth": ctx.truth_note, "analysis_prior": ctx.prior_note,
-               "rule": _rule_text(cfg, ctx), "estimand": cfg.design.estimand},
+        attrs={"study": card.name, "endpoint": cfg.endpoint, "truth": ctx.truth_note, "analysis_prior": ctx.prior_note,
+               "rule": rule_text(cfg, ctx), "estimand": cfg.design.estimand, "allocation_scheme": cfg.design.allocation_scheme,
+               "engine": engine, "engine_note": note},
     )
 
 
-def _rule_text(cfg: DesignConfig, ctx: Context) -> str:
-    eff = "the prevalence-weighted average effect" if cfg.design.estimand == "average" else f"the effect in {cfg.design.estimand} fractures"
-    if cfg.design.endpoint == "secondary_procedure":
-        eff = "the reduction in secondary procedures (risk difference, sacroplasty − PSFS)"
+def benefit_text(cfg: DesignConfig) -> str:
+    """What 'benefit' means for the endpoint, in words (treatment and control by their display labels)."""
+    card = cfg.card
+    o = cfg.outcome
+    T, C = card.arm_label(card.arms.treatment), card.arm_label(card.arms.control)
+    label = card.outcome_label(cfg.endpoint)
+    if cfg.outcome_kind == "event":
+        if o.higher_is_better:
+            return f"the increase in {label} (risk difference, {T} − {C})"
+        return f"the reduction in {label} (risk difference, {C} − {T})"
+    est = cfg.design.estimand
+    what = f"effect on {label} ({T} − {C})" if o.higher_is_better else f"reduction in {label} ({C} − {T})"
+    if est != "average":
+        return f"the {what} in the {card.stratum_label(est)} stratum"
+    return f"the prevalence-weighted average {what}" if card.stratified else f"the {what}"
+
+
+def rule_text(cfg: DesignConfig, ctx: Context) -> str:
+    eff = benefit_text(cfg)
     txt = f"success if P({eff} > 0 | data) ≥ {ctx.threshold:g}"
     if ctx.rule == "dual":
-        txt += f" and its posterior median ≥ {ctx.mcid:g}"
+        unit = f" {cfg.outcome.unit}" if cfg.outcome_kind == "score" else ""
+        txt += f" and its posterior median ≥ {ctx.mcid:g}{unit}"
     return txt
 
 
@@ -202,27 +240,45 @@ def smallest_n(ds: xr.Dataset, target: float, scenario: str = "design") -> dict:
             "smallest_n_conservative": first(p - 1.96 * se >= target)}
 
 
-def run_design(cfg: DesignConfig, out: Path, scheduler: str | None = None, resume: bool = False, workers: int | None = None,
-               progress=None, log=None) -> xr.Dataset:
-    """Run a design and write its outputs to ``out``; returns the results Dataset."""
+def choose_engine(cfg: DesignConfig, ctx: Context) -> tuple[str, str]:
+    """The engine that runs and why, when it is not the one asked for (exact -> vectorized for too many stratum splits)."""
+    engine = cfg.engine()
+    if engine == "exact":
+        why = exact_unavailable(ctx, cfg.design.sample_sizes)
+        if why is not None:
+            return "vectorized", why
+    return engine, ""
+
+
+def run_design(cfg: DesignConfig, out: Path | None = None, scheduler: str | None = None, resume: bool = False,
+               workers: int | None = None, progress=None, log=None) -> xr.Dataset:
+    """Run a design; with ``out``, also write its outputs there (resumable). Returns the results Dataset."""
     from .output import write_outputs
 
     log = log or (lambda m: None)
-    out = Path(out)
     config_text = design_to_toml(cfg)
-    if out.exists() and not resume:
-        raise BayesSacralError(f"{out} already exists; pass --resume to continue it or choose another --out")
-    if out.exists() and resume:
-        old = (out / "config.toml").read_text() if (out / "config.toml").exists() else None
-        if old is not None and old != config_text:
-            raise BayesSacralError(f"{out} was started with a different config; --resume needs the same one")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.toml", config_text)
+    card_text = cfg.card.text
+    if out is not None:
+        out = Path(out)
+        if out.exists() and not resume:
+            raise BayesSacralError(f"{out} already exists; pass --resume to continue it or choose another --out")
+        if out.exists() and resume:
+            for fname, text in (("config.toml", config_text), ("study.toml", card_text)):
+                old = (out / fname).read_text(encoding="utf-8") if (out / fname).exists() else None
+                if old is not None and old != text:
+                    raise BayesSacralError(f"{out} was started with a different {'config' if fname == 'config.toml' else 'study card'}; "
+                                           "--resume needs the same one")
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.toml", config_text)
+        atomic_write_text(out / "study.toml", card_text)
     workers = workers or min(2, os.cpu_count() or 1)
     t0 = time.perf_counter()
     ctx = build_context(cfg)
-    engine = cfg.engine()
+    engine, note = choose_engine(cfg, ctx)
+    if note:
+        log(note)
     done_trials = 0
+    n_trials_total = 0
     if engine == "exact":
         scen = list(ctx.truth)
         sizes = cfg.design.sample_sizes
@@ -234,36 +290,52 @@ def run_design(cfg: DesignConfig, out: Path, scheduler: str | None = None, resum
                 succ[i, j] = vals.mean()
                 mcse[i, j] = vals.std(ddof=1) / np.sqrt(len(vals)) if len(vals) > 1 else 0.0
                 if progress:
-                    progress(1, 1, f"exact {sc} n = {n}")
+                    progress(i * len(sizes) + j + 1, len(scen) * len(sizes), f"exact {sc} n = {n}")
         ds = _dataset(cfg, ctx, succ, mcse, np.tile(np.array(sizes, float), (len(scen), 1)), np.zeros_like(succ, dtype=int),
-                      np.zeros((*succ.shape, 1)), np.zeros((*succ.shape, 1)))
+                      np.zeros((*succ.shape, 1)), np.zeros((*succ.shape, 1)), engine, note)
         ds["mcse"].attrs["note"] = "exact: zero, or the Monte Carlo error over design-prior draws (assurance)"
     else:
-        folder = out / "batches"
-        folder.mkdir(exist_ok=True)
         tasks = make_tasks(cfg, ctx)
-        todo = [t for t in tasks if not (folder / t.file).exists()] if resume else tasks
-        if resume:
-            log(f"resuming: {len(tasks) - len(todo)} of {len(tasks)} batches already done")
-        total = sum(t.size for t in todo)
+        job = make_job(cfg, ctx, engine)
 
-        def on_done(t):
+        def compute(folder: Path, todo: list[Task]) -> xr.Dataset:
             nonlocal done_trials
-            done_trials += t.size
-            if progress:
-                progress(done_trials, total, f"{engine}: {t.scenario} n = {t.n}")
+            total = sum(t.size for t in todo)
 
-        _execute(todo, cfg, ctx, engine, folder, scheduler, workers, on_done)
-        ds = _aggregate(cfg, ctx, tasks, folder)
+            def on_done(t):
+                nonlocal done_trials
+                done_trials += t.size
+                if progress:
+                    progress(done_trials, total, f"{engine}: {t.scenario} n = {t.n}")
+
+            _execute(todo, job, folder, scheduler, workers, on_done)
+            return _aggregate(cfg, ctx, tasks, folder, engine, note)
+
+        if out is not None:
+            folder = out / "batches"
+            folder.mkdir(exist_ok=True)
+            todo = [t for t in tasks if not (folder / t.file).exists()] if resume else tasks
+            if resume:
+                log(f"resuming: {len(tasks) - len(todo)} of {len(tasks)} batches already done")
+            ds = compute(folder, todo)
+        else:
+            with tempfile.TemporaryDirectory(prefix="bayes-sacral-design-") as tmp:
+                ds = compute(Path(tmp), tasks)
+        n_trials_total = int(ds["n_trials"].sum())
     wall = time.perf_counter() - t0
-    analyses = int(ds["n_trials"].sum()) * (len(cfg.interim) + 1) if engine != "exact" else 0
-    manifest = {"format": "bayes-sacral-design/1", "name": cfg.design.name, "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                "engine": engine, "scheduler": scheduler or f"local processes ({workers})", "seed": cfg.design.seed,
+    n_looks = len(cfg.interim) + 1 if engine != "exact" else 1
+    analyses = n_trials_total * n_looks
+    card = cfg.card
+    manifest = {"format": "bayes-sacral-design/2", "name": cfg.design.name, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "study": {"name": card.name, "card_sha256": card.sha256, "path": str(card.path) if card.path else None},
+                "endpoint": cfg.endpoint, "engine": engine, "engine_requested": cfg.design.engine, "engine_note": note,
+                "scheduler": (scheduler or f"local processes ({workers})") if engine != "exact" else None, "seed": cfg.design.seed,
                 "wall_time_s": round(wall, 3), "trials_computed_this_session": done_trials,
-                "trial_analyses_per_second": round(done_trials * (len(cfg.interim) + 1) / wall, 1) if done_trials else None,
+                "trial_analyses_per_second": round(done_trials * n_looks / wall, 1) if done_trials else None,
                 "total_trial_analyses": analyses, "versions": versions(), "smallest_n": smallest_n(ds, cfg.design.target),
                 "labels": ctx.labels, "truth": ctx.truth_note, "analysis_prior": ctx.prior_note}
-    write_outputs(cfg, ctx, ds, out, manifest)
+    ds.attrs["smallest_n"] = str(manifest["smallest_n"]["smallest_n"])
+    if out is not None:
+        write_outputs(cfg, ctx, ds, out, manifest)
     log(f"{engine} engine: {wall:.1f} s")
     return ds
-

@@ -1,19 +1,21 @@
 """Vectorised Monte Carlo engine: a whole batch of simulated trials at once, as arrays, with interim looks.
 
-Each trial enrols N patients in sequence: the fracture stratum of each is random (the prevalence), the arm follows the
-allocation sequence within the stratum (MSTS) or overall (secondary procedures, analysed pooled). Interim analyses
-use the first n_k patients. The analyses are the conjugate ones of :mod:`bayes_sacral.design.analysis`.
+Each trial enrols N patients in sequence: the stratum of each is random (the prevalences); the arm follows the
+allocation sequence within the patient's stratum (``stratified``) or over all patients (``simple``). A score endpoint is
+simulated per patient on the benefit scale (normal, the residual SD of the truth) and analysed by stratum; an event
+endpoint is simulated per patient with the rate of its arm and stratum, and analysed on the arms' pooled counts.
+Interim analyses use the first n_k patients. The analyses are the conjugate ones of :mod:`bayes_sacral.design.analysis`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .analysis import normal_posterior_probs, ppos_binary, reference_probs
-from .context import Context, psfs_count
-from .exact import binary_success_table
+from .analysis import binary_tables, normal_posterior_probs, ppos_binary, reference_probs
+from .context import Context, treatment_count
+from .exact import success_table
 
-__all__ = ["vectorized_batch", "looks_for", "BATCH_FIELDS"]
+__all__ = ["vectorized_batch", "looks_for", "BATCH_FIELDS", "draw_strata", "allocate"]
 
 BATCH_FIELDS = ("success", "stop_look", "stop_reason", "n_used", "prob_benefit")
 PPOS_SIMS = 64
@@ -29,37 +31,59 @@ def _draw_index(offset: int, T: int, D: int) -> np.ndarray:
     return (offset + np.arange(T)) % D
 
 
-# ---------------------------------------------------------------------- MSTS
-def _msts_arrays(ctx: Context, rng: np.random.Generator, T: int, N: int, delta: np.ndarray, sig: np.ndarray):
-    frac = (rng.random((T, N)) >= ctx.prevalence[0]).astype(np.int8)  # 0 pathological, 1 impending
-    m = np.zeros((T, N), dtype=np.int32)
-    for f in (0, 1):
-        is_f = frac == f
-        m = np.where(is_f, np.cumsum(is_f, axis=1), m)
-    psfs = (psfs_count(m, ctx.q) - psfs_count(m - 1, ctx.q)).astype(np.int8)
-    y = delta[np.arange(T)[:, None], frac] * psfs + sig[:, None] * rng.standard_normal((T, N))
-    return frac, psfs, y
+def draw_strata(ctx: Context, rng: np.random.Generator, shape) -> np.ndarray:
+    """Random stratum index of each patient (one uniform per patient: with two strata, index 1 iff u >= prevalence[0])."""
+    u = rng.random(shape)
+    out = np.zeros(np.shape(u), dtype=np.int8)
+    for c in np.cumsum(ctx.prevalence)[:-1]:
+        out += u >= c
+    return out
 
 
-def _cell_stats(frac, psfs, y, n: int):
-    """Counts, means and pooled within-cell sum of squares over the first n patients: cells (arm, fracture)."""
-    fr, ps, yy = frac[:, :n], psfs[:, :n], y[:, :n]
-    cnt = np.zeros((y.shape[0], 2, 2))
-    mean = np.zeros((y.shape[0], 2, 2))
+def allocate(ctx: Context, strata: np.ndarray, start_counts: np.ndarray | None = None, start_pos: int = 0) -> np.ndarray:
+    """Treatment indicator of each patient (last axis = enrolment order) under the allocation sequence.
+
+    stratified: the sequence runs within each stratum (``start_counts``: patients of each stratum enrolled before, shape
+    strata.shape[:-1] + (K,)); simple: one sequence over all patients (``start_pos`` patients enrolled before).
+    """
+    if ctx.scheme == "simple":
+        k = start_pos + np.arange(1, strata.shape[-1] + 1)
+        t = (treatment_count(k, ctx.q) - treatment_count(k - 1, ctx.q)).astype(np.int8)
+        return np.broadcast_to(t, strata.shape).copy()
+    m = np.zeros(strata.shape, dtype=np.int32)
+    for f in range(ctx.K):
+        is_f = strata == f
+        base = 0 if start_counts is None else start_counts[..., f][..., None]
+        m = np.where(is_f, base + np.cumsum(is_f, axis=-1), m)
+    return (treatment_count(m, ctx.q) - treatment_count(m - 1, ctx.q)).astype(np.int8)
+
+
+# ---------------------------------------------------------------------- score
+def _score_arrays(ctx: Context, rng: np.random.Generator, T: int, N: int, benefit: np.ndarray, sig: np.ndarray):
+    frac = draw_strata(ctx, rng, (T, N))
+    treat = allocate(ctx, frac)
+    y = benefit[np.arange(T)[:, None], frac] * treat + sig[:, None] * rng.standard_normal((T, N))
+    return frac, treat, y
+
+
+def _cell_stats(ctx: Context, frac, treat, y, n: int):
+    """Counts, means and pooled within-cell sum of squares over the first n patients: cells (arm, stratum), arm 0 = treatment."""
+    fr, ps, yy = frac[:, :n], treat[:, :n], y[:, :n]
+    cnt = np.zeros((y.shape[0], 2, ctx.K))
+    mean = np.zeros((y.shape[0], 2, ctx.K))
     ss = np.zeros(y.shape[0])
-    for a in (0, 1):  # 0 = PSFS, 1 = sacroplasty
-        for f in (0, 1):
+    for a in (0, 1):
+        for f in range(ctx.K):
             mask = (ps == (1 - a)) & (fr == f)
             c = mask.sum(axis=1)
             s = np.where(mask, yy, 0.0).sum(axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mu = np.where(c > 0, s / np.maximum(c, 1), 0.0)
+            mu = np.where(c > 0, s / np.maximum(c, 1), 0.0)
             ss += np.where(mask, (yy - mu[:, None]) ** 2, 0.0).sum(axis=1)
             cnt[:, a, f], mean[:, a, f] = c, mu
     return cnt, mean, ss
 
 
-def _msts_probs(ctx: Context, cnt, mean, ss, N_used):
+def _score_probs(ctx: Context, cnt, mean, ss, N_used):
     w = ctx.weights
     need = w > 0
     valid = np.all(cnt[:, :, need] > 0, axis=(1, 2))
@@ -83,30 +107,27 @@ def _final_rule(ctx: Context, p0, pm, valid):
     return ok
 
 
-def _msts_ppos(ctx, rng, cnt, mean, ss, n_now, N, frac_now_counts, sig_plug):
+def _score_ppos(ctx, rng, cnt, mean, ss, n_now, N, strata_counts, sig_plug):
     """Predictive probability of final success by simulating M continuations of each trial from its posterior predictive."""
     T = cnt.shape[0]
     M = PPOS_SIMS
     R = N - n_now
+    K = ctx.K
     s_plug = np.broadcast_to(sig_plug, (T,))
     # cell means: flat-prior posterior N(mean, σ²/n), σ at its plug-in value
-    mu = mean[:, None] + s_plug[:, None, None, None] / np.sqrt(np.maximum(cnt[:, None], 1)) * rng.standard_normal((T, M, 2, 2))
-    fr = (rng.random((T, M, R)) >= ctx.prevalence[0]).astype(np.int8)
-    start = np.stack([frac_now_counts[:, 0], frac_now_counts[:, 1]], axis=1)  # patients per stratum so far
-    m = np.zeros((T, M, R), dtype=np.int32)
-    for f in (0, 1):
-        is_f = fr == f
-        m = np.where(is_f, start[:, None, None, f] + np.cumsum(is_f, axis=2), m)
-    ps = psfs_count(m, ctx.q) - psfs_count(m - 1, ctx.q)
-    arm = 1 - ps  # 0 = PSFS
+    mu = mean[:, None] + s_plug[:, None, None, None] / np.sqrt(np.maximum(cnt[:, None], 1)) * rng.standard_normal((T, M, 2, K))
+    fr = draw_strata(ctx, rng, (T, M, R))
+    start = np.broadcast_to(strata_counts[:, None, :], (T, M, K))
+    treat = allocate(ctx, fr, start_counts=start, start_pos=n_now)
+    arm = 1 - treat  # 0 = treatment
     idxT = np.arange(T)[:, None, None]
     idxM = np.arange(M)[None, :, None]
     yf = mu[idxT, idxM, arm, fr] + s_plug[:, None, None] * rng.standard_normal((T, M, R))
-    cnt_f = np.zeros((T, M, 2, 2))
-    sum_f = np.zeros((T, M, 2, 2))
-    sq_f = np.zeros((T, M, 2, 2))
+    cnt_f = np.zeros((T, M, 2, K))
+    sum_f = np.zeros((T, M, 2, K))
+    sq_f = np.zeros((T, M, 2, K))
     for a in (0, 1):
-        for f in (0, 1):
+        for f in range(K):
             mask = (arm == a) & (fr == f)
             cnt_f[..., a, f] = mask.sum(axis=2)
             sum_f[..., a, f] = np.where(mask, yf, 0.0).sum(axis=2)
@@ -118,7 +139,7 @@ def _msts_ppos(ctx, rng, cnt, mean, ss, n_now, N, frac_now_counts, sig_plug):
     ss_old_shift = (c0 * (mean[:, None] - mean_fin) ** 2).sum(axis=(2, 3))
     ss_new = (sq_f - 2 * mean_fin * sum_f + cnt_f * mean_fin**2).sum(axis=(2, 3))
     ss_fin = ss[:, None] + ss_old_shift + ss_new
-    p0, pm, valid = _msts_probs(ctx, tot.reshape(T * M, 2, 2), mean_fin.reshape(T * M, 2, 2), ss_fin.reshape(-1), np.full(T * M, N))
+    p0, pm, valid = _score_probs(ctx, tot.reshape(T * M, 2, K), mean_fin.reshape(T * M, 2, K), ss_fin.reshape(-1), np.full(T * M, N))
     ok = _final_rule(ctx, p0, pm, valid).reshape(T, M)
     return ok.mean(axis=1)
 
@@ -153,69 +174,104 @@ def _apply_looks(ctx, looks, interims, probs_at, ppos_at, T):
     return {"success": success, "stop_look": stop_look, "stop_reason": stop_reason, "n_used": n_used, "prob_benefit": prob_final}
 
 
+def _score_batch(ctx, rng, tr, T, N, looks, interims, offset):
+    D = len(tr["delta"])
+    idx = _draw_index(offset, T, D)
+    benefit = ctx.benefit(tr["delta"])[idx]
+    sig = np.broadcast_to(tr["sigma"], (D,))[idx] if np.ndim(tr["sigma"]) else np.full(T, float(tr["sigma"]))
+    frac, treat, y = _score_arrays(ctx, rng, T, N, benefit, sig)
+    stats_at = {}
+
+    def probs_at(k):
+        n = looks[k]
+        cnt, mean, ss = _cell_stats(ctx, frac, treat, y, n)
+        stats_at[k] = (cnt, mean, ss)
+        return _score_probs(ctx, cnt, mean, ss, np.full(T, n))
+
+    def ppos_at(k, mask):
+        out = np.ones(T)
+        if not mask.any():
+            return out
+        cnt, mean, ss = stats_at[k]
+        n = looks[k]
+        scount = np.stack([(frac[:, :n] == f).sum(axis=1) for f in range(ctx.K)], axis=1)
+        if ctx.prior_name == "reference":
+            nu = np.maximum(n - (cnt > 0).sum(axis=(1, 2)), 1)
+            plug = np.sqrt(ss / nu)
+        else:
+            plug = np.full(T, ctx.sigma_analysis)
+        sel = np.where(mask)[0]
+        out[sel] = _score_ppos(ctx, rng, cnt[sel], mean[sel], ss[sel], n, N, scount[sel], plug[sel])
+        return out
+
+    return _apply_looks(ctx, looks, interims, probs_at, ppos_at, T)
+
+
+# ---------------------------------------------------------------------- events
+def _event_batch(ctx, rng, tr, T, N, looks, interims, offset):
+    u_t_all = np.atleast_2d(tr["u_t"])
+    u_c_all = np.atleast_2d(tr["u_c"])
+    D = max(len(u_t_all), len(u_c_all))
+    idx = _draw_index(offset, T, D)
+    u_t = np.broadcast_to(u_t_all, (D, ctx.K))[idx]
+    u_c = np.broadcast_to(u_c_all, (D, ctx.K))[idx]
+    frac = draw_strata(ctx, rng, (T, N))
+    treat = allocate(ctx, frac).astype(bool)
+    rows = np.arange(T)[:, None]
+    rate = np.where(treat, u_t[rows, frac], u_c[rows, frac])
+    ev = rng.random((T, N)) < rate
+    y1c = np.cumsum(ev & treat, axis=1)
+    y2c = np.cumsum(ev & ~treat, axis=1)
+    n1c = np.cumsum(treat, axis=1)
+
+    def probs_at(k):
+        n = looks[k]
+        n1 = n1c[:, n - 1]
+        y1, y2 = y1c[:, n - 1], y2c[:, n - 1]
+        p0 = np.zeros(T)
+        pm = np.zeros(T)
+        for v in np.unique(n1):
+            sel = n1 == v
+            P, Q = binary_tables(int(v), int(n - v), ctx.binary_prior, ctx.mcid)
+            p0[sel] = P[y1[sel], y2[sel]]
+            pm[sel] = Q[y1[sel], y2[sel]]
+        return p0, pm, np.ones(T, dtype=bool)
+
+    def ppos_at(k, mask):
+        n = looks[k]
+        out = np.ones(T)
+        if not mask.any():
+            return out
+        sel = np.where(mask)[0]
+        n1 = n1c[sel, n - 1]
+        y1, y2 = y1c[sel, n - 1], y2c[sel, n - 1]
+        if ctx.scheme == "simple":
+            finals = np.full((len(sel), 1), int(treatment_count(N, ctx.q)))
+        else:
+            # the final arm sizes depend on the strata of the patients still to come: M draws of their split
+            counts = np.stack([(frac[sel, :n] == f).sum(axis=1) for f in range(ctx.K)], axis=1)
+            future = rng.multinomial(N - n, ctx.prevalence, size=(len(sel), PPOS_SIMS))
+            finals = treatment_count(counts[:, None, :] + future, ctx.q).sum(axis=2)
+        res = np.zeros(len(sel))
+        for n1v in np.unique(n1):
+            rows_ = np.where(n1 == n1v)[0]
+            for N1 in np.unique(finals[rows_]):
+                share = (finals[rows_] == N1).mean(axis=1)
+                use = rows_[share > 0]
+                S = success_table(ctx, int(N1), int(N - N1))
+                res[use] += share[share > 0] * ppos_binary(y1[use], y2[use], int(n1v), int(n - n1v), int(N1), int(N - N1),
+                                                            ctx.binary_prior, S)
+        out[sel] = res
+        return out
+
+    return _apply_looks(ctx, looks, interims, probs_at, ppos_at, T)
+
+
 def vectorized_batch(ctx: Context, scenario: str, N: int, fractions: list[float], interims: list, T: int, seed, offset: int) -> dict:
     """Simulate and analyse T trials of N patients; returns per-trial arrays (see :data:`BATCH_FIELDS`)."""
     rng = np.random.default_rng(seed)
     tr = ctx.truth[scenario]
     looks = looks_for(fractions, N)
-    if ctx.endpoint == "msts":
-        D = len(tr["delta"])
-        idx = _draw_index(offset, T, D)
-        delta = tr["delta"][idx]
-        sig = np.broadcast_to(tr["sigma"], (D,))[idx] if np.ndim(tr["sigma"]) else np.full(T, float(tr["sigma"]))
-        frac, psfs, y = _msts_arrays(ctx, rng, T, N, delta, sig)
-        stats_at = {}
-
-        def probs_at(k):
-            n = looks[k]
-            cnt, mean, ss = _cell_stats(frac, psfs, y, n)
-            stats_at[k] = (cnt, mean, ss)
-            return _msts_probs(ctx, cnt, mean, ss, np.full(T, n))
-
-        def ppos_at(k, mask):
-            out = np.ones(T)
-            if not mask.any():
-                return out
-            cnt, mean, ss = stats_at[k]
-            n = looks[k]
-            fcount = np.stack([(frac[:, :n] == 0).sum(axis=1), (frac[:, :n] == 1).sum(axis=1)], axis=1)
-            if ctx.prior_name == "reference":
-                nu = np.maximum(n - (cnt > 0).sum(axis=(1, 2)), 1)
-                plug = np.sqrt(ss / nu)
-            else:
-                plug = np.full(T, ctx.sigma_analysis)
-            sel = np.where(mask)[0]
-            out[sel] = _msts_ppos(ctx, rng, cnt[sel], mean[sel], ss[sel], n, N, fcount[sel], plug[sel])
-            return out
-
-        return _apply_looks(ctx, looks, interims, probs_at, ppos_at, T)
-    # secondary procedures: pooled over strata, allocation sequence over all patients
-    D = len(np.atleast_1d(tr["p_psfs"]))
-    idx = _draw_index(offset, T, D)
-    p1 = np.atleast_1d(tr["p_psfs"])[idx]
-    p2 = np.atleast_1d(tr["p_sacro"])[idx]
-    k = np.arange(1, N + 1)
-    psfs = (psfs_count(k, ctx.q) - psfs_count(k - 1, ctx.q)).astype(bool)
-    ev = rng.random((T, N)) < np.where(psfs[None, :], p1[:, None], p2[:, None])
-    y1c = np.cumsum(ev & psfs[None, :], axis=1)
-    y2c = np.cumsum(ev & ~psfs[None, :], axis=1)
-    S_final, N1, N2 = binary_success_table(ctx, N)
-    from .analysis import binary_tables
-
-    def probs_at(kk):
-        n = looks[kk]
-        n1 = int(psfs_count(n, ctx.q))
-        P, Q = binary_tables(n1, n - n1, ctx.binary_prior, ctx.mcid)
-        y1, y2 = y1c[:, n - 1], y2c[:, n - 1]
-        return P[y1, y2], Q[y1, y2], np.ones(T, dtype=bool)
-
-    def ppos_at(kk, mask):
-        n = looks[kk]
-        n1 = int(psfs_count(n, ctx.q))
-        out = np.ones(T)
-        if mask.any():
-            sel = np.where(mask)[0]
-            out[sel] = ppos_binary(y1c[sel, n - 1], y2c[sel, n - 1], n1, n - n1, N1, N2, ctx.binary_prior, S_final)
-        return out
-
-    return _apply_looks(ctx, looks, interims, probs_at, ppos_at, T)
+    if ctx.kind == "score":
+        return _score_batch(ctx, rng, tr, T, N, looks, interims, offset)
+    return _event_batch(ctx, rng, tr, T, N, looks, interims, offset)
