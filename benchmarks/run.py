@@ -138,10 +138,35 @@ def bench_full_model(tmp: Path, likelihood: str, n_naive: int = 5, n_engine: int
     }
 
 
+def bench_validate_200k(tmp: Path, n: int = 200_000) -> dict:
+    """Validation of a 200,000-row patient-level CSV in a fresh process: wall time of the validation alone and the peak
+    resident memory of the process (goal: <= 5 s and <= 300 MB)."""
+    import subprocess
+
+    rng = np.random.default_rng(0)
+    arm = rng.choice(["psfs", "sacroplasty"], n)
+    fr = rng.choice(["pathological", "impending"], n)
+    pre, post = rng.integers(0, 31, n), rng.integers(0, 31, n)
+    path = tmp / "big.csv"
+    with open(path, "w") as fh:
+        fh.write("patient_id,arm,fracture,msts_pre,msts_post,secondary_procedure,narcotic_change,age\n")
+        fh.writelines(f"P{i},{arm[i]},{fr[i]},{pre[i]},{post[i]},{i % 2},stable,{50 + i % 30}\n" for i in range(n))
+    code = ("import resource, time\nfrom bayes_sacral.study import load_study\nst = load_study()\n"
+            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\nt = time.perf_counter()\n"
+            f"st.read_ipd({str(path)!r})\n"
+            "print(time.perf_counter() - t, base / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return {"rows": n, "validate_seconds": round(float(out[0]), 2), "peak_rss_mb_after_imports": round(float(out[1])),
+            "peak_rss_mb": round(float(out[2]))}
+
+
 def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        print("validating a 200,000-row patient-level CSV ...", flush=True)
+        results["validate_200k"] = bench_validate_200k(tmp)
+        print(json.dumps(results["validate_200k"], indent=2))
         print("exact engine: 8-point power curves ...", flush=True)
         results["exact_seconds"] = bench_exact(tmp)
         print(json.dumps(results["exact_seconds"], indent=2))

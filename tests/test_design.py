@@ -319,7 +319,7 @@ def test_interims_and_outputs(tmp_path, cli):
     assert not csv["scenario"].isna().any() and set(csv["scenario"]) == {"design", "no_effect"}
     text = (out / "protocol.md").read_text()
     assert "Interim analyses" in text and "type I error" in text and "3.6 points (Gazendam" in text
-    assert cli("design", cfg_path, "--out", out, "--quiet").code == 1  # never overwritten without --resume
+    assert cli("design", cfg_path, "--out", out, "--quiet").code == 2  # never overwritten without --resume
 
 
 def test_event_interims_vectorized(tmp_path):

@@ -142,4 +142,4 @@ def test_cli_loo_ppc_compare(cli, tmp_path):
     assert {r["statistic"] for r in ppc} == {"mean", "sd", "at_ceiling"} and len(ppc) == 12
     cmp = cli("compare", "bb", "nm", "--store", tmp_path, "--format", "json").json()
     assert {r["run"] for r in cmp} == {"bb", "nm"} and cmp[0]["elpd_diff"] == 0
-    assert cli("summarize", "bb", "--store", tmp_path, "--spread").code == 1  # not a reconstructed run
+    assert cli("summarize", "bb", "--store", tmp_path, "--spread").code == 2  # not a reconstructed run

@@ -106,7 +106,7 @@ def test_cli_writes_valid_ipd_files(cli, tmp_path):
     assert r.code == 0 and "18.14" in r.err
     for f in ("reconstruction-001.csv", "reconstruction-002.csv"):
         assert cli("data", "validate", out / f).code == 0
-    assert cli("data", "reconstruct", "--out", out, "-k", "1").code == 1  # never overwritten
+    assert cli("data", "reconstruct", "--out", out, "-k", "1").code == 2  # never overwritten
 
 
 def test_grimmer_impossibility_is_exact():

@@ -151,5 +151,5 @@ def test_cli_report_and_plot(cli, runs, tmp_path):
     out = tmp_path / "f.png"
     assert cli("plot", str(runs[0].path), "density", "--out", out).code == 0 and png_size(out)[0] == round(DOUBLE * DPI)
     bad = cli("plot", str(runs[0].path), "forrest")
-    assert bad.code == 1 and "did you mean 'forest'" in bad.err
-    assert cli("plot", str(runs[-1].path), "rates", "--out", tmp_path / "x.svg").code == 1
+    assert bad.code == 2 and "did you mean 'forest'" in bad.err
+    assert cli("plot", str(runs[-1].path), "rates", "--out", tmp_path / "x.svg").code == 2

@@ -98,7 +98,7 @@ def test_existing_run_is_not_overwritten(fitted, cli):
     tmp, cfg, path = fitted
     before = draws_hash(path)
     r = cli("fit", cfg, "--out", tmp / "models", "--quiet", "--set", "run.seed=99")
-    assert r.code == 1 and "already exists" in r.err
+    assert r.code == 2 and "already exists" in r.err and "seed 3" in r.err
     assert draws_hash(path) == before
 
 
@@ -151,7 +151,7 @@ def test_runs_list_and_summarize(fitted, cli):
 
 def test_summarize_unknown_run(cli, tmp_path):
     r = cli("summarize", "nope", "--store", tmp_path)
-    assert r.code == 1 and "no finished run" in r.err
+    assert r.code == 2 and "no finished run" in r.err
 
 
 def test_summarize_exact_agrees(fitted, cli):
@@ -170,7 +170,7 @@ def test_summarize_exact_refuses_non_conjugate(cli, tmp_path):
     assert cli("fit", cfg, "--out", tmp_path / "m", "--quiet", "--set", "model.variant=hierarchical",
                "--set", "priors.set=weakly_informative").code == 0
     r = cli("summarize", str(tmp_path / "m" / "hier"), "--exact")
-    assert r.code == 1 and "no closed form" in r.err
+    assert r.code == 2 and "no closed form" in r.err
 
 
 def test_reuse_only_what_a_refit_would_reproduce(fitted, tmp_path):

@@ -285,3 +285,43 @@ def test_unstratified_study_and_empty_cells(tmp_path):
 def _write(folder, name, text):
     (folder / name).write_text(text)
     return folder / name
+
+
+def test_design_with_three_strata_through_the_cli_and_the_api(cli, second):
+    """Power of a follow-up trial of the second study: the exact engine (sum over the 3-stratum multinomial split) equals
+    a direct computation here with the reference (t-test) rule, through the API and the CLI alike."""
+    from itertools import product
+
+    root, _ = second
+    doc = {"design": {"name": "odi-followup", "seed": 1, "study": str(root / "card.toml"), "endpoint": "odi", "engine": "exact",
+                      "sample_sizes": [30, 60]},
+           "strata": {"myeloma": 0.5, "breast": 0.3, "lung": 0.2},
+           "truth": {"odi": {"treatment_effect": {"myeloma": -4.0, "breast": -4.0, "lung": -4.0}, "sigma": 8.0}},
+           "analysis": {"prior": "reference"}}
+    ds = bs.design(doc)
+    prev = np.array([0.5, 0.3, 0.2])
+    for N in (30, 60):
+        want = 0.0
+        for k1, k2 in product(range(N + 1), repeat=2):
+            k3 = N - k1 - k2
+            if k3 < 0:
+                continue
+            n = np.array([k1, k2, k3])
+            n1 = np.floor(n / 2 + 0.5)  # the allocation sequence within each stratum
+            n0 = n - n1
+            if (n1 == 0).any() or (n0 == 0).any():
+                continue
+            v = np.sum(prev**2 * (1 / n1 + 1 / n0))
+            nu = N - 6
+            # lower is better: success when the (benefit-signed) weighted effect estimate passes the one-sided t test
+            want += stats.multinomial.pmf(n, N, prev) * stats.nct.sf(stats.t.ppf(0.975, nu), nu, 4.0 / (8.0 * np.sqrt(v)))
+        got = float(ds["success_probability"].sel(scenario="design", sample_size=N))
+        assert got == pytest.approx(want, rel=1e-8), N
+    cfg = root / "design.toml"
+    import tomli_w
+
+    cfg.write_text(tomli_w.dumps(doc))
+    r = cli("design", cfg, "--out", root / "odi-design", "--quiet", "--format", "json")
+    assert r.code == 0, r.err
+    protocol = (root / "odi-design" / "protocol.md").read_text()
+    assert "Screw fixation" in protocol and "Cement augmentation" in protocol and "histology" in protocol

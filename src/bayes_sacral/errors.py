@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Problem", "InputError", "BayesSacralError", "cap_problems", "MAX_PER_KIND"]
+__all__ = ["Problem", "InputError", "BayesSacralError", "FitFailed", "cap_problems", "MAX_PER_KIND"]
 
 #: At most this many problems of one kind are listed; the rest are counted.
 MAX_PER_KIND = 20
 
 
 class BayesSacralError(Exception):
-    """Base class of errors the CLI reports without a traceback."""
+    """Base class of errors the CLI reports in one line without a traceback: a request that cannot be met as given
+    (exit code 2, like bad input); see :class:`FitFailed` for exit code 1."""
+
+    exit_code = 2
+
+
+class FitFailed(BayesSacralError):
+    """A fit that ran but failed (exit code 1)."""
 
     exit_code = 1
 

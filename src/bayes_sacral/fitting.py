@@ -27,7 +27,7 @@ from .priors import IMPROPER, prior_text
 from .run import Run
 from .store import DEFAULT_STORE, RUN_FORMAT, versions
 
-__all__ = ["fit_run", "fit_resolved", "prepare_run", "build_run_model", "reusable_run", "mask_not_estimable"]
+__all__ = ["fit_run", "fit_resolved", "prepare_run", "check_run_data", "build_run_model", "reusable_run", "mask_not_estimable"]
 
 
 def prepare_run(run: ResolvedRun, data: StudyData | None = None) -> tuple[ModelInput, StudyData]:
@@ -35,6 +35,23 @@ def prepare_run(run: ResolvedRun, data: StudyData | None = None) -> tuple[ModelI
     if data is None:
         data = load_data(run.study, run.config.data.source, run.config.data.path, run.base_dir)
     return run.kind.prepare(data, run.spec), data
+
+
+def check_run_data(run: ResolvedRun) -> None:
+    """Everything ``fit`` checks before sampling, without sampling: the data file validates against the card and the
+    model can be built from it (empty cells, missing counts). The reconstructed route checks what a reconstruction needs."""
+    if getattr(run.options, "route", None) == "reconstructed":
+        from .data.reconstruct import cell_targets
+        from .errors import InputError, Problem
+
+        data = load_data(run.study, run.config.data.source, run.config.data.path, run.base_dir)
+        try:
+            cell_targets(data.require_summary("the reconstructed route"), run.spec.outcome)
+        except ValueError as exc:
+            raise InputError([Problem(data.path or data.label(), "reconstruction", "", str(exc))]) from None
+        return
+    inp, _ = prepare_run(run)
+    build_run_model(run, inp)
 
 
 def build_run_model(run: ResolvedRun, inp: ModelInput):

@@ -7,15 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import atomic_directory
-from .config import load_configs
-from .data.integrity import findings_frame, run_checks
-from .fitting import fit_run, reusable_run
 from .serialize import to_jsonable
-from .stats.frequentist import reproduce_from_summary, results_frame
 from .store import DEFAULT_STORE
-from .study import Study, load_study
-from .summarize import summarize_run
 
 __all__ = ["DEFAULT_REPORT_DIR", "DEFAULT_CONFIG_DIR", "run_reanalysis"]
 
@@ -33,7 +26,7 @@ def _write_table(folder: Path, stem: str, records: list[dict]) -> None:
 
 
 def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAULT_CONFIG_DIR, store: Path = DEFAULT_STORE,
-                   fit: bool = True, log=print, reuse: bool = False, study: Study | None = None) -> Path:
+                   fit: bool = True, log=print, reuse: bool = False, study=None) -> Path:
     """Data check, frequentist reproduction and every config in ``configs_dir`` fitted, written atomically to ``out_dir``.
 
     ``study``: the study whose published summaries are checked and reproduced (default: the bundled study); each config
@@ -44,6 +37,14 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
     ``reuse``, a stored run that this code would reproduce exactly (same resolved config, seed, data hash and
     versions, see :func:`~bayes_sacral.fitting.reusable_run`) is taken as it is instead of being refitted.
     """
+    from .atomic import atomic_directory
+    from .config import load_configs
+    from .data.integrity import findings_frame, run_checks
+    from .fitting import fit_run, reusable_run
+    from .stats.frequentist import reproduce_from_summary, results_frame
+    from .study import load_study
+    from .summarize import summarize_run
+
     study = study or load_study()
     sd = study.require_summary("the reanalysis")
     findings = run_checks(sd)

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import xarray as xr
 
-from .atomic import TMP_PREFIX, atomic_directory
+from .atomic import TMP_PREFIX, TargetExists, atomic_directory
 from .errors import BayesSacralError
 from .serialize import to_jsonable
 
-__all__ = ["DEFAULT_STORE", "write_run", "check_free", "find_run", "list_runs", "versions", "source_fingerprint", "RUN_FORMAT"]
+__all__ = ["DEFAULT_STORE", "write_run", "check_free", "RunExistsError", "find_run", "list_runs", "versions", "source_fingerprint", "RUN_FORMAT"]
 
 DEFAULT_STORE = Path("models")
 RUN_FORMAT = "bayes-sacral-run/1"
@@ -66,21 +66,45 @@ def source_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+class RunExistsError(BayesSacralError):
+    """A run folder of that name exists (exit code 2: choose another run.name or pass --overwrite)."""
+
+    exit_code = 2
+
+
+def _seed_of(target: Path) -> str:
+    try:
+        return str(json.loads((target / "manifest.json").read_text())["seed"])
+    except (OSError, ValueError, KeyError):
+        return "unknown"
+
+
 def check_free(target: Path, overwrite: bool = False) -> None:
     """Refuse early when a run folder already exists (the final rename checks again, exclusively)."""
     if Path(target).exists() and not overwrite:
-        raise BayesSacralError(f"run folder {target} already exists; pass --overwrite to replace it or choose another run.name")
+        raise RunExistsError(f"run folder {target} already exists (seed {_seed_of(Path(target))}); pass --overwrite to replace it "
+                             "or choose another run.name")
 
 
 def write_run(target: Path, idata: xr.DataTree, config_toml: str, manifest: dict, card_text: str, overwrite: bool = False) -> Path:
-    """Write a run folder atomically; refuses to replace an existing run unless ``overwrite``."""
+    """Write a run folder atomically; refuses to replace an existing run unless ``overwrite`` (also when another process
+    finishes the same run name first: the later one is not saved and says so)."""
     target = Path(target)
-    check_free(target, overwrite)
-    with atomic_directory(target, overwrite=overwrite) as tmp:
-        idata.to_netcdf(tmp / "idata.nc", engine="h5netcdf")
-        (tmp / "config.toml").write_text(config_toml, encoding="utf-8")
-        (tmp / "study.toml").write_text(card_text, encoding="utf-8")
-        (tmp / "manifest.json").write_text(json.dumps(to_jsonable(manifest), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    def lost() -> RunExistsError:
+        return RunExistsError(f"run folder {target} was written by another process while this fit ran (its seed: {_seed_of(target)}); "
+                              f"this fit (seed {manifest.get('seed')}) was not saved; choose another run.name or pass --overwrite")
+
+    if target.exists() and not overwrite:
+        raise lost()
+    try:
+        with atomic_directory(target, overwrite=overwrite) as tmp:
+            idata.to_netcdf(tmp / "idata.nc", engine="h5netcdf")
+            (tmp / "config.toml").write_text(config_toml, encoding="utf-8")
+            (tmp / "study.toml").write_text(card_text, encoding="utf-8")
+            (tmp / "manifest.json").write_text(json.dumps(to_jsonable(manifest), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except TargetExists:
+        raise lost() from None
     return target
 
 

@@ -35,7 +35,7 @@ def _usage_error_types() -> tuple[type, ...]:
 def _usage_message(exc) -> str:
     """One line naming the option or argument: click's message without its 'Try --help' footer."""
     msg = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-    msg = " ".join(str(msg).split())
+    msg = " ".join(str(msg).split()).replace("Value error, ", "").replace("Input should be", "must be")
     cmd = getattr(getattr(exc, "ctx", None), "command_path", None)
     return f"{msg} (see `{cmd} --help`)" if cmd else msg
 
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         rc = app(args=args, prog_name="bayes-sacral", standalone_mode=False)
     except InputError as exc:
         _print_error(f"error: {exc}")
+        return 2
+    except FileExistsError as exc:  # an output that another process finished first (atomic.TargetExists)
+        _print_error(f"error: {exc}; nothing was replaced")
         return 2
     except BayesSacralError as exc:
         _print_error(f"error: {exc}")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ..data.source import empty_cell_problems
 from ..errors import BayesSacralError, InputError
 from ..study import Study, load_study
 from .app import app
@@ -93,10 +94,16 @@ def validate(
             from ..data.summary import FORMAT_ID
 
             sd = st.read_summary(file)
+            empty = empty_cell_problems(st.card, sd.cell_sizes(), str(file))
+            if empty:
+                raise InputError(empty)
             summary = {"file": str(file), "kind": "summary", "valid": True, "rows": len(sd.frame), "format": FORMAT_ID}
         else:
             ipd = st.read_ipd(file)
             cells = ipd.cell_sizes()
+            empty = empty_cell_problems(st.card, cells, str(file))
+            if empty:
+                raise InputError(empty)
             summary = {"file": str(file), "kind": "ipd", "valid": True, "study": st.name, "patients": ipd.n_patients,
                        "cells": {st.card.cell_label(a, f): int(cells.loc[a, f]) for a in cells.index for f in cells.columns}}
     except InputError as exc:

@@ -34,8 +34,11 @@ def config_validate(
     The same checks as `fit` runs before sampling: the outcome exists in the card, the data file exists and is a file,
     the sampler backend is installed."""
     from ..config import load_configs
+    from ..fitting import check_run_data
 
     runs = load_configs(file, set_ or [])
+    for r in runs:
+        check_run_data(r)
     for r in runs:
         extra = f", overrides: {', '.join(r.overridden)}" if r.overridden else ""
         say(f"valid: {r.config.run.name} (study {r.card.name}, model {r.kind.name} on {r.spec.outcome}, priors {r.prior_set}{extra}, "
@@ -104,11 +107,33 @@ def fit(
 
 
 @runs_app.command("list")
-def runs_list(store: Path = STORE_OPT, fmt: OutputFormat = FORMAT_OPT) -> None:
+def runs_list(
+    store: Path = STORE_OPT,
+    fmt: OutputFormat = FORMAT_OPT,
+    stale: bool = typer.Option(False, "--stale", help="List the temporary folders of fits that were killed before they finished."),
+) -> None:
     """Finished runs in the store: name, study, outcome, model, priors, data, seed, status."""
+    if stale:
+        from ..atomic import stale_temporaries
+
+        rows = [{"path": str(p), "bytes": sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size}
+                for p in stale_temporaries(store)]
+        emit(rows, fmt, columns=["path", "bytes"], title=f"Unfinished temporary folders in {store}/ (remove with `bayes-sacral runs clean`)")
+        return
     rows = list_runs(store)
     cols = ["name", "study", "outcome", "kind", "variant", "prior_set", "data", "seed", "status"] if fmt is OutputFormat.table else None
     emit(rows, fmt, columns=cols, title=f"Runs in {store}/")
+
+
+@runs_app.command("clean")
+def runs_clean(store: Path = STORE_OPT) -> None:
+    """Remove the temporary folders left in the store by fits that were killed (their process no longer runs)."""
+    from ..atomic import remove_stale
+
+    removed = remove_stale(store)
+    for p in removed:
+        say(f"removed {p}")
+    say(f"{len(removed)} unfinished temporary folder{'s' if len(removed) != 1 else ''} removed from {store}")
 
 
 @app.command("summarize")

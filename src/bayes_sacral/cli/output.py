@@ -139,6 +139,10 @@ def render(records: list[dict], fmt: OutputFormat, columns: list[str] | None = N
 def emit(records: list[dict], fmt: OutputFormat, columns: list[str] | None = None, title: str | None = None,
          output: Path | None = None, float_digits: int = 4, footer: str | None = None) -> None:
     """Print records to stdout, or write them atomically to ``output`` (a table becomes plain text)."""
+    if output is not None and Path(output).is_dir():
+        from ..errors import InputError, Problem
+
+        raise InputError([Problem(str(output), "--output", str(output), "is a folder; give the name of a file to write")])
     text = render(records, fmt, columns, title, float_digits, width_=200 if output is not None else None)
     if fmt is OutputFormat.table and footer:
         text += "\n" + footer + "\n"

@@ -9,7 +9,7 @@ from ..errors import InputError, Problem
 from .ipd import IPDData
 from .summary import SummaryData
 
-__all__ = ["StudyData", "load_data", "resolve_path"]
+__all__ = ["StudyData", "load_data", "resolve_path", "empty_cell_problems"]
 
 
 @dataclass
@@ -78,3 +78,25 @@ def load_data(study, source: str, path: str | None = None, base_dir: Path | None
     if source == "ipd":
         return StudyData.from_ipd(study, study.read_ipd(p))
     raise InputError([Problem("<config>", "data.source", repr(source), "must be published | summary | ipd")])
+
+
+def empty_cell_problems(card, counts, where: str) -> list[Problem]:
+    """Arm × stratum cells without patients, as problems (the same rule ``data validate``, ``reproduce`` and ``fit`` apply).
+
+    ``counts``: a DataArray with dims (arm, the strata) or a crosstab DataFrame with arms as rows; NaN (not reported) is
+    not empty.
+    """
+    import numpy as np
+
+    out = []
+    for a in card.arm_levels:
+        for lev in card.stratum_levels:
+            try:
+                n = counts.sel({"arm": a, card.stratum_dim: lev}).item() if hasattr(counts, "sel") else counts.loc[a, lev]
+            except KeyError:
+                n = 0
+            if n is not None and not (isinstance(n, float) and np.isnan(n)) and int(n) == 0:
+                out.append(Problem(where, f"cell {card.cell_label(a, lev)}", "0 patients",
+                                   "every arm × stratum cell needs patients; models refuse an empty cell unless model.allow_empty_cells = true, "
+                                   "and then report its estimands as not estimable"))
+    return out

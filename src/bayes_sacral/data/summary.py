@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import InputError, Problem
+from ..errors import InputError, Problem, cap_problems
 from ..study.card import UNSTRATIFIED_LEVEL, StudyCard
 from ..suggest import did_you_mean
 
@@ -305,7 +305,7 @@ def parse_summary(text: str, card: StudyCard, fname: str = "<summary>", sha256: 
     if not records and not problems:
         problems.append(Problem(fname, "rows", "", "the file has a header but no data rows"))
     if problems:
-        raise InputError(problems)
+        raise InputError(cap_problems(problems))
 
     frame = pd.DataFrame.from_records(records)
     if not card.stratified:
@@ -326,7 +326,15 @@ def _validate_row(row: dict, rec_no: int, line_no: int, fname: str, problems: li
     def bad(col: str, rule: str) -> None:
         problems.append(Problem(fname, f"{where}, column '{col}'", repr(row[col]), rule))
 
-    r = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
+    # one rule for every data file: codes and numbers are taken as written, so surrounding spaces are an error
+    # (free-text columns: source, label, printed, comparison, note, are kept as written too)
+    coded = ("id", "quantity", "arm", card.stratum_dim, "time", "category", "statistic", "relation", "value", "decimals", "unit", "n")
+    for col in coded:
+        v = row.get(col)
+        if isinstance(v, str) and v != v.strip():
+            problems.append(Problem(fname, f"{where}, column '{col}'", repr(v), f"has surrounding spaces; did you mean '{v.strip()}'?",
+                                    kind=f"{col}: spaces"))
+    r = {k: (v.strip() if isinstance(v, str) and k in coded else v) for k, v in row.items()}  # further rules see the code
     for col in (*REQUIRED_COLUMNS, *((card.stratum_dim,) if card.stratified else ())):
         if col != "value" and r[col] == "":
             problems.append(Problem(fname, f"{where}, column '{col}'", "", "is required and empty"))

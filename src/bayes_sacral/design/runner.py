@@ -106,17 +106,54 @@ def _load_batch(folder: Path, task: Task) -> dict:
         return {k: z[k] for k in BATCH_FIELDS}
 
 
-def _execute(tasks: list[Task], job: Job, folder: Path, scheduler: str | None, workers: int, on_done) -> None:
+#: Seconds to wait for a Dask scheduler before giving up.
+SCHEDULER_TIMEOUT_S = 3
+
+
+def connect_scheduler(scheduler: str):
+    """A Dask client for ``scheduler`` (an address), or an input error naming the option within a few seconds."""
+    from dask.distributed import Client
+
+    from ..errors import InputError, Problem
+
+    try:
+        return Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise InputError([Problem("<command line>", "--scheduler", repr(scheduler),
+                                  f"no Dask scheduler answered within {SCHEDULER_TIMEOUT_S} s ({reason}); nothing was written")]) from None
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Worker initializer: exit as soon as the process that started the design is gone (no orphans after a SIGKILL)."""
+    import threading
+
+    def watch():
+        while True:
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # pragma: no cover - a pid reused by another user's process
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True, name="bayes-sacral-parent-watch").start()
+
+
+def _execute(tasks: list[Task], job: Job, folder: Path, scheduler: str | None, workers: int, on_done, client=None) -> None:
     if scheduler is not None:
         from dask.distributed import Client, LocalCluster
         from dask.distributed import as_completed as dask_completed
 
         cluster = None
-        if scheduler == "local":
+        if client is not None:
+            pass
+        elif scheduler == "local":
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
             client = Client(cluster)
         else:
-            client = Client(scheduler)
+            client = connect_scheduler(scheduler)
         try:
             job_f = client.scatter(job, broadcast=True)
             futs = {client.submit(run_task, job_f, t, pure=False): t for t in tasks}
@@ -137,7 +174,8 @@ def _execute(tasks: list[Task], job: Job, folder: Path, scheduler: str | None, w
     import multiprocessing as mp
 
     # forkserver: forking a process that already runs threads (BLAS, Dask, nutpie) can deadlock the child
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("forkserver")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("forkserver"), initializer=_watch_parent,
+                             initargs=(os.getpid(),)) as pool:
         futs = {pool.submit(run_task, job, t): t for t in tasks}
         for fut in as_completed(futs):
             t = futs[fut]
@@ -258,6 +296,8 @@ def run_design(cfg: DesignConfig, out: Path | None = None, scheduler: str | None
     log = log or (lambda m: None)
     config_text = design_to_toml(cfg)
     card_text = cfg.card.text
+    # reach a remote scheduler before anything is written, so a bad address leaves nothing behind
+    client = connect_scheduler(scheduler) if scheduler not in (None, "local") else None
     if out is not None:
         out = Path(out)
         if out.exists() and not resume:
@@ -308,7 +348,7 @@ def run_design(cfg: DesignConfig, out: Path | None = None, scheduler: str | None
                 if progress:
                     progress(done_trials, total, f"{engine}: {t.scenario} n = {t.n}")
 
-            _execute(todo, job, folder, scheduler, workers, on_done)
+            _execute(todo, job, folder, scheduler, workers, on_done, client)
             return _aggregate(cfg, ctx, tasks, folder, engine, note)
 
         if out is not None:
