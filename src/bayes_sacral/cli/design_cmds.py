@@ -37,7 +37,6 @@ def design(
     from ..design.config import load_design
     from ..design.output import tidy
     from ..design.runner import run_design
-
     from ..study import load_study
 
     cfg = load_design(config, set_ or [], study=load_study(study) if study is not None else None)

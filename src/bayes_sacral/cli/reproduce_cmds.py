@@ -28,7 +28,12 @@ def reproduce(
     with --ipd also the ANCOVA on patient data."""
     from ..data.source import empty_cell_problems
     from ..errors import InputError
-    from ..stats.frequentist import ANCOVA_NOTE, reproduce_from_ipd, reproduce_from_summary, results_frame
+    from ..stats.frequentist import (
+        ANCOVA_NOTE,
+        reproduce_from_ipd,
+        reproduce_from_summary,
+        results_frame,
+    )
 
     st = study_option(study)
     sd = summary_of(st, dataset) if (ipd is None or st.summary_path is not None or dataset is not None) else None
