@@ -184,12 +184,13 @@ def test_ipd_route_equals_the_student_t_of_ols(second):
 
 
 def test_summary_route_is_behrens_fisher_per_stratum(cli, second):
-    """Reference priors, no pooling, one SD per cell: the difference in mean change of each stratum is Behrens-Fisher
-    (flat means, Jeffreys SDs) of the rounded published change means and SDs."""
+    """Reference priors, no pooling, one SD per cell, slope held at 1 (the change-score model): the difference in mean
+    change of each stratum is Behrens-Fisher (flat means, Jeffreys SDs) of the rounded published change means and SDs."""
     root, df = second
     cfg = root / "summary.toml"
     cfg.write_text('[run]\nname = "odi-summary"\nseed = 4\n[data]\nstudy = "card.toml"\nsource = "published"\n'
                    '[model]\nkind = "score"\npooling = "none"\nsigma = "by_cell"\n[priors]\nset = "reference"\n'
+                   'preop_slope = { dist = "Normal", mu = 1.0, sigma = 0.001 }\n'
                    "[sampler]\ndraws = 3000\ntune = 1500\nchains = 2\nprior_draws = 0\ntarget_accept = 0.95\n")
     r = cli("fit", cfg, "--out", root / "models", "--quiet")
     assert r.code == 0, r.err

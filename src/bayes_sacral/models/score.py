@@ -16,10 +16,12 @@ with one stratum there is one effect and no interaction.
 Routes into the same estimands:
 
 - ``ipd``: validated patient-level data (patients without both scores are left out, and the run says how many);
-- ``summary``: the exact likelihood of each cell's sufficient statistics under normality, cell mean change ~
-  Normal(theta_c, sigma/√n_c) and (n_c − 1)s_c²/sigma² ~ χ²(n_c − 1), where theta_c = intercept[s] − m +
-  treatment_effect[s]·T + (preop_slope − 1)(mean pre_c − m). The covariate enters only through the cell means, so
-  ``preop_slope`` is weakly identified;
+- ``summary``: the exact likelihood of each cell's sufficient statistics under the patient-level model with a normal
+  pre-treatment score: cell mean change ~ Normal(theta_c, sigma/√n_c) given the cell's pre-treatment mean, with
+  theta_c = intercept[s] − m + treatment_effect[s]·T + (preop_slope − 1)(mean pre_c − m), and (n_c − 1)s_c²/v_c ~
+  χ²(n_c − 1) for the SD of change, v_c = sigma² + (1 − preop_slope)²·pre_sd_c² (``pre_sd``: the within-cell SD of the
+  pre-treatment score, from reported pre SDs where the source gives them, else its prior). ``preop_slope`` is weakly
+  identified from summaries;
 - ``reconstructed``: K patient-level data sets reconstructed from the summaries, the IPD model fitted to each
   (compiled once) and the draws pooled, with the between-reconstruction spread reported.
 
@@ -48,6 +50,7 @@ from .base import (
     PriorSet,
     check_cells,
     declared_prior_sets,
+    grid_prior_sets,
     reconstructed_input,
 )
 from .blocks import pooled_effect, pooled_effect_params, pooling_of, stratum_contrasts
@@ -111,11 +114,14 @@ def _prior_sets(spec: ModelSpec) -> dict[str, PriorSet]:
                                                    f"anywhere in {o.min}-{o.max}"),
                                    "preop_slope": _N(0, 1, "post-treatment points per pre-treatment point; 1 = change-score model"),
                                    "sigma": _HN(R / 3, f"residual SD up to about {_g(2 * R / 3)} {unit}"),
+                                   "pre_sd": _HN(R / 6, f"within-cell SD of the pre-treatment score (a prior where the source reports none): "
+                                                 f"mostly below {_g(R / 3)} {unit}"),
                                    "nu": PriorSpec("Gamma", {"alpha": 2.0, "beta": 0.1}, "Juárez & Steel (2010) prior for t degrees of freedom")},
             "reference": {"intercept": PriorSpec("Flat", {}, "improper flat prior (classical reference)"),
                           "preop_slope": _N(0, 10, "vague but proper: the summary route cannot identify it from the data"),
                           "sigma": PriorSpec("Jeffreys", {}, "Jeffreys' p(sigma) ∝ 1/sigma: with flat location priors the posterior "
                                              "of a cell mean is Student's t, the classical answer"),
+                          "pre_sd": _HN(R / 6, "within-cell SD of the pre-treatment score; proper, since the summaries may not report it"),
                           "nu": PriorSpec("Gamma", {"alpha": 2.0, "beta": 0.1}, "Juárez & Steel (2010)")},
         }
     else:
@@ -156,6 +162,12 @@ def _prior_sets(spec: ModelSpec) -> dict[str, PriorSet]:
             pri[pname] = loc if role == "location" else scale
         src = o.mcid.source if (name in ("skeptical", "enthusiastic") and o.mcid is not None) else ""
         out[name] = PriorSet(name, descriptions[name], pri, source=src)
+    # the standard grid around the weakly informative set: points (normal, student_t) or logits (beta-binomial)
+    locations = [p for p, _s, _d, role in pooled_effect_params(prefix, spec) if role == "location"]
+    if bb:
+        out.update(grid_prior_sets(spec, out["weakly_informative"], locations, 2.0, (mcid / (R * 0.24)) if mcid else None, "logits"))
+    else:
+        out.update(grid_prior_sets(spec, out["weakly_informative"], locations, R / 6, mcid, unit))
     out.update(declared_prior_sets(spec, "score", spec.options.likelihood))
     return out
 
@@ -163,6 +175,8 @@ def _prior_sets(spec: ModelSpec) -> dict[str, PriorSet]:
 def _params_list(spec: ModelSpec) -> list[tuple[str, str, tuple[str, ...], str]]:
     bb = spec.options.likelihood == "beta_binomial"
     out = [("intercept", "real", (spec.sdim,), ""), ("preop_slope", "real", (), "")]
+    if spec.options.route == "summary":
+        out.append(("pre_sd", "positive", ("arm", spec.sdim), ""))
     if bb:
         out.append(("phi", "positive", (), ""))
     else:
@@ -215,6 +229,7 @@ class ScoreModel(ModelKind):
         unit = "logits" if bb else spec.o.unit
         o = spec.o
         desc = {"intercept": f"expected post-treatment score of a control patient at pre-treatment {_g(o.midpoint)} ({unit})",
+                "pre_sd": f"within-cell SD of the pre-treatment score ({o.unit})",
                 "preop_slope": f"per pre-treatment point ({unit})", "phi": "beta-binomial precision",
                 "sigma": f"residual SD ({o.unit})", "nu": "Student-t degrees of freedom"}
         out = {n: PriorParam(n, sup, dims, desc[n]) for n, sup, dims, _ in _params_list(spec)}
@@ -252,7 +267,7 @@ class ScoreModel(ModelKind):
         return "ipd" if data_source == "ipd" else "summary"
 
     def observed_names(self):
-        return ["post_obs", "cell_change_mean_obs", "cell_change_var_obs"]
+        return ["post_obs", "cell_change_mean_obs", "cell_change_var_obs", "cell_pre_var_obs"]
 
     def data_map(self, spec) -> dict[str, str]:
         """pm.Data container -> patient-level Dataset variable (what a refit to another data set replaces)."""
@@ -392,13 +407,19 @@ class ScoreModel(ModelKind):
             raise InputError([Problem(where, ", ".join(small), "n = 1", "every cell needs n >= 2 for an SD of change")])
         # an empty cell contributes nothing (n = 0 drops out of the likelihood below)
         fill = {"pre": spec.o.midpoint, "post": spec.o.midpoint, "sd": 1.0}
+        pre_sd = sc["pre_sd"]
         out = xr.Dataset({"n": n.fillna(0), "pre_mean": pre.fillna(fill["pre"]), "post_mean": post.fillna(fill["post"]),
-                          "change_mean": (post - pre).fillna(0.0), "change_sd": sd.fillna(fill["sd"])})
+                          "change_mean": (post - pre).fillna(0.0), "change_sd": sd.fillna(fill["sd"]),
+                          "pre_sd": pre_sd.fillna(0.0), "pre_sd_reported": pre_sd.notnull() & (n > 1)})
+        n_pre = int(out["pre_sd_reported"].sum())
         notes = [f"summary route: each cell's mean change is the reported post − pre mean (to the reported decimals) and its SD of "
                  f"change the reported value (percent of the range converted to {spec.o.unit}); both are treated as exact",
-                 "summary route: the pre-treatment covariate enters only through the cell means, so preop_slope is weakly "
-                 "identified (its posterior stays close to its prior), and the SD of change stands in for the residual SD "
-                 "(exact when preop_slope = 1)"]
+                 "summary route: under the patient-level model with a normal pre-treatment score, the variance of change in a cell is "
+                 "sigma² + (1 − preop_slope)²·pre_sd², so the reported SDs of change inform sigma and the slope together; the "
+                 "pre-treatment covariate's mean enters through the cell means, so preop_slope remains weakly identified",
+                 (f"summary route: the within-cell SD of the pre-treatment score is reported in {n_pre} cell(s) and has the prior "
+                  "stated with the run elsewhere" if n_pre else "summary route: the within-cell SD of the pre-treatment score is not "
+                  "reported; it has the prior stated with the run (pre_sd)")]
         return out, notes, bad
 
     # ---------------------------------------------------------------- model
@@ -481,17 +502,31 @@ class ScoreModel(ModelKind):
             slope = make_prior("preop_slope", priors["preop_slope"], (), coords)
             te = pooled_effect("treatment_effect", priors, spec, coords)
             sigma = make_prior("sigma", priors["sigma"], ("arm", sdim) if spec.options.sigma == "by_cell" else (), coords)
+            pre_sd = make_prior("pre_sd", priors["pre_sd"], ("arm", sdim), coords)
             treat = pt.as_tensor_variable(np.array([1.0, 0.0]))[:, None]
             theta = pm.Deterministic("expected_change", (intercept[None, :] - o.midpoint) + te[None, :] * treat
                                      + (slope - 1.0) * (cpre - o.midpoint), dims=("arm", sdim))
+            sig = sigma * pt.ones((2, spec.K))
+            # change_i = theta + (slope - 1)(pre_i - mean pre) + e_i: given the pre values the mean change has SD sigma/sqrt(n);
+            # with a normal pre-treatment score the sample variance of change is independent of the means and
+            # (n - 1) s^2 / v ~ chi^2(n - 1), v = sigma^2 + (1 - slope)^2 pre_sd^2, i.e. s^2 ~ Gamma((n - 1)/2, (n - 1)/(2 v))
+            v = sig**2 + (1.0 - slope) ** 2 * pre_sd**2
+            pm.Deterministic("change_sd_expected", pt.sqrt(v), dims=("arm", sdim))
             if has.all():
-                pm.Normal("cell_change_mean", mu=theta, sigma=sigma / pt.sqrt(cn), observed=chg, dims=("arm", sdim))
-                # (n - 1) s^2 / sigma^2 ~ chi^2(n - 1), i.e. s^2 ~ Gamma(shape (n - 1)/2, rate (n - 1)/(2 sigma^2))
-                pm.Gamma("cell_change_var", alpha=(cn - 1) / 2, beta=(cn - 1) / (2 * sigma**2), observed=var, dims=("arm", sdim))
+                pm.Normal("cell_change_mean", mu=theta, sigma=sig / pt.sqrt(cn), observed=chg, dims=("arm", sdim))
+                pm.Gamma("cell_change_var", alpha=(cn - 1) / 2, beta=(cn - 1) / (2 * v), observed=var, dims=("arm", sdim))
             else:  # empty cells contribute nothing
-                sig = sigma * pt.ones((2, spec.K))
                 pm.Potential("cell_change_mean", (present * pm.logp(pm.Normal.dist(theta, sig / pt.sqrt(cn)), chg)).sum())
-                pm.Potential("cell_change_var", (present * pm.logp(pm.Gamma.dist(alpha=(cn - 1) / 2, beta=(cn - 1) / (2 * sig**2)), var)).sum())
+                pm.Potential("cell_change_var", (present * pm.logp(pm.Gamma.dist(alpha=(cn - 1) / 2, beta=(cn - 1) / (2 * v)), var)).sum())
+            rep = d["pre_sd_reported"].values.astype(bool)
+            if rep.any():
+                ai, si = np.nonzero(rep)
+                coords_rep = {"reported_pre_sd": [f"{spec.arms[a]}, {spec.levels[j]}" for a, j in zip(ai, si, strict=True)]}
+                m.add_coords(coords_rep)
+                pvar = pm.Data("cell_pre_var_obs", d["pre_sd"].values[rep] ** 2, dims="reported_pre_sd")
+                n_rep = n[rep]
+                pm.Gamma("cell_pre_var", alpha=(n_rep - 1) / 2, beta=(n_rep - 1) / (2 * pre_sd[ai, si] ** 2), observed=pvar,
+                         dims="reported_pre_sd")
             self._derived(te, w, cpre, slope, spec)
         return m
 
