@@ -107,7 +107,7 @@ def fit_resolved(run: ResolvedRun, data: StudyData | None = None, log=None, prog
         datasets = [{n: rep[v].values for n, v in names.items() if n in model.named_vars} for rep in inp.replicates]
         log(f"  {len(datasets)} {inp.replicate_dim}s, one compiled model")
         idata, t_sample, diags = sample_replicates(model, datasets, settings, cfg.run.seed, inp.replicate_dim)
-        diag = combine_diagnostics(diags, idata["posterior"].sizes["chain"])
+        diag = combine_diagnostics(diags, settings.chains)
         observed = {rv.name: names[data] for rv, data in _observed_data_names(model).items()}
         idata = _with_replicate_groups(idata, inp, check_vars, observed)
         replicate_info = {"dim": inp.replicate_dim, "count": len(datasets), "statuses": [d.status for d in diags]}

@@ -316,16 +316,18 @@ def sample_replicates(model: pm.Model, datasets: list[dict[str, np.ndarray]], se
 
 
 def combine_diagnostics(diags: list[Diagnostics], chains: int) -> Diagnostics:
-    """Diagnostics of pooled replicate fits.
+    """Diagnostics of pooled replicate fits (e.g. reconstructed data sets), each judged as its own posterior.
 
-    R-hat is judged within each block (each block is its own posterior). The pooled summaries average over blocks,
-    so their effective sample size is the sum of the blocks' ESS; the sum of each block's smallest ESS is used, a
-    lower bound. Divergences add up; E-BFMI is the smallest of any block.
+    R-hat and ESS are computed within each data set and the worst is reported (chains of different data sets are not
+    chains of one posterior, so an R-hat across them would measure the spread between data sets, not convergence);
+    ``chains`` is the number of chains per data set. Divergences add up; E-BFMI is the smallest of any data set.
     """
     worst = max(diags, key=lambda d: d.max_r_hat)
+    bulk = min(diags, key=lambda d: d.min_ess_bulk)
+    tail = min(diags, key=lambda d: d.min_ess_tail)
     div = sum(d.divergences for d in diags)
     total_draws = sum(d.divergences / d.divergence_fraction for d in diags if d.divergence_fraction)
     frac = div / total_draws if div and total_draws else 0.0
     return judge(worst.max_r_hat, f"{worst.worst_r_hat_variable} (data set {diags.index(worst) + 1})",
-                 float(sum(d.min_ess_bulk for d in diags)), "sum over data sets", float(sum(d.min_ess_tail for d in diags)),
-                 "sum over data sets", div, frac, float(np.nanmin([d.min_bfmi for d in diags])), chains)
+                 bulk.min_ess_bulk, f"{bulk.worst_ess_variable} (data set {diags.index(bulk) + 1})", tail.min_ess_tail,
+                 f"data set {diags.index(tail) + 1}", div, frac, float(np.nanmin([d.min_bfmi for d in diags])), chains)

@@ -8,7 +8,42 @@ import xarray as xr
 __all__ = ["summarize_posterior", "summarize_run", "SUMMARY_COLUMNS", "element_name", "parse_element"]
 
 SUMMARY_COLUMNS = ["name", "mean", "sd", "median", "hdi_low", "hdi_high", "eti_low", "eti_high", "prob_gt_0", "prob_benefit",
-                   "r_hat", "ess_bulk", "ess_tail", "mcse_mean"]
+                   "r_hat", "ess_bulk", "ess_tail", "mcse_mean", "mcse_interval"]
+#: Added for draws pooled over several data sets (reconstructions): the share of the posterior variance between them.
+BETWEEN_COLUMN = "between_share"
+
+
+def _block_diagnostics(da: xr.DataArray, blocks: np.ndarray):
+    """R-hat, bulk and tail ESS and MCSE of the mean computed within each block of chains (one data set each): the worst
+    R-hat and ESS over blocks, the MCSE of the pooled mean, and the between-block share of the variance."""
+    import arviz as az
+
+    rh, eb, et, mc, mq, means, variances = [], [], [], [], [], [], []
+    for k in np.unique(blocks):
+        sub = da.isel(chain=np.flatnonzero(blocks == k))
+        rh.append(az.rhat(sub) if sub.sizes["chain"] > 1 else xr.full_like(sub.isel(chain=0, draw=0), np.nan))
+        eb.append(az.ess(sub, method="bulk"))
+        et.append(az.ess(sub, method="tail"))
+        mc.append(az.mcse(sub, method="mean"))
+        mq.append(_interval_mcse(sub))
+        means.append(sub.mean(("chain", "draw")))
+        variances.append(sub.var(("chain", "draw")))
+    K = len(means)
+    cat = lambda xs: xr.concat(xs, "block")  # noqa: E731
+    between = cat(means).var("block", ddof=1) if K > 1 else xr.zeros_like(means[0])
+    within = cat(variances).mean("block")
+    share = between / (between + within)
+    return (cat(rh).max("block"), cat(eb).min("block"), cat(et).min("block"), np.sqrt((cat(mc) ** 2).sum("block")) / K, share,
+            np.sqrt((cat(mq) ** 2).sum("block")) / K)
+
+
+def _interval_mcse(da: xr.DataArray, prob: float = 0.95) -> xr.DataArray:
+    """The larger Monte Carlo standard error of the two equal-tailed interval endpoints."""
+    import arviz as az
+
+    lo = az.mcse(da, method="quantile", prob=(1 - prob) / 2)
+    hi = az.mcse(da, method="quantile", prob=1 - (1 - prob) / 2)
+    return np.maximum(lo, hi)
 
 
 def element_name(var: str, labels: list[str]) -> str:
@@ -48,7 +83,9 @@ def summarize_posterior(posterior: xr.Dataset, var_names: list[str], prob: float
     -------
     list of dict
         Keys :data:`SUMMARY_COLUMNS`, then ``prob_beyond_<name>`` per threshold, then ``note`` when any element is not
-        estimable.
+        estimable. For draws pooled over data sets (a ``reconstruction`` coordinate on ``chain``), R-hat and ESS are the
+        worst over the data sets, each computed within its own chains, ``mcse_mean`` is the Monte Carlo error of the
+        pooled mean, and ``between_share`` is the share of the posterior variance between the data sets.
     """
     import arviz as az
 
@@ -62,10 +99,16 @@ def summarize_posterior(posterior: xr.Dataset, var_names: list[str], prob: float
         extra_dims = [d for d in da.dims if d not in ("chain", "draw")]
         has_chains = da.sizes.get("chain", 1) > 1
         finite_all = bool(np.isfinite(da.values).all())
-        rhat = az.rhat(da) if has_chains and finite_all else None
-        ess_b = az.ess(da, method="bulk") if finite_all else None
-        ess_t = az.ess(da, method="tail") if finite_all else None
-        mcse = az.mcse(da, method="mean") if finite_all else None
+        blocks = da["reconstruction"].values if "reconstruction" in da.coords else None
+        share = None
+        if blocks is not None and finite_all:
+            rhat, ess_b, ess_t, mcse, share, mcse_q = _block_diagnostics(da, blocks)
+        else:
+            rhat = az.rhat(da) if has_chains and finite_all else None
+            ess_b = az.ess(da, method="bulk") if finite_all else None
+            ess_t = az.ess(da, method="tail") if finite_all else None
+            mcse = az.mcse(da, method="mean") if finite_all else None
+            mcse_q = _interval_mcse(da, prob) if finite_all else None
         stacked = da.stack(sample=("chain", "draw")).transpose(*extra_dims, "sample")
         index = list(np.ndindex(*[da.sizes[d] for d in extra_dims])) if extra_dims else [()]
         d = directions.get(v)
@@ -104,7 +147,10 @@ def summarize_posterior(posterior: xr.Dataset, var_names: list[str], prob: float
                 "prob_benefit": (float(np.mean(d * x > 0)) if d else None),
                 "r_hat": diag(rhat), "ess_bulk": diag(ess_b), "ess_tail": diag(ess_t),
                 "mcse_mean": diag(mcse) if not no_mom else np.nan,
+                "mcse_interval": diag(mcse_q),
             }
+            if blocks is not None:
+                row[BETWEEN_COLUMN] = diag(share)
             for tname, (value, tvars) in thresholds.items():
                 if v not in tvars:
                     row[f"prob_beyond_{tname}"] = None
