@@ -287,9 +287,21 @@ def expand(raw: dict, fname: str, over_paths: dict[str, str] | None = None, base
     if not isinstance(sweep, dict):
         raise InputError([Problem(fname, "sweep", repr(sweep), "must be a table of key.path = [values]")])
     flat = _flatten(sweep)
+    if flat.get("priors.set") == "grid":
+        # the standard grid of this model: a probe resolution with its default priors says which sets it has
+        probe = copy.deepcopy(raw)
+        if isinstance(probe.get("priors"), dict):
+            probe["priors"].pop("set", None)
+        run = resolve(probe, fname, over_paths, base_dir=base_dir, study=study, data_in_memory=True)
+        names = run.kind.grid(run.spec)
+        if not names:
+            raise InputError([Problem(fname, "sweep.priors.set", "'grid'", f"model {run.kind.name} has no treatment-effect location "
+                                      "prior for the standard grid (it has: " + ", ".join(run.kind.prior_sets(run.spec)) + ")")])
+        flat["priors.set"] = names
     for k, v in flat.items():
         if not isinstance(v, list) or not v:
-            problems.append(Problem(fname, f"sweep.{k}", repr(v), "a sweep key takes a non-empty list of values"))
+            problems.append(Problem(fname, f"sweep.{k}", repr(v), "a sweep key takes a non-empty list of values (or \"grid\" for "
+                                                                  "priors.set: the standard prior grid)"))
     if problems:
         raise InputError(problems)
     combos = list(itertools.product(*flat.values())) if flat else [()]

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..data.source import StudyData
 
 __all__ = ["PriorSet", "ModelInput", "ModelKind", "KindOptions", "ModelSpec", "reconstructed_input", "declared_prior_sets",
-           "check_cells", "CONTRAST_DIM"]
+           "check_cells", "CONTRAST_DIM", "grid_prior_sets", "grid_names", "GRID_POSITIONS", "GRID_STRENGTHS"]
 
 #: Dim of contrasts between a stratum level and the reference (first) level: labels "<level> vs <reference>".
 CONTRAST_DIM = "contrast"
@@ -156,6 +156,44 @@ def reconstructed_input(study: StudyData, spec: ModelSpec, to_dataset, descripti
     return ModelInput(reps[0], notes, replicates=reps, replicate_dim="reconstruction")
 
 
+#: The standard sensitivity grid (e.g. Zampieri et al., AJRCCM 2021): where the treatment-effect prior is centred...
+GRID_POSITIONS = ("neutral", "optimistic", "pessimistic")
+#: ...and how strongly, as the number of patients (randomised 1:1) whose data the prior is worth.
+GRID_STRENGTHS = {"weak": 10, "moderate": 30, "strong": 100}
+
+
+def grid_names(has_mcid: bool) -> list[str]:
+    """Names of the grid's prior sets: position_strength (only the neutral row without an MCID to centre the others on)."""
+    positions = GRID_POSITIONS if has_mcid else GRID_POSITIONS[:1]
+    return [f"{p}_{s}" for p in positions for s in GRID_STRENGTHS]
+
+
+def grid_prior_sets(spec: ModelSpec, base: PriorSet, location_params: list[str], sd_per_patient: float, mcid: float | None,
+                    unit: str) -> dict[str, PriorSet]:
+    """The standard prior grid: ``base`` with the treatment effect's location prior replaced by Normal(centre, sd).
+
+    centre: 0 (neutral), one MCID of benefit (optimistic) or of harm (pessimistic), in the direction of benefit;
+    sd: ``sd_per_patient`` · sqrt(4 / n0), the standard error of a difference between two arms of n0/2 patients each, with
+    n0 = 10 (weak), 30 (moderate) or 100 (strong).
+    """
+    d = spec.o.direction
+    out = {}
+    for name in grid_names(mcid is not None):
+        pos, strength = name.split("_")
+        n0 = GRID_STRENGTHS[strength]
+        sd = sd_per_patient * (4 / n0) ** 0.5
+        centre = {"neutral": 0.0, "optimistic": d * (mcid or 0.0), "pessimistic": -d * (mcid or 0.0)}[pos]
+        why = (f"{pos} ({'no effect' if pos == 'neutral' else f'{centre:+.3g} {unit}: one MCID of ' + ('benefit' if pos == 'optimistic' else 'harm')}), "
+               f"{strength}: worth {n0} patients (sd {sd:.3g} {unit})")
+        pri = dict(base.priors)
+        for p in location_params:
+            pri[p] = PriorSpec("Normal", {"mu": float(centre), "sigma": float(sd)}, why)
+        out[name] = PriorSet(name, f"Standard grid: treatment effect {why}; other priors as {base.name}.", pri,
+                             source="grid of neutral/optimistic/pessimistic priors at weak/moderate/strong strength (Zampieri et al., "
+                                    "Am J Respir Crit Care Med 2021)")
+    return out
+
+
 def declared_prior_sets(spec: ModelSpec, kind: str, variant: str | None = None) -> dict[str, PriorSet]:
     """Study-specific prior sets the card declares for this outcome and kind (and variant)."""
     out = {}
@@ -191,6 +229,12 @@ class ModelKind:
 
     def default_prior_set(self, spec: ModelSpec) -> str:
         return next(iter(self.prior_sets(spec)))
+
+    def grid(self, spec: ModelSpec) -> list[str]:
+        """Names of this model's standard-grid prior sets (empty when it has no treatment-effect location prior)."""
+        from .base import GRID_STRENGTHS
+
+        return [n for n in self.prior_sets(spec) if n.rsplit("_", 1)[-1] in GRID_STRENGTHS and n.split("_")[0] in GRID_POSITIONS]
 
     def prepare(self, study: StudyData, spec: ModelSpec) -> ModelInput:
         raise NotImplementedError

@@ -28,6 +28,7 @@ from .base import (
     PriorSet,
     check_cells,
     declared_prior_sets,
+    grid_prior_sets,
 )
 from .blocks import pooled_effect, pooled_effect_params, pooling_of
 from .conjugate import BetaPosterior, beta_row, difference_row
@@ -116,6 +117,16 @@ def _hierarchical_sets(spec: ModelSpec) -> dict[str, PriorSet]:
         for pname, _sup, _dims, role in pooled_effect_params("log_odds_ratio", spec):
             pri[pname] = loc if role == "location" else scale
         sets[name] = PriorSet(name, desc, pri)
+    # the standard grid on the log odds ratio: one patient's information about a log odds is about p(1 - p) (p = 0.2
+    # for adverse events, 0.5 otherwise); the MCID (a risk difference) becomes a log odds ratio at that control rate
+    p0 = 0.2 if adverse else 0.5
+    mcid = spec.o.mcid.value if spec.o.mcid is not None else None
+    lor = None
+    if mcid is not None:
+        p1 = min(max(p0 + spec.o.direction * mcid, 0.01), 0.99)
+        lor = abs(np.log(p1 / (1 - p1)) - np.log(p0 / (1 - p0)))
+    locations = [p for p, _s, _d, role in pooled_effect_params("log_odds_ratio", spec) if role == "location"]
+    sets.update(grid_prior_sets(spec, sets["weakly_informative"], locations, (1 / (p0 * (1 - p0))) ** 0.5, lor, "logits"))
     sets.update(declared_prior_sets(spec, "events", "hierarchical"))
     return sets
 

@@ -26,6 +26,7 @@ from .base import (
     PriorSet,
     check_cells,
     declared_prior_sets,
+    grid_prior_sets,
 )
 from .blocks import (
     cumulative_probs,
@@ -106,6 +107,10 @@ class OrdinalModel(ModelKind):
             for pname, _s, _d, role in pooled_effect_params("ordinal_log_odds_ratio", spec):
                 pri[pname] = loc if role == "location" else scale
             sets[name] = PriorSet(name, desc, pri)
+        # the standard grid (neutral row only: an ordinal outcome has no MCID); a patient carries about a quarter unit of
+        # information about a log odds ratio at the centre of the scale
+        locations = [p for p, _s, _d, role in pooled_effect_params("ordinal_log_odds_ratio", spec) if role == "location"]
+        sets.update(grid_prior_sets(spec, sets["weakly_informative"], locations, 2.0, None, "logits"))
         sets.update(declared_prior_sets(spec, "ordinal", "ordered_logit"))
         return sets
 

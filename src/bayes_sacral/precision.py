@@ -1,0 +1,71 @@
+"""Numbers printed to the precision their Monte Carlo error supports.
+
+A posterior summary from MCMC is an estimate with a Monte Carlo standard error (MCSE). Printing it with more digits than
+the MCSE supports invites readers (and diffs between machines) to take noise for signal. The rule here: the last printed
+digit is never finer than 2 × MCSE, i.e. a number is rounded to the step 10^ceil(log10(2 · MCSE)) (an MCSE of 0.006 prints
+to 0.1, of 0.0004 to 0.001). Probabilities near 0 or 1 print as "< 0.01" / "> 0.99". Exact numbers (closed forms, MCSE 0)
+print with ``exact_digits`` significant decimals.
+
+Across machines the draws differ (floating point differs between CPUs, which changes MCMC trajectories), so a rounded
+number can still move by one step when it sits near a rounding boundary; it never moves by more than that unless the
+runs disagree by more than their Monte Carlo error.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["step_for", "round_to_mcse", "format_mcse", "format_probability", "probability_mcse"]
+
+
+def step_for(mcse: float, max_decimals: int = 4) -> float:
+    """The rounding step of a number with Monte Carlo standard error ``mcse``: a power of ten no smaller than 2 × MCSE."""
+    if mcse is None or not np.isfinite(mcse) or mcse <= 0:
+        return 10.0 ** -max_decimals
+    return max(10.0 ** math.ceil(math.log10(2 * mcse)), 10.0 ** -max_decimals)
+
+
+def _decimals(step: float) -> int:
+    return max(0, -int(round(math.log10(step))))
+
+
+def round_to_mcse(x: float, mcse: float, max_decimals: int = 4) -> float:
+    """``x`` rounded to the step its MCSE supports."""
+    if x is None or not np.isfinite(x):
+        return x
+    step = step_for(mcse, max_decimals)
+    return round(round(x / step) * step, _decimals(step))
+
+
+def format_mcse(x: float, mcse: float, max_decimals: int = 4) -> str:
+    """``x`` as text to the precision its MCSE supports ("" for missing, "not estimable" never here: callers say so)."""
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return ""
+    step = step_for(mcse, max_decimals)
+    d = _decimals(step)
+    text = f"{round(x / step) * step:.{d}f}"
+    return "0" + text[2:] if text.startswith("-0") and float(text) == 0 else text
+
+
+def probability_mcse(p: float, ess: float) -> float:
+    """Monte Carlo standard error of an estimated probability from ``ess`` effective draws (at least half a draw's worth)."""
+    if p is None or not np.isfinite(p):
+        return float("nan")
+    ess = ess if ess and np.isfinite(ess) and ess > 0 else 400.0
+    q = min(max(p, 0.5 / ess), 1 - 0.5 / ess)
+    return math.sqrt(q * (1 - q) / ess)
+
+
+def format_probability(p: float, mcse: float | None = None) -> str:
+    """A posterior probability without false certainty: "> 0.99", "< 0.01", else at most two decimals (fewer when its
+    Monte Carlo error is larger)."""
+    if p is None or (isinstance(p, float) and not np.isfinite(p)):
+        return ""
+    if p >= 0.995:
+        return "> 0.99"
+    if p <= 0.005:
+        return "< 0.01"
+    step = max(step_for(mcse if mcse is not None else 0.0, 2), 0.01)
+    return f"{round(p / step) * step:.{_decimals(step)}f}"
