@@ -1,5 +1,6 @@
 """Reports: every section, table and figure present; figures valid, journal-sized, legible; no broken images."""
 
+import html as html_lib
 import re
 import shutil
 import struct
@@ -24,7 +25,8 @@ FAST = ["sampler.draws=300", "sampler.tune=400", "sampler.chains=2", "sampler.pr
 def runs(tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
     out = []
-    for cfg, extra in (("configs/msts_summary.toml", ['sweep={"priors.set" = ["weakly_informative", "skeptical"]}']),
+    # the lead MSTS run with two cells of the standard prior grid as its sensitivity analyses
+    for cfg, extra in (("configs/msts_summary.toml", ['sweep={"priors.set" = ["weakly_informative", "neutral_weak", "pessimistic_strong"]}']),
                        # a dot in the run name (as sweeps over numbers produce) must not truncate file names
                        ("configs/secondary_procedures.toml", ['sweep={"priors.set" = ["uniform"]}',
                                                               "run.name=secondary-0.5"])):
@@ -51,29 +53,159 @@ def test_sections_tables_and_figures_present(report, runs):
     md = (report / "report.md").read_text()
     for title in SECTIONS:
         assert f">{title}</h2>" in html and f"## {title}" in md
+    # every subsection is in the table of contents; the appendix's are collapsed <details>
+    subsections = re.findall(r'<h3 id="([^"]+)">', html) + re.findall(r'<details class="appendix" id="([^"]+)">', html)
+    nav = html.split("</nav>")[0]
+    assert len(subsections) >= 10 and all(f'href="#{a}"' in nav for a in subsections)
+    assert "<details class=\"appendix\" id=\"appendix--runs\">" in html and "<details open" not in html
     ids = re.findall(r'<table id="table-([^"]+)"', html)
-    assert len(ids) >= 15
+    assert len(ids) >= 15 and "headline" in ids
     for name in ids:
         csv, tex = report / "tables" / f"{name}.csv", report / "tables" / f"{name}.tex"
         assert csv.stat().st_size > 0 and tex.read_text().startswith(r"\begin{table}")
     figs = re.findall(r'<figure id="figure-([^"]+)"', html)
-    primary = [r for r in runs if "skeptical" not in r.name]
-    for r in primary:
-        for kind in ("forest", "density", "ppc", "rank"):
-            assert f"{r.name}--{kind}" in figs
+    lead = next(r for r in runs if r.manifest.get("primary"))
+    assert "summary" in figs and f"{lead.name}--main" in figs and f"{lead.name}--prior-grid" in figs
+    for kind in ("forest", "ppc", "rank", "prior-posterior"):
+        assert f"{lead.name}--{kind}" in figs
     assert any(f.endswith("--sensitivity") for f in figs)
     for name in figs:  # every figure the HTML shows also exists as its own PNG and PDF
         assert (report / "figures" / f"{name}.png").is_file() and (report / "figures" / f"{name}.pdf").is_file(), name
     for ref in re.findall(r"\]\((figures/[^)]+)\)", md):  # and the Markdown links resolve
         assert (report / ref).is_file(), ref
     assert any(".5--" in name for name in figs)
-    # summary route: the results text also gives the change difference that the summaries inform directly
-    summ = next(r for r in runs if r.manifest["model"].get("route") == "summary" and "skeptical" not in r.name)
-    x = summ.idata["posterior"]["change_difference"].sel(fracture="pathological").values.ravel()
-    assert f"difference in mean change, which the summaries inform directly (the comparison of a t test on change scores), " \
-           f"had posterior median {np.median(x):.2f} points in pathological" in md
     assert "src=\"http" not in html and "<link" not in html  # self-contained: nothing fetched
     assert "posterior probability that PSFS" in html and "Gazendam" in html
+    # the summary: question, data, headline table, conclusions carrying the card's caveats
+    summary = html.split('<section id="methods">')[0]
+    assert "The question" in summary and "Conclusions" in summary and "not randomised" in summary
+    # display labels in words: no snake_case prior-set, variable or item names in the main report's tables and captions
+    main = html.split('<section id="appendix">')[0].split("</nav>")[1]
+    cells = re.findall(r"<t[dh]>([^<]*)</t[dh]>", main) + [c.split(" (<a")[0] for c in re.findall(r"<figcaption>(.*?)</figcaption>", main)]
+    assert cells and not [c for c in cells if re.search(r"[a-z]_[a-z]", c)]
+    assert "'weakly informative' set" in html_lib.unescape(main)
+
+
+def _mcse_step_bounds(x2d: np.ndarray) -> float:
+    """2 x the larger of the MCSE of the median and of the 95% interval ends, computed here with ArviZ."""
+    import arviz as az
+
+    point = float(az.mcse(x2d, method="median"))
+    ends = max(float(az.mcse(x2d, method="quantile", prob=q)) for q in (0.025, 0.975))
+    return 2 * max(point, ends)
+
+
+def test_numbers_are_rounded_to_their_monte_carlo_error(report, runs):
+    """Each printed median lies within half a printed step of the draws' median, and its last digit is the leading digit of
+    about 2 x MCSE: never finer than a tenth of it (spurious digits), never coarser than 10 x 2 x MCSE."""
+    lead = next(r for r in runs if r.manifest.get("primary"))
+    md = (report / "report.md").read_text()
+    post = lead.idata["posterior"]
+    for level in ("pathological", "impending"):
+        x = post["change_difference"].sel(fracture=level).values
+        m = re.search(rf"(−?[0-9.]+) points in {level} \(95% HDI (−?[0-9.]+) to (−?[0-9.]+)", md)
+        assert m, level
+        printed = float(m.group(1).replace("−", "-"))
+        decimals = len(m.group(1).split(".")[1]) if "." in m.group(1) else 0
+        step = 10.0 ** -decimals
+        assert abs(printed - np.median(x)) <= step / 2 + 1e-9
+        two_mcse = _mcse_step_bounds(x)
+        assert step / 10 < two_mcse * 1.25 and step <= two_mcse * 1.25 * 10, (step, two_mcse)
+    # probabilities: at most two decimals, "> 0.99" rather than 1.00
+    probs = re.findall(r"P\(benefit\) (?:= )?([<>]? ?[0-9.]+)", md)
+    assert probs and all(len(p.split(".")[-1]) <= 2 for p in probs) and "1.00" not in probs
+
+
+# --------------------------------------------------------------------------- figure layout
+def _drawn_texts(fig):
+    renderer = fig.canvas.get_renderer()
+    all_tick_labels, drawn_tick_labels = set(), set()
+    for ax in fig.findobj(matplotlib.axes.Axes):
+        for axis in (ax.xaxis, ax.yaxis):
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                all_tick_labels |= {id(tick.label1), id(tick.label2)}
+            for tick in axis._update_ticks():  # the ticks matplotlib actually draws (inside the view limits)
+                drawn_tick_labels |= {id(tick.label1), id(tick.label2)}
+    hidden = {id(t) for ax in fig.axes if not ax.get_visible() for t in ax.findobj(matplotlib.text.Text)}  # not rendered
+    texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip() and id(t) not in hidden
+             and (id(t) not in all_tick_labels or id(t) in drawn_tick_labels)]
+    return [(t, t.get_window_extent(renderer)) for t in texts]
+
+
+def layout_problems(fig) -> list[str]:
+    """Everything a journal would send back: text below 7 pt, text outside the canvas, overlapping text, and a legend drawn
+    over data (lines, filled areas, patches) of any axes."""
+    from matplotlib.transforms import Bbox
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    problems = []
+    boxes = _drawn_texts(fig)
+    canvas = fig.bbox
+    for t, b in boxes:
+        if t.get_fontsize() < MIN_FONT_PT:
+            problems.append(f"font {t.get_fontsize()} pt: {t.get_text()!r}")
+        if b.x0 < canvas.x0 - 1 or b.x1 > canvas.x1 + 1 or b.y0 < canvas.y0 - 1 or b.y1 > canvas.y1 + 1:
+            problems.append(f"clipped at the canvas edge: {t.get_text()!r}")
+    for i, (ta, a) in enumerate(boxes):
+        for tb, b in boxes[i + 1:]:
+            if min(a.x1, b.x1) - max(a.x0, b.x0) > 1 and min(a.y1, b.y1) - max(a.y0, b.y0) > 1:
+                problems.append(f"overlapping text: {ta.get_text()!r} / {tb.get_text()!r}")
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    for leg in legends:
+        lb = leg.get_window_extent(renderer)
+        lb = Bbox.from_extents(lb.x0 + 1, lb.y0 + 1, lb.x1 - 1, lb.y1 - 1)
+        for ax in fig.axes:
+            artists = [a for a in ax.lines if a.get_visible()] + [a for a in ax.collections if a.get_visible()] \
+                + [a for a in ax.patches if a.get_visible()]
+            for art in artists:
+                if hasattr(art, "get_path") and not hasattr(art, "get_paths"):
+                    paths, tr, filled = [art.get_path()], art.get_transform(), not isinstance(art, matplotlib.lines.Line2D)
+                else:
+                    paths, tr, filled = art.get_paths(), art.get_transform(), True
+                for path in paths:
+                    if len(path.vertices) and path.transformed(tr).intersects_bbox(lb, filled=filled):
+                        problems.append(f"legend over data: {type(art).__name__} {art.get_label()!r}")
+                        break
+    return problems
+
+
+def test_layout_check_detects_what_a_journal_would_reject():
+    """The checker itself: a legend on top of a curve, a label pushed off the canvas, overlapping labels."""
+    with house_style():
+        fig, ax = matplotlib.pyplot.subplots(figsize=(SINGLE, 2.4))
+        x = np.linspace(0, 1, 50)
+        ax.plot(x, 1 - x, label="falling line")
+        ax.axvline(0.02, color="0.4")
+        ax.legend(loc="upper left")
+        probs = layout_problems(fig)
+        assert any("legend over data" in p for p in probs)
+        ax.get_legend().remove()
+        ax.text(0.98, 0.5, "a long label that runs off the right edge", transform=fig.transFigure)
+        ax.text(0.1, 0.1, "overlap A")
+        ax.text(0.1, 0.1, "overlap B")
+        probs = layout_problems(fig)
+        assert any("clipped" in p for p in probs) and any("overlapping" in p for p in probs)
+        matplotlib.pyplot.close(fig)
+
+
+@pytest.mark.parametrize("kind", ["forest", "density", "prior-posterior", "ppc", "rates", "rank", "sensitivity", "prior-grid", "summary"])
+def test_figures_are_legible(runs, kind):
+    """Fonts of at least 7 pt, no overlapping text, nothing clipped at the canvas edge, no legend over data."""
+    lead = next(r for r in runs if r.manifest.get("primary"))
+    grid = [r for r in runs if r.manifest["model"]["kind"] == "score"]
+    with house_style():
+        if kind == "sensitivity":
+            fig = F.sensitivity(grid, [r.manifest["prior_set"] for r in grid])
+        elif kind == "prior-grid":
+            fig = F.prior_grid(grid)
+        elif kind == "summary":
+            fig = F.summary_forest([lead, runs[-1]])
+        else:
+            fig = F.figure_for(kind, runs[-1] if kind == "rates" else lead)
+        problems = layout_problems(fig)
+        matplotlib.pyplot.close(fig)
+    assert not problems, (kind, problems)
 
 
 def test_figures_are_valid_and_journal_sized(report):
@@ -90,41 +222,34 @@ def test_figures_are_valid_and_journal_sized(report):
         assert box and round(float(box.group(1)) / 72, 1) in (SINGLE, DOUBLE)
 
 
-@pytest.mark.parametrize("kind", ["forest", "density", "prior-posterior", "ppc", "rates", "rank"])
-def test_figures_are_legible(runs, kind):
-    """Fonts of at least 7 pt and no overlapping text, in every figure kind."""
-    run = runs[-1] if kind == "rates" else runs[0]
+def test_conjugate_densities_are_exact(runs):
+    """The rates figure of a conjugate run draws the Beta posterior itself: the 0/9 arm's Beta(1, 10) density is largest at 0
+    (a KDE of draws would pull it toward zero there)."""
+    from scipy import stats
+
+    sec = runs[-1]
     with house_style():
-        fig = F.figure_for(kind, run)
-        fig.canvas.draw()
-        renderer = fig.canvas.get_renderer()
-        all_tick_labels, drawn_tick_labels = set(), set()
-        for ax in fig.findobj(matplotlib.axes.Axes):
-            for axis in (ax.xaxis, ax.yaxis):
-                for tick in axis.get_major_ticks() + axis.get_minor_ticks():
-                    all_tick_labels |= {id(tick.label1), id(tick.label2)}
-                for tick in axis._update_ticks():  # the ticks matplotlib actually draws (inside the view limits)
-                    drawn_tick_labels |= {id(tick.label1), id(tick.label2)}
-        texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()
-                 and (id(t) not in all_tick_labels or id(t) in drawn_tick_labels)]
-        assert texts
-        for t in texts:
-            assert t.get_fontsize() >= MIN_FONT_PT, (kind, t.get_text(), t.get_fontsize())
-        boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
-        fig_box = fig.bbox
-        for i, (ta, a) in enumerate(boxes):
-            assert a.x0 >= fig_box.x0 - 1 and a.x1 <= fig_box.x1 + 1 and a.y0 >= fig_box.y0 - 1 and a.y1 <= fig_box.y1 + 1, (kind, ta)
-            for tb, b in boxes[i + 1:]:
-                overlap_w = min(a.x1, b.x1) - max(a.x0, b.x0)
-                overlap_h = min(a.y1, b.y1) - max(a.y0, b.y0)
-                assert not (overlap_w > 1 and overlap_h > 1), (kind, ta, tb)
+        fig = F.rates(sec)
+        ax = fig.axes[0]
+        line = next(ln for ln in ax.lines if ln.get_label() == "PSFS")
+        x, y = line.get_data()
+        np.testing.assert_allclose(y, stats.beta(1, 10).pdf(x), rtol=1e-10)
+        assert y[0] == y.max() and x[0] == 0.0
         matplotlib.pyplot.close(fig)
+
+
+def test_reflected_kde_keeps_mass_at_a_bound():
+    rng = np.random.default_rng(3)
+    x = rng.beta(1, 10, 8000)
+    g, d = F.density_curve(x, (0.0, 1.0))
+    assert g[0] == 0.0 and abs(np.trapezoid(d, g) - 1) < 0.01
+    assert abs(d[0] - 10) < 2.0  # the true density at 0 is 10; an unreflected KDE gives about half
 
 
 def test_report_is_deterministic(runs, report, tmp_path):
     again = tmp_path / "again"
     build_report(runs, again, "Test report")
-    for rel in ("report.md", "report.html", "tables/msts-summary--set-weakly_informative--posterior.csv"):
+    for rel in ("report.md", "report.html", "tables/msts-summary--set-weakly_informative--posterior.csv", "tables/headline.csv"):
         assert (again / rel).read_bytes() == (report / rel).read_bytes(), rel
     for png in sorted((report / "figures").glob("*.p*"))[:6]:
         assert (again / "figures" / png.name).read_bytes() == png.read_bytes(), png.name
@@ -141,6 +266,24 @@ def test_no_broken_images_in_headless_chromium(report, tmp_path):
     assert m, "the page's load script did not run"
     n_images, broken = int(m.group(1)), int(m.group(2))
     assert n_images == (report / "report.html").read_text().count("<img ") and broken == 0
+
+
+def _print_pages(exe: str, html: Path, tmp_path: Path) -> int:
+    pdf = tmp_path / "print.pdf"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--no-pdf-header-footer",
+             f"--user-data-dir={tmp_path / 'profile-print'}", "--virtual-time-budget=15000", f"--print-to-pdf={pdf}"]
+    subprocess.run([exe, *flags, html.as_uri()], capture_output=True, text=True, timeout=180)
+    return len(re.findall(rb"/Type\s*/Page[^s]", pdf.read_bytes()))
+
+
+def test_committed_report_prints_on_at_most_12_pages(tmp_path):
+    """The main report (summary, methods, results; the appendix collapsed) of the committed reanalysis prints on <= 12 pages."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if exe is None:
+        pytest.skip("Chromium is not installed and `make test` could not install it (Debian packages chromium, chromium-driver)")
+    html = Path(__file__).resolve().parents[1] / "reports" / "published-reanalysis" / "report.html"
+    pages = _print_pages(exe, html, tmp_path)
+    assert 3 <= pages <= 12, pages
 
 
 def test_cli_report_and_plot(cli, runs, tmp_path):

@@ -60,6 +60,9 @@ class RunSection(Strict):
     """Random seed: the same config and seed give bit-identical draws on the same machine and stack."""
     description: str = ""
     """Free text shown in run listings and reports."""
+    primary: bool = False
+    """The lead analysis of its outcome: a report's summary table, main figure and conclusions use it (with a sweep, the
+    member fitted at the config's own settings); other runs of the outcome are sensitivity analyses."""
 
 
 class DataSection(Strict):
@@ -174,8 +177,9 @@ class ResolvedRun:
         out = {}
         effects = self.kind.effect_variables(self.spec)
         if not self.config.decision.thresholds:
+            on_scale = self.kind.threshold_variables(self.spec)
             for name, (value, note) in self.kind.default_thresholds(self.spec).items():
-                out[name] = (float(value), effects, note)
+                out[name] = (float(value), on_scale, note)
             return out
         for name, t in self.config.decision.thresholds.items():
             if isinstance(t, (int, float)):
@@ -277,6 +281,16 @@ def load_configs(path: str | Path, overrides: list[str] | None = None, study: St
     return expand(raw, str(path), over_paths, base_dir=path.parent, study=study)
 
 
+def _get_path(doc: dict, path: list[str]):
+    """The value at a key path of a config document, or None."""
+    cur = doc
+    for k in path:
+        if not isinstance(cur, dict) or k not in cur:
+            return None
+        cur = cur[k]
+    return cur
+
+
 def expand(raw: dict, fname: str, over_paths: dict[str, str] | None = None, base_dir: Path | None = None,
            study: Study | None = None, data_in_memory: bool = False) -> list[ResolvedRun]:
     """Expand a config document's ``[sweep]`` and resolve each run (see :func:`load_configs`)."""
@@ -287,8 +301,10 @@ def expand(raw: dict, fname: str, over_paths: dict[str, str] | None = None, base
     if not isinstance(sweep, dict):
         raise InputError([Problem(fname, "sweep", repr(sweep), "must be a table of key.path = [values]")])
     flat = _flatten(sweep)
-    if flat.get("priors.set") == "grid":
-        # the standard grid of this model: a probe resolution with its default priors says which sets it has
+    sets = flat.get("priors.set")
+    if sets == "grid" or (isinstance(sets, list) and "grid" in sets):
+        # the standard grid of this model ("grid" alone or as one element of a list): a probe resolution with its default
+        # priors says which sets it has
         probe = copy.deepcopy(raw)
         if isinstance(probe.get("priors"), dict):
             probe["priors"].pop("set", None)
@@ -297,7 +313,13 @@ def expand(raw: dict, fname: str, over_paths: dict[str, str] | None = None, base
         if not names:
             raise InputError([Problem(fname, "sweep.priors.set", "'grid'", f"model {run.kind.name} has no treatment-effect location "
                                       "prior for the standard grid (it has: " + ", ".join(run.kind.prior_sets(run.spec)) + ")")])
-        flat["priors.set"] = names
+        if sets == "grid":
+            flat["priors.set"] = names
+        else:
+            expanded = []
+            for v in sets:
+                expanded += [n for n in names if n not in expanded] if v == "grid" else ([v] if v not in expanded else [])
+            flat["priors.set"] = expanded
     for k, v in flat.items():
         if not isinstance(v, list) or not v:
             problems.append(Problem(fname, f"sweep.{k}", repr(v), "a sweep key takes a non-empty list of values (or \"grid\" for "
@@ -305,9 +327,15 @@ def expand(raw: dict, fname: str, over_paths: dict[str, str] | None = None, base
     if problems:
         raise InputError(problems)
     combos = list(itertools.product(*flat.values())) if flat else [()]
+    # a primary config ([run] primary = true) leads its outcome's report with the sweep member fitted at its own settings
+    # (the first member where the config does not set a swept key); the other members are its sensitivity analyses
+    base_values = [_get_path(raw, k.split(".")) for k in flat]
+    lead = next((c for c in combos if all(b is None or b == v for b, v in zip(base_values, c, strict=True))), combos[0])
     runs: list[ResolvedRun] = []
     for combo in combos:
         doc = copy.deepcopy(raw)
+        if combo != lead and isinstance(doc.get("run"), dict) and doc["run"].get("primary"):
+            doc["run"]["primary"] = False
         suffix = []
         for k, v in zip(flat, combo, strict=True):
             _set_path(doc, k.split("."), v, f"{fname} [sweep]")

@@ -124,6 +124,7 @@ def fit_resolved(run: ResolvedRun, data: StudyData | None = None, log=None, prog
         "format": RUN_FORMAT,
         "run": cfg.run.name,
         "description": cfg.run.description,
+        "primary": cfg.run.primary,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["bayes-sacral", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("bayes-sacral") else "",
         "study": {"name": card.name, "card": str(card.path) if card.path else None, "sha256": card.sha256,

@@ -1,14 +1,14 @@
-"""Numbers printed to the precision their Monte Carlo error supports.
+"""Numbers printed to the precision their Monte Carlo standard error supports.
 
 A posterior summary from MCMC is an estimate with a Monte Carlo standard error (MCSE). Printing it with more digits than
 the MCSE supports invites readers (and diffs between machines) to take noise for signal. The rule here: the last printed
-digit is never finer than 2 × MCSE, i.e. a number is rounded to the step 10^ceil(log10(2 · MCSE)) (an MCSE of 0.006 prints
-to 0.1, of 0.0004 to 0.001). Probabilities near 0 or 1 print as "< 0.01" / "> 0.99". Exact numbers (closed forms, MCSE 0)
-print with ``exact_digits`` significant decimals.
+digit is the leading digit of 2 × MCSE, i.e. a number is rounded to the step 10^floor(log10(2 · MCSE)) (an MCSE of 0.15
+prints to 0.1, of 0.006 to 0.01, of 0.0004 to 0.0001). Probabilities print with at most two decimals, "> 0.99" / "< 0.01"
+at the ends. Exact numbers (closed forms, MCSE 0) print with ``max_decimals`` decimals.
 
 Across machines the draws differ (floating point differs between CPUs, which changes MCMC trajectories), so a rounded
-number can still move by one step when it sits near a rounding boundary; it never moves by more than that unless the
-runs disagree by more than their Monte Carlo error.
+number can still move by a step or two in its last digit; it moves by more only when the runs disagree by more than
+their Monte Carlo error.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ __all__ = ["step_for", "round_to_mcse", "format_mcse", "format_probability", "pr
 
 
 def step_for(mcse: float, max_decimals: int = 4) -> float:
-    """The rounding step of a number with Monte Carlo standard error ``mcse``: a power of ten no smaller than 2 × MCSE."""
+    """The rounding step of a number with Monte Carlo standard error ``mcse``: the power of ten of the leading digit of
+    2 × MCSE (never finer than ``max_decimals`` decimals)."""
     if mcse is None or not np.isfinite(mcse) or mcse <= 0:
         return 10.0 ** -max_decimals
-    return max(10.0 ** math.ceil(math.log10(2 * mcse)), 10.0 ** -max_decimals)
+    return max(10.0 ** math.floor(math.log10(2 * mcse)), 10.0 ** -max_decimals)
 
 
 def _decimals(step: float) -> int:

@@ -105,6 +105,22 @@ class Run:
             self._resolved = resolve(doc, f"{self.path or self.name}/config.toml", study=Study(self.card), data_in_memory=True)
         return self._resolved
 
+    def exact(self, prior: bool = False):
+        """Closed-form marginals of a conjugate run (:class:`~bayes_sacral.models.conjugate.ExactPosterior`) rebuilt from its
+        data, or of its prior with ``prior=True``; None for other models or when the data can no longer be loaded."""
+        key = "_exact_prior" if prior else "_exact_post"
+        if key not in self.__dict__:
+            from .errors import BayesSacralError
+            from .fitting import prepare_run
+
+            try:
+                r = self.resolved
+                inp, _ = prepare_run(r)
+                self.__dict__[key] = r.kind.exact_marginals(inp, r.priors, r.spec, prior=prior)
+            except (BayesSacralError, OSError, ValueError, KeyError):
+                self.__dict__[key] = None
+        return self.__dict__[key]
+
     # ------------------------------------------------------------------ results
     def summary(self, prob: float | None = None, var_names: list[str] | None = None, all_vars: bool = False) -> pd.DataFrame:
         """Posterior summary: one row per estimand element (mean, sd, median, HDI, ETI, P(> 0), P(benefit), P(benefit beyond

@@ -254,6 +254,10 @@ class ModelKind:
     def effect_variables(self, spec: ModelSpec) -> list[str]:
         return list(self.effects(spec))
 
+    def threshold_variables(self, spec: ModelSpec) -> list[str]:
+        """Effects on the outcome's own scale, to which the card's MCID (in that scale's units) applies."""
+        return self.effect_variables(spec)
+
     def stratum_aggregates(self, spec: ModelSpec) -> list[str]:
         """Variables that combine every stratum (averages, pooled rates): not estimable when any stratum is not."""
         return []
@@ -280,10 +284,6 @@ class ModelKind:
     def check_priors(self, priors: dict[str, PriorSpec], spec: ModelSpec) -> list[tuple[str, str]]:
         """Model-specific prior problems: (parameter, message) pairs."""
         return []
-
-    def exact_summary(self, inp: ModelInput, priors: dict[str, PriorSpec], spec: ModelSpec, prob: float) -> list[dict] | None:
-        """Closed-form posterior summaries (conjugate models only; None otherwise)."""
-        return None
 
     def no_moment_variables(self, spec: ModelSpec) -> dict[str, str]:
         """Variables whose posterior mean/sd do not exist (reported as null), with the reason."""
@@ -313,6 +313,40 @@ class ModelKind:
     def points_vars(self, spec: ModelSpec) -> set[str]:
         """Variables on a score's points scale (figures add a percent-of-range axis)."""
         return set()
+
+    def support(self, spec: ModelSpec, var: str) -> tuple[float, float]:
+        """Where a variable's density lives (for boundary-corrected densities): probabilities on [0, 1], their differences
+        on [-1, 1], scales on [0, inf); override for other bounded quantities."""
+        if var.startswith(("risk_difference", "difference_p_", "category_difference")):
+            return (-1.0, 1.0)
+        if var.startswith("p_") or var in ("p_event", "p_best", "p_worst"):
+            return (0.0, 1.0)
+        if var.endswith("_sd") or var in ("sigma", "tau", "pre_sd", "phi", "nu", "concentration"):
+            return (0.0, np.inf)
+        return (-np.inf, np.inf)
+
+    def plausible_range(self, spec: ModelSpec, var: str) -> tuple[float, float] | None:
+        """The range a sensitivity forest shows (intervals beyond it end in an arrow): +/- half a score's range for effects
+        in points, the support for probabilities and their differences, +/- 5 for log odds ratios; None = no limit."""
+        if var in self.points_vars(spec) and spec.o.kind == "score":
+            half = (spec.o.max - spec.o.min) / 2
+            return (-half, half)
+        lo, hi = self.support(spec, var)
+        if np.isfinite(lo) and np.isfinite(hi):
+            return (lo, hi)
+        if "log_odds_ratio" in var or var.startswith("domain_effect"):
+            return (-5.0, 5.0)
+        return None
+
+    def exact_marginals(self, inp: ModelInput, priors: dict, spec: ModelSpec, prior: bool = False):
+        """Closed-form marginal posteriors (or priors, ``prior=True``) of a conjugate model as a
+        :class:`~bayes_sacral.models.conjugate.ExactPosterior`; None for models without one."""
+        return None
+
+    def exact_summary(self, inp: ModelInput, priors: dict, spec: ModelSpec, prob: float) -> list[dict] | None:
+        """Exact summary rows (mean, sd, median, equal-tailed interval, P(> 0)) of a conjugate model; None otherwise."""
+        ex = self.exact_marginals(inp, priors, spec)
+        return None if ex is None else ex.rows(prob)
 
     def diagnostic_params(self, spec: ModelSpec) -> list[str]:
         """Key parameters for rank and trace plots."""

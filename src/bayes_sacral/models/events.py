@@ -31,7 +31,7 @@ from .base import (
     grid_prior_sets,
 )
 from .blocks import pooled_effect, pooled_effect_params, pooling_of
-from .conjugate import BetaPosterior, beta_row, difference_row
+from .conjugate import BetaPosterior, ExactPosterior
 
 __all__ = ["EventsModel", "ComplicationsModel", "EventsOptions", "ComplicationsOptions", "event_cells"]
 
@@ -209,6 +209,10 @@ class EventsModel(ModelKind):
     def headline(self, spec):
         return ["risk_difference", "risk_difference_pooled"] if spec.K > 1 else ["risk_difference"]
 
+    def threshold_variables(self, spec):
+        """The card's MCID of an event outcome is an absolute risk difference."""
+        return ["risk_difference", "risk_difference_pooled"]
+
     def stratum_aggregates(self, spec):
         return ["p_event_pooled", "risk_difference_pooled", "risk_ratio_pooled", "odds_ratio_pooled", "nnt_pooled"]
 
@@ -230,23 +234,22 @@ class EventsModel(ModelKind):
     def prior_posterior_vars(self, spec):
         return ["risk_difference"]
 
-    def exact_summary(self, inp, priors, spec, prob):
+    def exact_marginals(self, inp, priors, spec, prior=False):
         if spec.options.variant != "independent" or priors["p_event"].dist != "Beta":
             return None
         a = _table(priors["p_event"].params["alpha"], spec.arms)
         b = _table(priors["p_event"].params["beta"], spec.arms)
         ev, tr = inp.data["events"], inp.data["trials"]
-        rows, post = [], {}
+        betas, post = {}, {}
         for arm in spec.arms:
             for lev in spec.levels:
-                y = float(ev.sel({"arm": arm, spec.sdim: lev}))
-                n = float(tr.sel({"arm": arm, spec.sdim: lev}))
+                y = 0.0 if prior else float(ev.sel({"arm": arm, spec.sdim: lev}))
+                n = 0.0 if prior else float(tr.sel({"arm": arm, spec.sdim: lev}))
                 post[arm, lev] = BetaPosterior(a[arm] + y, b[arm] + n - y)
-                rows.append(beta_row(f"p_event[{arm}, {lev}]", post[arm, lev], prob))
+                betas[f"p_event[{arm}, {lev}]"] = post[arm, lev]
         t, c = spec.arms
-        for lev in spec.levels:
-            rows.append(difference_row(f"risk_difference[{lev}]", post[c, lev], post[t, lev], prob))
-        return rows
+        diffs = {f"risk_difference[{lev}]": (post[c, lev], post[t, lev]) for lev in spec.levels}
+        return ExactPosterior(betas, diffs)
 
     def no_moment_variables(self, spec):
         why = ("1 / risk difference has no finite mean or variance when the risk difference has posterior density near 0; "
@@ -341,17 +344,17 @@ class ComplicationsModel(ModelKind):
             pm.Binomial("events", n=n, p=p, observed=events, dims="arm")
         return m
 
-    def exact_summary(self, inp, priors, spec, prob):
+    def exact_marginals(self, inp, priors, spec, prior=False):
         pr = priors["p_event"]
         if pr.dist != "Beta":
             return None
         arms = self.arms(spec)
         a, b = _table(pr.params["alpha"], arms), _table(pr.params["beta"], arms)
-        rows = []
+        betas = {}
         for arm in arms:
-            y, n = float(inp.data["events"].sel(arm=arm)), float(inp.data["trials"].sel(arm=arm))
-            rows.append(beta_row(f"p_event[{arm}]", BetaPosterior(a[arm] + y, b[arm] + n - y), prob))
-        return rows
+            y, n = (0.0, 0.0) if prior else (float(inp.data["events"].sel(arm=arm)), float(inp.data["trials"].sel(arm=arm)))
+            betas[f"p_event[{arm}]"] = BetaPosterior(a[arm] + y, b[arm] + n - y)
+        return ExactPosterior(betas, {})
 
     def estimands(self, spec):
         return ["p_event"]

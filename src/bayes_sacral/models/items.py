@@ -150,6 +150,10 @@ class ItemsModel(ModelKind):
             out["domain_effect_mean"] = d
         return out
 
+    def default_thresholds(self, spec):
+        """None: the card's MCID is on the total score, not on one item."""
+        return {}
+
     def headline(self, spec):
         return ["domain_effect_points", "domain_effect_mean"] if spec.options.pooling == "partial" else ["domain_effect_points"]
 

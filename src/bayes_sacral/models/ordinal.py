@@ -35,7 +35,7 @@ from .blocks import (
     pooled_effect_params,
     pooling_of,
 )
-from .conjugate import beta_row, difference_row, dirichlet_marginals
+from .conjugate import ExactPosterior, dirichlet_marginals
 
 __all__ = ["OrdinalModel", "OrdinalOptions", "cutpoint_labels"]
 
@@ -179,28 +179,25 @@ class OrdinalModel(ModelKind):
             pm.Deterministic("difference_p_worst", pw[0] - pw[1], dims=sdim)
         return m
 
-    def exact_summary(self, inp, priors, spec, prob):
+    def exact_marginals(self, inp, priors, spec, prior=False):
         if spec.options.variant != "dirichlet_multinomial":
             return None
         a = priors["p_category"].params["a"]
-        if isinstance(a, dict):
+        if isinstance(a, dict) or np.ndim(a):
             return None
         counts = inp.data["counts"]
         best, worst = self._ends(spec)
-        rows, marg = [], {}
+        marg = {}
         for arm in spec.arms:
             for lev in spec.levels:
                 c = counts.sel({"arm": arm, spec.sdim: lev}).values
-                marg[arm, lev] = dirichlet_marginals(np.full(len(c), float(a)), c)
-        for label, k in (("p_best", best), ("p_worst", worst)):
-            for arm in spec.arms:
-                for lev in spec.levels:
-                    rows.append(beta_row(f"{label}[{arm}, {lev}]", marg[arm, lev][k], prob))
+                marg[arm, lev] = dirichlet_marginals(np.full(len(c), float(a)), np.zeros_like(c) if prior else c)
+        betas = {f"{label}[{arm}, {lev}]": marg[arm, lev][k] for label, k in (("p_best", best), ("p_worst", worst))
+                 for arm in spec.arms for lev in spec.levels}
         t, c = spec.arms
-        for label, k in (("difference_p_best", best), ("difference_p_worst", worst)):
-            for lev in spec.levels:
-                rows.append(difference_row(f"{label}[{lev}]", marg[c, lev][k], marg[t, lev][k], prob))
-        return rows
+        diffs = {f"{label}[{lev}]": (marg[c, lev][k], marg[t, lev][k])
+                 for label, k in (("difference_p_best", best), ("difference_p_worst", worst)) for lev in spec.levels}
+        return ExactPosterior(betas, diffs)
 
     def estimands(self, spec):
         out = ["p_best", "p_worst", "difference_p_best", "difference_p_worst", "category_difference"]

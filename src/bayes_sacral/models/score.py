@@ -288,8 +288,6 @@ class ScoreModel(ModelKind):
     def effects(self, spec):
         d = spec.o.direction
         out = {"treatment_effect": d, "treatment_effect_average": d}
-        if spec.K > 1:
-            out["interaction"] = d
         if spec.options.likelihood != "beta_binomial":
             out["change_difference"] = d
             if pooling_of(spec) in ("partial", "complete"):
@@ -323,6 +321,9 @@ class ScoreModel(ModelKind):
 
     def unit(self, spec, var):
         return spec.o.unit if var in self.points_vars(spec) else ""
+
+    def threshold_variables(self, spec):
+        return [v for v in self.effect_variables(spec) if v in self.points_vars(spec)]
 
     def points_vars(self, spec):
         return {"treatment_effect", "change_difference", "treatment_effect_mean", "treatment_effect_average", "interaction"}

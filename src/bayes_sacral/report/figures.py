@@ -3,6 +3,11 @@
 Effects are drawn with their 95% highest-density interval (thin) and 50% interval (thick) around the median; 0 and
 the decision threshold (the card's MCID) are marked on the side of benefit. Units are on every axis: a score's points with
 percent of its range on a secondary axis, or probabilities. Labels come from the study card and the model kind.
+
+Densities: conjugate posteriors (and priors) are drawn from their closed forms (Beta marginals, the exact density of a
+difference of two Betas); other draws through a Gaussian KDE reflected at the bounds of the quantity's support, so a
+rate's density near 0 is not pulled to zero. Priors with a closed-form density are drawn from it on a dense grid.
+Legends sit outside the data area (below the panels).
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ import xarray as xr
 from scipy import stats
 
 from ..checks import blocks
+from ..precision import format_probability, probability_mcse
+from ..priors import prior_pdf
+from ..summarize import element_name
 from .style import DOUBLE, PALETTE, SINGLE, arm_colours, new_figure
 
-__all__ = ["FIGURE_KINDS", "forest", "effect_density", "prior_posterior", "ppc", "rates", "sensitivity", "rank", "trace",
-           "figure_for"]
+__all__ = ["FIGURE_KINDS", "forest", "effect_density", "prior_posterior", "ppc", "rates", "sensitivity", "prior_grid",
+           "summary_forest", "grid_cells", "rank", "trace", "figure_for", "density_curve"]
 
 def _draws(da: xr.DataArray) -> np.ndarray:
     return np.asarray(da.values, dtype=float).reshape(-1)
@@ -31,16 +39,116 @@ def _hdi(x: np.ndarray, prob: float) -> tuple[float, float]:
 
 
 def _elements(post: xr.Dataset, var: str, card=None) -> list[tuple[str, np.ndarray]]:
+    return [(lab, x) for lab, _raw, x in _elements_raw(post, var, card)]
+
+
+def _elements_raw(post: xr.Dataset, var: str, card=None) -> list[tuple[str, list[str], np.ndarray]]:
+    """(display label, raw coordinate labels, draws) per element of ``var``."""
     da = post[var]
     extra = [d for d in da.dims if d not in ("chain", "draw")]
     if not extra:
-        return [("", _draws(da))]
+        return [("", [], _draws(da))]
     out = []
     for idx in np.ndindex(*[da.sizes[d] for d in extra]):
         sel = dict(zip(extra, idx, strict=True))
-        labels = [card.label(d, str(da[d].values[i])) if card is not None else str(da[d].values[i]) for d, i in sel.items()]
-        out.append((", ".join(labels), _draws(da.isel(sel))))
+        raw = [str(da[d].values[i]) for d, i in sel.items()]
+        labels = [card.label(d, r) if card is not None else r for d, r in zip(sel, raw, strict=True)]
+        out.append((", ".join(labels), raw, _draws(da.isel(sel))))
     return out
+
+
+def density_curve(x: np.ndarray, support: tuple[float, float] = (-np.inf, np.inf), n: int = 512,
+                  lim: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A Gaussian KDE (Scott's bandwidth) reflected at the finite ends of ``support``, on a grid that stays inside it."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    L, H = support
+    kde = stats.gaussian_kde(x)
+    bw = float(np.sqrt(kde.covariance[0, 0]))
+    lo, hi = lim if lim is not None else (np.quantile(x, 0.001) - 3 * bw, np.quantile(x, 0.999) + 3 * bw)
+    lo, hi = max(lo, L), min(hi, H)
+    g = np.linspace(lo, hi, n)
+    d = kde(g)
+    if np.isfinite(L):
+        d = d + kde(2 * L - g)
+    if np.isfinite(H):
+        d = d + kde(2 * H - g)
+    return g, d
+
+
+def _support(run, var: str) -> tuple[float, float]:
+    return run.kind.support(run.spec, var)
+
+
+def _curve(run, var: str, raw: list[str], x: np.ndarray, prior: bool = False, lim=None, n: int = 400):
+    """(grid, density, exact?) of one element: closed form when the run has one, else the reflected KDE of ``x``."""
+    ex = run.exact(prior=prior)
+    name = element_name(var, raw)
+    if ex is not None and ex.has(name):
+        if lim is None:
+            lo, hi = (float(v) for v in ex.quantiles(name, [0.0005, 0.9995]))
+            pad = 0.08 * (hi - lo)
+            L, H = _support(run, var)
+            lim = (max(L, lo - pad), min(H, hi + pad))
+        g = np.linspace(*lim, 201 if name in ex.differences else n)
+        return g, ex.pdf(name, g), True
+    if prior:
+        pdf = _prior_density(run, var, raw)
+        if pdf is not None:
+            L, H = _support(run, var)
+            if lim is None:
+                q = x[np.isfinite(x)]
+                lim = (np.quantile(q, 0.0005), np.quantile(q, 0.9995))
+            g = np.linspace(max(lim[0], L), min(lim[1], H), n)
+            return g, pdf(g), True
+    g, d = density_curve(x, _support(run, var), n, lim)
+    return g, d, False
+
+
+def _prior_density(run, var: str, raw: list[str]):
+    """The prior density of ``var`` (an element given by ``raw``) in closed form or by one-dimensional quadrature: a
+    parameter with its own prior, or an effect pooled across strata (``var = var_mean + var_sd · z``, z ~ Normal(0, 1),
+    Normal location: a Normal scale mixture over the scale's prior). None when neither applies."""
+    priors = run.manifest.get("priors", {})
+    own = priors.get(var)
+    if own is not None:
+        return prior_pdf(own["dist"], own.get("params", {}), tuple(raw))
+    loc, scale = priors.get(f"{var}_mean"), priors.get(f"{var}_sd")
+    if loc is None:
+        return None
+    if scale is None:  # complete pooling: every stratum shares the mean
+        return prior_pdf(loc["dist"], loc.get("params", {}), ())
+    p_scale = prior_pdf(scale["dist"], scale.get("params", {}), ())
+    if loc["dist"] != "Normal" or p_scale is None or "prior" not in run.idata.children:
+        return None
+    m, s = float(loc["params"]["mu"]), float(loc["params"]["sigma"])
+    tau_draws = _draws(run.idata["prior"][f"{var}_sd"]) if f"{var}_sd" in run.idata["prior"] else None
+    top = 3 * float(np.quantile(tau_draws, 0.999)) if tau_draws is not None and tau_draws.size else 10 * s
+    tau = np.linspace(0.0, top, 3001)
+    w = p_scale(tau)
+    w = w / np.trapezoid(w, tau)
+
+    def pdf(x):
+        sd = np.sqrt(s ** 2 + tau[None, :] ** 2)
+        return np.trapezoid(stats.norm.pdf(np.asarray(x, dtype=float)[:, None], m, sd) * w[None, :], tau, axis=1)
+
+    return pdf
+
+
+def _ess(x: np.ndarray, chains: int) -> float:
+    import arviz as az
+
+    try:
+        return float(az.ess(x.reshape(chains, -1), method="bulk"))
+    except Exception:  # noqa: BLE001 - a constant or too-short series: count the draws
+        return float(x.size)
+
+
+def _prob_text(p: float, x: np.ndarray | None = None, chains: int = 1, exact: bool = False) -> str:
+    """A probability to the precision its Monte Carlo error supports ("> 0.99" at the ends)."""
+    if exact or x is None:
+        return format_probability(p)
+    return format_probability(p, probability_mcse(p, _ess(x, chains)))
 
 
 def _primary_threshold(manifest: dict, var: str) -> tuple[str, float] | None:
@@ -52,16 +160,23 @@ def _primary_threshold(manifest: dict, var: str) -> tuple[str, float] | None:
     return None
 
 
+def _threshold_name(name: str) -> str:
+    return "MCID" if name == "mcid" else name.replace("_", " ")
+
+
 _AGGREGATE_LABEL = {"_average": "average over strata", "_pooled": "pooled over strata", "_mean": "pooled mean"}
 
 
-def _effect_rows(run) -> tuple[list[tuple[str, np.ndarray]], str]:
-    """The headline effect of a run: (label, draws) rows (each stratum, then scalar summaries over strata) and its variable."""
+def _effect_rows(run, var: str | None = None) -> tuple[list[tuple[str, np.ndarray]], str]:
+    """The headline effect of a run (or ``var``): (label, draws) rows (each stratum, then scalar summaries over strata) and
+    its variable."""
     m = run.manifest
     post = run.idata["posterior"].to_dataset()
     heads = [v for v in m.get("headline", []) if v in post]
     if not heads:
         raise ValueError(f"run {run.name} has no headline effect")
+    if var is not None:
+        heads = [var] + [v for v in heads if v != var]
     var = heads[0]
     rows = [(lab or "all patients", d) for lab, d in _elements(post, var, run.card)]
     if np.isnan(np.concatenate([r[1] for r in rows])).all():
@@ -79,15 +194,33 @@ def _effect_rows(run) -> tuple[list[tuple[str, np.ndarray]], str]:
     return rows, var
 
 
-def _forest_axes(ax, rows, colour, ypos: dict[str, float], offset=0.0, label=None):
+def _forest_axes(ax, rows, colour, ypos: dict[str, float], offset=0.0, label=None, limits=None):
+    """Median (open circle), 50% (thick) and 95% (thin) HDI per row; an interval running past ``limits`` ends in an arrow
+    at the limit."""
     first = True
     for lab, x in rows:
         y = ypos[lab] - offset
         lo95, hi95 = _hdi(x, 0.95)
         lo50, hi50 = _hdi(x, 0.50)
+        med = float(np.median(x))
+        if limits is not None:
+            L, H = limits
+            def clip(v, L=L, H=H):
+                return min(max(v, L), H)
+
+            for end, marker in ((lo95, "<"), (hi95, ">")):
+                if (marker == "<" and end < L) or (marker == ">" and end > H):
+                    ax.plot([L if marker == "<" else H], [y], marker=marker, ms=4, color=colour, clip_on=False, zorder=4)
+            lo95, hi95, lo50, hi50 = clip(lo95), clip(hi95), clip(lo50), clip(hi50)
+            med_in = L <= med <= H
+        else:
+            med_in = True
         ax.plot([lo95, hi95], [y, y], color=colour, lw=0.9, solid_capstyle="butt")
         ax.plot([lo50, hi50], [y, y], color=colour, lw=2.6, solid_capstyle="butt")
-        ax.plot([np.median(x)], [y], "o", ms=3.5, color="white", mec=colour, mew=1.0, label=label if first else None)
+        if med_in:
+            ax.plot([med], [y], "o", ms=3.5, color="white", mec=colour, mew=1.0, label=label if first else None)
+        elif first and label:
+            ax.plot([], [], "o", ms=3.5, color="white", mec=colour, mew=1.0, label=label)
         first = False
 
 
@@ -109,84 +242,127 @@ def _kind_of(run):
     return run.kind, run.spec
 
 
-def forest(runs: list, labels: list[str] | None = None):
-    """Headline effects by fracture stratum (and pooled), for one run or several side by side (rows matched by label)."""
+def _wrap(text: str, width: int) -> str:
+    return "\n".join(textwrap.wrap(text, width)) if len(text) > width else text
+
+
+def _legend_below(fig, ax=None, ncols: int = 3, handles=None, labels=None):
+    """A legend under the panels, outside every data area."""
+    if handles is None:
+        handles, labels = (ax or fig.axes[0]).get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(ncols, len(handles)), frameon=False, handlelength=1.4)
+
+
+def forest(runs: list, labels: list[str] | None = None, limit: bool = False):
+    """Headline effects by stratum (and pooled), for one run or several side by side (rows matched by label).
+
+    ``limit``: restrict the axis to the outcome's plausible range (see ``ModelKind.plausible_range``); intervals that run
+    past it end in an arrow. Applied automatically when some interval runs past it.
+    """
     all_rows = [_effect_rows(r) for r in runs]
     var = all_rows[0][1]
+    kind, spec = _kind_of(runs[0])
     order: list[str] = []
     for rows, _ in all_rows:
         order += [lab for lab, _ in rows if lab not in order]
     ypos = {lab: -float(i) for i, lab in enumerate(order)}
     n_rows = len(order)
     k = max(1, len(runs))
+    plausible = kind.plausible_range(spec, var)
+    limits = None
+    if plausible is not None:
+        ends = [e for rows, _ in all_rows for _, x in rows for e in _hdi(x, 0.95)]
+        if limit or min(ends) < plausible[0] or max(ends) > plausible[1]:
+            limits = plausible
     longest = max(len(lab) for lab in (labels or [r.name for r in runs]))
     ncols = min(k, 3 if longest <= 30 else 2)
-    height = 0.9 + 0.28 * n_rows * k + (0.3 if var in runs[0].kind.points_vars(runs[0].spec) else 0) + (0.25 * int(np.ceil(k / ncols)) if k > 1 else 0)
+    height = 0.9 + 0.28 * n_rows * k + (0.3 if var in kind.points_vars(spec) else 0) + (0.25 * int(np.ceil(k / ncols)) if k > 1 else 0)
     fig, ax = new_figure(SINGLE if k == 1 else DOUBLE, height)
     step = 0.8 / k
     for i, (rows, _) in enumerate(all_rows):
         lab = (labels[i] if labels else runs[i].name) if k > 1 else None
-        _forest_axes(ax, rows, PALETTE[i % len(PALETTE)], ypos, offset=i * step - 0.4 + step / 2 if k > 1 else 0.0, label=lab)
+        _forest_axes(ax, rows, PALETTE[i % len(PALETTE)], ypos, offset=i * step - 0.4 + step / 2 if k > 1 else 0.0, label=lab,
+                     limits=limits)
     ax.set_yticks(list(ypos.values()), list(ypos))
     ax.axvline(0, color="0.4", lw=0.6)
     th = _primary_threshold(runs[0].manifest, var)
     if th:
         ax.axvline(th[1], color="0.4", lw=0.6, ls="--")
-        ax.annotate(f"{th[0].upper() if th[0] == 'mcid' else th[0]} = {abs(th[1]):.3g}", (th[1], 1.0), xycoords=("data", "axes fraction"),
+        ax.annotate(f"{_threshold_name(th[0])} = {abs(th[1]):.3g}", (th[1], 1.0), xycoords=("data", "axes fraction"),
                     xytext=(2, -2), textcoords="offset points", va="top", fontsize=7, color="0.3")
-    kind, spec = _kind_of(runs[0])
-    ax.set_xlabel(kind.axis_label(spec, var))
+    if limits is not None:
+        pad = 0.03 * (limits[1] - limits[0])
+        ax.set_xlim(limits[0] - pad, limits[1] + pad)
+    ax.set_xlabel(_wrap(kind.axis_label(spec, var), 60 if k > 1 else 48))
     ax.set_ylim(-n_rows + 0.5, 0.5)
     if var in kind.points_vars(spec):
         _points_axis(ax, spec.o)
     if k > 1:
         fig.legend(loc="outside lower center", ncols=ncols, frameon=False, handlelength=1.0)
+    if limits is not None:
+        fig.text(0.99, 0.0, "arrows: interval continues beyond the axis", ha="right", va="bottom", fontsize=7, color="0.3") \
+            if k == 1 else None
     return fig
 
 
-def _kde(x: np.ndarray, lo: float, hi: float, n: int = 400):
-    grid = np.linspace(lo, hi, n)
-    return grid, stats.gaussian_kde(x)(grid)
-
-
 def effect_density(run, var: str | None = None):
-    """Posterior density of each headline effect with 0 and the threshold marked and P(> threshold) shaded."""
+    """Posterior density of each headline effect with 0 and the threshold marked and P(> threshold) shaded; closed form
+    for conjugate runs, else a KDE reflected at the support's bounds. The probabilities are in each panel's title."""
     rows, default = _effect_rows(run)
     var = var or default
     post = run.idata["posterior"].to_dataset()
-    elems = [(lab, x) for lab, x in _elements(post, var, run.card) if np.isfinite(x).any()]
+    chains = post.sizes.get("chain", 1)
+    elems = [(lab, raw, x) for lab, raw, x in _elements_raw(post, var, run.card) if np.isfinite(x).any()]
     th = _primary_threshold(run.manifest, var)
     d = run.manifest.get("effect_directions", {}).get(var, 1)
     kind, spec = _kind_of(run)
     ncols = min(len(elems), 3)
     nrows = int(np.ceil(len(elems) / ncols))
-    fig, axes = new_figure(SINGLE if ncols == 1 else DOUBLE, 1.9 * nrows + 0.3, nrows, ncols, squeeze=False)
+    fig, axes = new_figure(SINGLE if ncols == 1 else DOUBLE, 2.0 * nrows + 0.45, nrows, ncols, squeeze=False)
     for ax in axes.ravel()[len(elems):]:
         ax.set_visible(False)
-    for ax, (lab, x) in zip(axes.ravel(), elems, strict=False):
+    for i, (ax, (lab, raw, x)) in enumerate(zip(axes.ravel(), elems, strict=False)):
         x = x[np.isfinite(x)]
-        lo, hi = np.quantile(x, [0.001, 0.999])
-        pad = 0.1 * (hi - lo)
-        g, dens = _kde(x, lo - pad, hi + pad)
-        ax.plot(g, dens, color=PALETTE[0])
+        g, dens, exact = _curve(run, var, raw, x)
+        ax.plot(g, dens, color=PALETTE[0], label="posterior density (exact)" if exact else "posterior density")
         ax.axvline(0, color="0.4", lw=0.6)
-        text = f"P(benefit) = {np.mean(d * x > 0):.2f}"
+        text = f"P(benefit) {_rel(_benefit_text(run, var, raw, x, chains, d, 0.0))}"
         if th:
-            ax.fill_between(g, dens, where=(d * g > d * th[1]), color=PALETTE[0], alpha=0.25, lw=0)
+            ax.fill_between(g, dens, where=(d * g > d * th[1]), color=PALETTE[0], alpha=0.25, lw=0,
+                            label=f"benefit beyond the {_threshold_name(th[0])}")
             ax.axvline(th[1], color="0.4", lw=0.6, ls="--")
-            text += f"\nP(benefit > {abs(th[1]):.3g}) = {np.mean(d * x > abs(th[1])):.2f}"
-        ax.text(0.03, 0.97, text, transform=ax.transAxes, va="top", ha="left", fontsize=7)
-        ax.set_title(lab or "all patients")
-        ax.set_yticks([])
-        ax.spines["left"].set_visible(False)
-        ax.set_xlabel(kind.axis_label(spec, var))
-    if th and th[0].startswith("mcid"):
-        fig.supxlabel(f"Shaded: benefit beyond the MCID ({abs(th[1]):.3g}; source in the text)", fontsize=7)
+            text += f"; P(> {_threshold_name(th[0])}) {_rel(_benefit_text(run, var, raw, x, chains, d, abs(th[1])))}"
+        ax.set_title(f"{lab or 'all patients'}\n{text}")
+        ax.set_ylim(bottom=0)
+        if i % ncols == 0:
+            ax.set_ylabel("posterior density")
+        ax.set_xlabel(_wrap(kind.axis_label(spec, var), 40 if ncols > 1 else 56))
+    _legend_below(fig, axes.ravel()[0], ncols=2)
     return fig
 
 
+def _benefit_text(run, var: str, raw: list[str], x: np.ndarray, chains: int, d: int, margin: float) -> str:
+    """P(benefit beyond ``margin``) of one element: exact for conjugate runs, else from the draws with its MCSE."""
+    ex = run.exact()
+    name = element_name(var, raw)
+    if ex is not None and name in ex.differences:
+        from ..models.conjugate import difference_cdf_grid
+
+        xx, yy = ex.differences[name]
+        p = 1 - difference_cdf_grid([margin], xx, yy)[0] if d > 0 else difference_cdf_grid([-margin], xx, yy)[0]
+        return _prob_text(float(p), exact=True)
+    return _prob_text(float(np.mean(d * x > margin)), x, chains)
+
+
+def _rel(text: str) -> str:
+    """'= 0.97' or '> 0.99' (no '= > 0.99')."""
+    return text if text[:1] in "<>" else f"= {text}"
+
+
 def prior_posterior(run, variables: list[str] | None = None):
-    """Prior (grey, dashed) against posterior (blue) for the key parameters; shows how much the data moved each."""
+    """Prior (grey, dashed) against posterior (blue) for the key parameters; shows how much the data moved each. Priors
+    with a closed form are drawn from their density on a dense grid, others from a reflected KDE of the prior draws."""
     dt = run.idata
     if "prior" not in dt.children:
         raise ValueError(f"run {run.name} has no prior draws (improper prior or prior_draws = 0)")
@@ -194,27 +370,40 @@ def prior_posterior(run, variables: list[str] | None = None):
     kind, spec = _kind_of(run)
     if variables is None:
         variables = kind.prior_posterior_vars(spec)
-    elems = [(f"{v}[{lab}]" if lab else v, xp, _elements(prior, v)[i][1])
-             for v in variables if v in post and v in prior for i, (lab, xp) in enumerate(_elements(post, v, run.card))
-             if np.isfinite(xp).any()]
+    elems = []
+    for v in variables:
+        if v not in post or v not in prior:
+            continue
+        pri = _elements_raw(prior, v)
+        for i, (lab, raw, xp) in enumerate(_elements_raw(post, v, run.card)):
+            if np.isfinite(xp).any():
+                elems.append((v, lab, raw, xp, pri[i][2]))
     if not elems:
         raise ValueError(f"run {run.name} has none of {variables} in its prior draws")
     ncols = min(len(elems), 3)
     nrows = int(np.ceil(len(elems) / ncols))
-    fig, axes = new_figure(SINGLE if ncols == 1 else DOUBLE, 1.8 * nrows + 0.4, nrows, ncols, squeeze=False)
+    fig, axes = new_figure(SINGLE if ncols == 1 else DOUBLE, 1.9 * nrows + 0.55, nrows, ncols, squeeze=False)
     for ax in axes.ravel()[len(elems):]:
         ax.set_visible(False)
-    for ax, (name, xp, xq) in zip(axes.ravel(), elems, strict=False):
+    for i, (ax, (v, lab, raw, xp, xq)) in enumerate(zip(axes.ravel(), elems, strict=False)):
         xp, xq = xp[np.isfinite(xp)], xq[np.isfinite(xq)]
-        lo, hi = np.quantile(np.concatenate([xp, xq]), [0.005, 0.995])
-        for x, kw in ((xq, {"color": "0.45", "ls": "--", "label": "prior"}), (xp, {"color": PALETTE[0], "label": "posterior"})):
-            g, d = _kde(x, lo, hi)
-            ax.plot(g, d, **kw)
-        ax.set_title(name)
-        ax.set_yticks([])
-        ax.spines["left"].set_visible(False)
-        ax.set_xlabel("\n".join(textwrap.wrap(kind.axis_label(spec, name.split("[")[0]), 34 if ncols > 1 else 60)))
-    axes.ravel()[0].legend(frameon=False, loc="upper right")
+        lo = min(np.quantile(xp, 0.0005), np.quantile(xq, 0.005))
+        hi = max(np.quantile(xp, 0.9995), np.quantile(xq, 0.995))
+        L, H = _support(run, v)
+        if np.isfinite(L) and np.isfinite(H):  # a bounded quantity: show its whole support
+            lo, hi = L, H
+        elif np.isfinite(L):
+            lo = L
+        gq, dq, exact_q = _curve(run, v, raw, xq, prior=True, lim=(lo, hi), n=600)
+        gp, dp, exact_p = _curve(run, v, raw, xp, lim=(lo, hi), n=600)
+        ax.plot(gq, dq, color="0.45", ls="--", label="prior")
+        ax.plot(gp, dp, color=PALETTE[0], label="posterior")
+        ax.set_ylim(bottom=0)
+        ax.set_title(lab)
+        if i % ncols == 0:
+            ax.set_ylabel("density")
+        ax.set_xlabel(_wrap(kind.axis_label(spec, v), 34 if ncols > 1 else 60))
+    _legend_below(fig, axes.ravel()[0], ncols=2)
     return fig
 
 
@@ -258,7 +447,7 @@ def ppc(run):
             axes[0 if K == 1 else ai % K, 0].set_ylabel("cumulative share")
         for ax in axes[-1]:
             ax.set_xlabel(f"{card.outcome_label(run.manifest['outcome'])} after treatment ({o.unit}, {o.min}-{o.max})")
-        axes[0, 0].legend(frameon=False, loc="upper left")
+        _legend_below(fig, axes[0, 0], ncols=3)
         if k != 1 or "reconstruction" in dt["posterior"].coords:
             fig.suptitle("Reconstructed data set 1 (not real patients)", fontsize=8)
         return fig
@@ -276,53 +465,163 @@ def ppc(run):
         ax.errorbar(med, y, xerr=[med - lo, hi - med], fmt="o", ms=3, color="0.3", elinewidth=0.8, label="predictive 90%")
         ax.plot(flat_o, y, "D", ms=3.5, color=PALETTE[1], label="observed")
         ax.set_yticks(y, labels)
-        ax.set_xlabel(f"{v.replace('_', ' ')} (patients)")
-    axes.ravel()[0].legend(frameon=False, loc="lower right")
+        counts = bool(np.all(np.isfinite(flat_o)) and np.allclose(flat_o, np.round(flat_o)))
+        ax.set_xlabel(f"{card.outcome_label(run.manifest['outcome'])}: {v.replace('_', ' ')}" + (" (patients)" if counts else ""))
+    _legend_below(fig, axes.ravel()[0], ncols=2)
     return fig
 
 
 def rates(run):
-    """Event rates by arm and stratum, with the risk difference (treatment − control)."""
+    """Event rates by arm and stratum, with the risk difference (treatment − control); closed-form densities for conjugate
+    runs, KDEs reflected at 0 and 1 (or −1 and 1) otherwise."""
     post = run.idata["posterior"].to_dataset()
     card = run.card
     if "p_event" not in post or "risk_difference" not in post:
         raise ValueError("the rates figure is for the event models that compare the arms")
     levels = card.stratum_levels
     K = len(levels)
-    fig, axes = new_figure(DOUBLE, 2.2, 1, K + 1, squeeze=False)
+    chains = post.sizes.get("chain", 1)
+    fig, axes = new_figure(DOUBLE, 2.5, 1, K + 1, squeeze=False)
     axes = axes.ravel()
-    grid = np.linspace(0, 1, 400)
     colours = arm_colours(card)
     label = card.outcome_label(run.manifest["outcome"])
     sdim = card.stratum_dim
-    for ax, lev in zip(axes[:K], levels, strict=True):
+    for i, (ax, lev) in enumerate(zip(axes[:K], levels, strict=True)):
         for arm in card.arm_levels:
             x = _draws(post["p_event"].sel({"arm": arm, sdim: lev}))
             if np.isfinite(x).any():
-                ax.plot(grid, stats.gaussian_kde(x)(grid), color=colours[arm], label=card.arm_label(arm))
-        ax.set_title(card.stratum_label(lev))
-        ax.set_xlabel(f"P({label})")
-        ax.set_yticks([])
-        ax.spines["left"].set_visible(False)
-    axes[0].legend(frameon=False)
+                g, dens, _ = _curve(run, "p_event", [arm, lev], x[np.isfinite(x)], lim=(0.0, 1.0))
+                ax.plot(g, dens, color=colours[arm], label=card.arm_label(arm))
+        ax.set_title(card.stratum_label(lev) if card.stratified else "all patients")
+        ax.set_xlabel(_wrap(f"P({label})", 28))
+        ax.set_xlim(0, 1)
+        ax.set_ylim(bottom=0)
+        if i == 0:
+            ax.set_ylabel("posterior density")
     ax = axes[K]
-    g = np.linspace(-1, 1, 400)
     d = run.manifest.get("effect_directions", {}).get("risk_difference", 1)
     for i, lev in enumerate(levels):
         x = _draws(post["risk_difference"].sel({sdim: lev}))
         if np.isfinite(x).any():
-            ax.plot(g, stats.gaussian_kde(x)(g), color=PALETTE[2 + i % 6], label=f"{card.stratum_label(lev)}: P(benefit) = {np.mean(d * x > 0):.2f}")
+            x = x[np.isfinite(x)]
+            g, dens, exact = _curve(run, "risk_difference", [lev], x, lim=(-1.0, 1.0))
+            who = card.stratum_label(lev) if card.stratified else "all patients"
+            ptext = _rel(_benefit_text(run, "risk_difference", [lev], x, chains, d, 0.0))
+            ax.plot(g, dens, color=PALETTE[2 + i % 6], label=f"risk difference, {who}: P(benefit) {ptext}")
     ax.axvline(0, color="0.4", lw=0.6)
-    ax.set_xlabel(f"Risk difference, {card.arm_label(card.arm_levels[0])} − {card.arm_label(card.arm_levels[1])}")
-    ax.set_yticks([])
-    ax.spines["left"].set_visible(False)
-    ax.legend(frameon=False, loc="upper left")
+    ax.set_xlim(-1, 1)
+    ax.set_ylim(bottom=0)
+    ax.set_title("Risk difference")
+    ax.set_xlabel(_wrap(f"{card.arm_label(card.arm_levels[0])} − {card.arm_label(card.arm_levels[1])}", 28))
+    h1, l1 = axes[0].get_legend_handles_labels()
+    h2, l2 = ax.get_legend_handles_labels()
+    _legend_below(fig, ncols=2, handles=h1 + h2, labels=l1 + l2)
     return fig
 
 
 def sensitivity(runs: list, labels: list[str], var: str | None = None):
-    """The headline effect across the runs of a sweep (prior sets or a sensitivity parameter)."""
-    return forest(runs, labels)
+    """The headline effect across the runs of a sweep (prior sets or a sensitivity parameter), on the outcome's plausible
+    range (intervals running past it end in an arrow)."""
+    return forest(runs, labels, limit=True)
+
+
+def grid_cells(runs: list) -> dict:
+    """{(position, strength): run} for runs fitted with the standard grid's prior sets."""
+    from ..models.base import GRID_POSITIONS, GRID_STRENGTHS
+
+    out = {}
+    for r in runs:
+        pos, _, strength = str(r.manifest.get("prior_set", "")).partition("_")
+        if pos in GRID_POSITIONS and strength in GRID_STRENGTHS:
+            out[pos, strength] = r
+    return out
+
+
+def prior_grid(runs: list):
+    """The standard prior grid at a glance: P(benefit) (colour and first number) and P(benefit beyond the MCID) (second
+    number) of the headline effect in each stratum, for priors that are pessimistic / neutral / optimistic (rows) and weak /
+    moderate / strong (columns)."""
+    from matplotlib.colors import Normalize
+
+    from ..models.base import GRID_POSITIONS, GRID_STRENGTHS
+
+    cells = grid_cells(runs)
+    if not cells:
+        raise ValueError("none of these runs uses a prior set of the standard grid")
+    ref = next(iter(cells.values()))
+    rows_ref, var = _effect_rows(ref)
+    labels = [lab for lab, _ in rows_ref if lab != "pooled mean"]  # each stratum and the average over strata
+    positions = [p for p in reversed(GRID_POSITIONS) if any(k[0] == p for k in cells)]  # pessimistic at the bottom
+    positions = [p for p in ("optimistic", "neutral", "pessimistic") if p in positions]
+    strengths = list(GRID_STRENGTHS)
+    th = _primary_threshold(ref.manifest, var)
+    d = ref.manifest.get("effect_directions", {}).get(var, 1)
+    n = len(labels)
+    ncols = min(n, 3)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = new_figure(SINGLE if ncols == 1 else DOUBLE, (0.45 * len(positions) + 0.9) * nrows + 0.5, nrows, ncols, squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    norm = Normalize(0, 1)
+    cmap = __import__("matplotlib").colormaps["cividis"]
+    im = None
+    for ax, lab in zip(axes.ravel(), labels, strict=False):
+        val = np.full((len(positions), len(strengths)), np.nan)
+        for (pos, st), r in cells.items():
+            rows, _ = _effect_rows(r)
+            x = dict(rows).get(lab)
+            if x is None or pos not in positions:
+                continue
+            i, j = positions.index(pos), strengths.index(st)
+            chains = r.idata["posterior"].sizes.get("chain", 1)
+            val[i, j] = float(np.mean(d * x > 0))
+            text = _prob_text(val[i, j], x, chains)
+            if th:
+                text += "\n" + _prob_text(float(np.mean(d * x > abs(th[1]))), x, chains)
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if val[i, j] < 0.6 else "black")
+        im = ax.imshow(val, cmap=cmap, norm=norm, aspect="auto")
+        ax.set_xticks(range(len(strengths)), [f"{s}\n({GRID_STRENGTHS[s]} pts)" for s in strengths])
+        ax.set_yticks(range(len(positions)), positions)
+        ax.set_title(lab)
+        for side in ("left", "bottom"):
+            ax.spines[side].set_visible(False)
+        ax.tick_params(length=0)
+    cb = fig.colorbar(im, ax=axes.ravel().tolist(), location="bottom", shrink=0.5, aspect=30)
+    cb.set_label("P(benefit)" + (f"; second number: P(benefit > {_threshold_name(th[0])} = {abs(th[1]):.3g})" if th else ""))
+    return fig
+
+
+def summary_forest(runs: list, titles: list[str] | None = None, variables: list[str] | None = None):
+    """The main figure: one panel per outcome (its lead run's headline effect, or ``variables[i]``, by stratum), each on
+    its own scale."""
+    n = len(runs)
+    variables = variables or [None] * n
+    heights = [max(1, len(_effect_rows(r, v)[0])) for r, v in zip(runs, variables, strict=True)]
+    fig, axes = new_figure(DOUBLE, 0.55 * n + 0.32 * sum(heights) + 0.5, n, 1, squeeze=False,
+                           gridspec_kw={"height_ratios": [h + 1.4 for h in heights]})
+    for i, (ax, r) in enumerate(zip(axes.ravel(), runs, strict=True)):
+        rows, var = _effect_rows(r, variables[i])
+        kind, spec = _kind_of(r)
+        ypos = {lab: -float(k) for k, (lab, _) in enumerate(rows)}
+        plausible = kind.plausible_range(spec, var)
+        ends = [e for _, x in rows for e in _hdi(x, 0.95)]
+        limits = plausible if plausible is not None and (min(ends) < plausible[0] or max(ends) > plausible[1]) else None
+        _forest_axes(ax, rows, PALETTE[i % len(PALETTE)], ypos, limits=limits)
+        ax.set_yticks(list(ypos.values()), list(ypos))
+        ax.set_ylim(-len(rows) + 0.5, 0.5)
+        ax.axvline(0, color="0.4", lw=0.6)
+        th = _primary_threshold(r.manifest, var)
+        if th:
+            ax.axvline(th[1], color="0.4", lw=0.6, ls="--")
+        if limits is not None:
+            pad = 0.03 * (limits[1] - limits[0])
+            ax.set_xlim(limits[0] - pad, limits[1] + pad)
+        ax.set_title((titles[i] if titles else r.card.outcome_label(r.manifest["outcome"])), loc="left")
+        side = ("right of 0 favours " if r.manifest.get("effect_directions", {}).get(var, 1) > 0 else "left of 0 favours ") \
+            + r.card.arm_label(r.card.arms.treatment) if var in r.manifest.get("effect_directions", {}) else ""
+        ax.set_xlabel(_wrap(kind.axis_label(spec, var) + (f"; {side}" if side else "")
+                            + (f"; dashed: {_threshold_name(th[0])}" if th else ""), 90))
+    return fig
 
 
 def _arviz_plot(fn, run, variables, width, height_per, max_draws: int = 500, **kw):

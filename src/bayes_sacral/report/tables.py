@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..precision import format_probability, probability_mcse, step_for
 from ..summarize import parse_element, summarize_posterior
 
-__all__ = ["posterior_table", "diagnostics_table", "priors_table", "sampler_table", "decision_table", "to_latex", "cell_sizes_table",
+__all__ = ["display_table", "fmt_num", "fmt_prob", "posterior_table", "diagnostics_table", "priors_table", "sampler_table", "decision_table", "to_latex", "cell_sizes_table",
            "headline_variables", "harm_threshold"]
 
 
@@ -52,15 +53,58 @@ def posterior_table(run, prob: float = 0.95, variables: list[str] | None = None)
         row = {"quantity": r["name"], "mean": r["mean"], "median": r["median"], "hdi_low": r["hdi_low"], "hdi_high": r["hdi_high"],
                "P(benefit)": r.get("prob_benefit") if d else None}
         for k in th:
-            row[f"P(benefit > {k})"] = r.get(f"prob_beyond_{k}") if d else None
+            row[f"P(benefit > {k})"] = r.get(f"prob_beyond_{k}") if (d and var in th[k][1]) else None
         row["P(harm)"] = float(np.mean(d * x[np.isfinite(x)] < -harm)) if (d and estimable) else None
         if not estimable:
             row["note"] = r.get("note", "not estimable")
+        # the rounding step of this row's numbers (2 x MCSE; see bayes_sacral.precision) and the ESS behind its probabilities
+        point_mcse = r["mcse_mean"] * 1.25 if np.isfinite(r.get("mcse_mean", np.nan)) else r.get("mcse_interval", np.nan)
+        row["_step"] = step_for(np.nanmax([point_mcse, r.get("mcse_interval", np.nan)])) if estimable else np.nan
+        row["_ess"] = r.get("ess_bulk", np.nan)
         out.append(row)
     df = pd.DataFrame(out)
     if "note" in df.columns:
         df["note"] = df["note"].fillna("")
     return df
+
+
+def fmt_num(x, step: float) -> str:
+    """A number to a given rounding step, with a true minus sign."""
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return ""
+    d = max(0, -int(np.floor(np.log10(step) + 1e-9))) if np.isfinite(step) and step > 0 else 3
+    text = f"{round(float(x) / step) * step:.{d}f}" if np.isfinite(step) and step > 0 else f"{float(x):.3f}"
+    if float(text) == 0:
+        text = text.lstrip("-")
+    return text.replace("-", "−")
+
+
+def fmt_prob(p, ess: float = np.nan) -> str:
+    """A posterior probability to the precision its Monte Carlo error supports ("> 0.99", "< 0.01" at the ends)."""
+    if p is None or (isinstance(p, float) and not np.isfinite(p)):
+        return ""
+    return format_probability(float(p), probability_mcse(float(p), ess))
+
+
+def display_table(df: pd.DataFrame) -> pd.DataFrame:
+    """A posterior table as text, every number rounded to the step its Monte Carlo error supports: estimates and interval
+    ends to their row's step, probabilities by their own MCSE. Helper columns (``_step``, ``_ess``) are dropped."""
+    out = []
+    for _, r in df.iterrows():
+        step, ess = r.get("_step", np.nan), r.get("_ess", np.nan)
+        row = {}
+        for c in df.columns:
+            if c.startswith("_"):
+                continue
+            v = r[c]
+            if c in ("mean", "median", "hdi_low", "hdi_high", "sd"):
+                row[c] = fmt_num(v, step)
+            elif c.startswith("P("):
+                row[c] = fmt_prob(v, ess)
+            else:
+                row[c] = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+        out.append(row)
+    return pd.DataFrame(out, columns=[c for c in df.columns if not c.startswith("_")])
 
 
 def diagnostics_table(run) -> pd.DataFrame:

@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tables import posterior_table
+from .labels import prior_label
+from .tables import fmt_num, fmt_prob, posterior_table
 
 __all__ = ["methods_paragraph", "results_paragraph", "SMALL_CELL"]
 
 #: Cells with at most this many patients get an explicit warning in the Results text.
 SMALL_CELL = 3
-
-
-def _f(x: float, d: int = 2) -> str:
-    return f"{x:.{d}f}".replace("-", "−")
-
-
-def _p(p: float) -> str:
-    """A posterior probability without false certainty: "> 0.99" rather than "1.00"."""
-    if p >= 0.995:
-        return "> 0.99"
-    if p <= 0.005:
-        return "< 0.01"
-    return f"{p:.2f}"
 
 
 def methods_paragraph(run) -> str:
@@ -33,7 +21,7 @@ def methods_paragraph(run) -> str:
     data = m["data"]
     parts = [f"{card.outcome_label(m['outcome'])[:1].upper() + card.outcome_label(m['outcome'])[1:]} was analysed with a Bayesian "
              f"model: {m['model_description']}"]
-    parts.append(f"Priors were the '{m['prior_set']}' set ({m['prior_set_description'].rstrip('.')})"
+    parts.append(f"Priors were the '{prior_label(m['prior_set'])}' set ({m['prior_set_description'].rstrip('.')})"
                  + (f"; source: {m['prior_set_source']}" if m.get("prior_set_source") else "") + "; every prior is listed with its justification.")
     if data["source"] == "published":
         parts.append(f"The data were the published summaries ({card.study.citation or card.name})")
@@ -52,9 +40,12 @@ def methods_paragraph(run) -> str:
                  + (f", for each of {m['replicates']['count']} reconstructed data sets, with the draws pooled" if m.get("replicates") else "")
                  + ". Convergence was judged by rank-normalised R-hat (≤ 1.01), bulk and tail effective sample sizes (≥ 100 per chain), "
                    "divergent transitions and E-BFMI.")
-    notes = sorted({t["note"] for t in m["decision"]["thresholds"].values() if t.get("note")})
-    if notes:
-        parts.append("Decision thresholds: " + "; ".join(n.rstrip(".") for n in notes))
+    th = m["decision"]["thresholds"]
+    if th:
+        unit = run.kind.unit(run.spec, next(iter(th.values()))["variables"][0]) if next(iter(th.values()))["variables"] else ""
+        values = ", ".join(f"{'the MCID' if k == 'mcid' else k.replace('_', ' ')} {t['value']:.3g}{' ' + unit if unit else ''}" for k, t in th.items())
+        source = th["mcid"].get("note", "") if "mcid" in th else "; ".join(sorted({t["note"] for t in th.values() if t.get("note")}))
+        parts.append(f"Decision thresholds: {values}" + (f" ({source.rstrip('.')})" if source else ""))
     parts.append("Results are posterior medians with 95% highest-density intervals (HDI) and posterior probabilities; no p-values or "
                  "significance thresholds are used.")
     return ". ".join(p.rstrip(".") for p in parts) + "."
@@ -73,23 +64,25 @@ def _cell_note(run, level: str, cell_n: dict | None) -> str:
             f"more than data; it is not evidence for or against {card.arm_label(card.arms.treatment)} in this stratum.")
 
 
-def results_paragraph(run, cell_n: dict | None = None) -> str:
-    """One sentence per headline effect element, with posterior probabilities and HDIs; warnings for tiny cells."""
+def results_paragraph(run, cell_n: dict | None = None, var: str | None = None) -> str:
+    """One sentence per element of the headline effect (or ``var``), with posterior probabilities and HDIs; warnings for
+    tiny cells."""
     m = run.manifest
     card = run.card
     kind, spec = run.kind, run.spec
     heads = [v for v in m.get("headline", []) if v in m["estimands"]]
     if not heads:
         return ""
-    var = heads[0]
+    var = var or heads[0]
     effects = m.get("effect_directions", {})
     tab = posterior_table(run, variables=[var])
     if var not in effects:  # a rate, not a comparison
         out = []
         for _, r in tab.iterrows():
             label = r["quantity"].split("[", 1)[1].rstrip("]") if "[" in r["quantity"] else ""
+            st = r["_step"]
             out.append(f"The posterior median of {kind.axis_label(spec, var)}{' for ' + card.arm_label(label) if label else ''} was "
-                       f"{_f(r['median'])} (95% HDI {_f(r['hdi_low'])} to {_f(r['hdi_high'])}).")
+                       f"{fmt_num(r['median'], st)} (95% HDI {fmt_num(r['hdi_low'], st)} to {fmt_num(r['hdi_high'], st)}).")
         return " ".join(out)
     phrase = kind.outcome_phrase(spec)
     unit = kind.unit(spec, var)
@@ -108,11 +101,13 @@ def results_paragraph(run, cell_n: dict | None = None) -> str:
         else:
             where = f"({label})" if label else ""
         unit_txt = f" {unit}" if unit else ""
-        s = (f"The posterior probability that {card.arm_label(card.arms.treatment)} {phrase} {where} was {_p(r['P(benefit)'])} "
-             f"(posterior median difference {_f(r['median'], 2)}{unit_txt}, 95% HDI {_f(r['hdi_low'])} to {_f(r['hdi_high'])})").replace("  ", " ")
+        st, ess = r["_step"], r["_ess"]
+        s = (f"The posterior probability that {card.arm_label(card.arms.treatment)} {phrase} {where} was {fmt_prob(r['P(benefit)'], ess)} "
+             f"(posterior median difference {fmt_num(r['median'], st)}{unit_txt}, 95% HDI {fmt_num(r['hdi_low'], st)} to "
+             f"{fmt_num(r['hdi_high'], st)})").replace("  ", " ")
         col = "P(benefit > mcid)"
         if mcid and col in r and r[col] is not None and not np.isnan(r[col]):
-            s += f"; the probability that the benefit exceeded the MCID of {mcid['value']:.3g}{unit_txt} was {_p(r[col])}"
+            s += f"; the probability that the benefit exceeded the MCID of {mcid['value']:.3g}{unit_txt} was {fmt_prob(r[col], ess)}"
         s += "."
         p = r["P(benefit)"]
         if 0.2 < p < 0.8:
@@ -126,12 +121,13 @@ def results_paragraph(run, cell_n: dict | None = None) -> str:
                 continue
             label = it["quantity"].split("[", 1)[1].rstrip("]")
             x = post["interaction"].sel(contrast=label).values.ravel()
-            pp = _p(float(np.mean(x > 0)))
+            pp = fmt_prob(float(np.mean(x > 0)), it["_ess"])
             rel = "" if pp[0] in "<>" else "= "
             a, _, b = label.partition(" vs ")
+            st = it["_step"]
             sentences.append(f"The difference between the effects in {card.stratum_label(a)} and {card.stratum_label(b)} ({a} − {b}) had "
-                             f"posterior median {_f(it['median'])} {unit} (95% HDI {_f(it['hdi_low'])} to {_f(it['hdi_high'])}; "
-                             f"P(> 0) {rel}{pp}).")
+                             f"posterior median {fmt_num(it['median'], st)} {unit} (95% HDI {fmt_num(it['hdi_low'], st)} to "
+                             f"{fmt_num(it['hdi_high'], st)}; P(> 0) {rel}{pp}).")
     if m["model"].get("route") == "summary" and "change_difference" in m["estimands"]:
         slope = m.get("priors", {}).get("preop_slope", {}).get("text", "its prior")
         parts = []
@@ -139,9 +135,10 @@ def results_paragraph(run, cell_n: dict | None = None) -> str:
             label = r["quantity"].split("[", 1)[1].rstrip("]") if "[" in r["quantity"] else "all patients"
             if isinstance(r.get("note"), str) and r.get("note"):
                 continue
-            pp = _p(r["P(benefit)"])
-            parts.append(f"{_f(r['median'], 2)} {unit} in {card.stratum_label(label)} (95% HDI {_f(r['hdi_low'])} to {_f(r['hdi_high'])}; "
-                         f"P(benefit) {'' if pp[0] in '<>' else '= '}{pp})")
+            pp = fmt_prob(r["P(benefit)"], r["_ess"])
+            st = r["_step"]
+            parts.append(f"{fmt_num(r['median'], st)} {unit} in {card.stratum_label(label)} (95% HDI {fmt_num(r['hdi_low'], st)} to "
+                         f"{fmt_num(r['hdi_high'], st)}; P(benefit) {'' if pp[0] in '<>' else '= '}{pp})")
         sentences.append("From published summaries the pre-treatment slope is weakly identified (prior " + slope + "), so the "
                          "covariate-adjusted effects above lean on that prior; the difference in mean change, which the summaries "
                          "inform directly (the comparison of a t test on change scores), had posterior median " + "; ".join(parts) + ".")

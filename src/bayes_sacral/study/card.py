@@ -55,6 +55,10 @@ class StudySection(Strict):
     """Full reference of the publication."""
     summary: str | None = None
     """Summary-data CSV of the published numbers (format bayes-sacral-summary/1), relative to the card."""
+    design: str = ""
+    """The study design in words (e.g. "retrospective cohort, treatment chosen by the surgeon"), quoted in reports."""
+    caveats: list[str] = Field(default_factory=list, max_length=20)
+    """Limitations a report's conclusions must carry (one sentence each)."""
 
 
 class ArmsSection(Strict):
