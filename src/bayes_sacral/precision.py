@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-__all__ = ["step_for", "round_to_mcse", "format_mcse", "format_probability", "probability_mcse"]
+__all__ = ["step_for", "round_to_mcse", "format_mcse", "format_probability", "probability_mcse", "display_summary_row", "format_step"]
 
 
 def step_for(mcse: float, max_decimals: int = 4) -> float:
@@ -70,3 +70,42 @@ def format_probability(p: float, mcse: float | None = None) -> str:
         return "< 0.01"
     step = max(step_for(mcse if mcse is not None else 0.0, 2), 0.01)
     return f"{round(p / step) * step:.{_decimals(step)}f}"
+
+
+_ESTIMATES = ("mean", "sd", "median", "hdi_low", "hdi_high", "eti_low", "eti_high")
+
+
+def display_summary_row(row: dict) -> dict:
+    """A summary row (see :func:`bayes_sacral.summarize.summarize_posterior`) for people: estimates and interval ends rounded
+    to the step of the row's Monte Carlo error (the larger of 1.25 x MCSE of the mean, for the median, and the MCSE of the
+    interval ends), probabilities by their own MCSE, R-hat to two decimals, ESS to two significant figures. Raw summaries
+    (JSON, CSV) keep full precision and the ``mcse_mean`` / ``mcse_interval`` columns this rounding rests on."""
+    point = row.get("mcse_mean")
+    point = 1.25 * point if point is not None and np.isfinite(point) else row.get("mcse_interval")
+    cands = [v for v in (point, row.get("mcse_interval")) if v is not None and np.isfinite(v)]
+    step = step_for(max(cands)) if cands else 10.0 ** -3
+    ess = row.get("ess_bulk")
+    out = {}
+    for k, v in row.items():
+        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+            out[k] = "" if k != "name" else v
+        elif k in _ESTIMATES:
+            out[k] = format_step(v, step)
+        elif k.startswith("prob_") or k == "between_share":
+            out[k] = format_probability(float(v), probability_mcse(float(v), ess if k != "between_share" else np.nan))
+        elif k == "r_hat":
+            out[k] = f"{v:.2f}"
+        elif k.startswith("ess_"):
+            out[k] = f"{float(f'{v:.2g}'):.0f}"
+        elif k.startswith("mcse_"):
+            out[k] = f"{v:.2g}"
+        else:
+            out[k] = v
+    return out
+
+
+def format_step(x: float, step: float) -> str:
+    """``x`` rounded to ``step`` (a power of ten) as text, without a negative zero."""
+    d = _decimals(step)
+    text = f"{round(x / step) * step:.{d}f}"
+    return text.lstrip("-") if float(text) == 0 else text

@@ -172,6 +172,11 @@ def summarize(
               + "".join(f"\nthreshold note: {n}" for n in sorted(notes))
               + "".join(f"\nassumption: {a}" for a in m.get("data", {}).get("assumptions", []))
               + "".join(f"\n{v}: mean and sd not reported: {why}" for v, why in m.get("no_moment_variables", {}).items() if v in names))
+    if fmt == OutputFormat.table:  # for people: each number to the digit its Monte Carlo error supports (JSON/CSV keep all)
+        from ..precision import display_summary_row
+
+        rows = [display_summary_row(row) for row in rows]
+        footer += "\nnumbers rounded to their Monte Carlo error (last digit = leading digit of 2 x MCSE); --format json|csv for full precision"
     emit(rows, fmt, title=f"{r.name}: {m.get('model', {}).get('kind')} on {m.get('outcome')} ({m.get('prior_set')} priors)", output=output,
          footer=footer, float_digits=3)
 
