@@ -6,7 +6,13 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bayes_sacral.precision import display_summary_row, format_probability, format_step, probability_mcse, step_for
+from bayes_sacral.precision import (
+    display_summary_row,
+    format_probability,
+    format_step,
+    probability_mcse,
+    step_for,
+)
 
 
 @given(st.floats(1e-5, 1e3))
