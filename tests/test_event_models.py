@@ -70,6 +70,21 @@ def test_closed_form_by_brute_force_integration():
     assert difference_quantile(cdf0, x, y) == pytest.approx(0.2, abs=2e-3)
 
 
+@pytest.mark.parametrize("ab", [(0.5, 9.5, 5.5, 7.5), (0.5, 2.5, 1.5, 6.5), (1, 3, 2, 7), (20, 5, 3, 30)])
+def test_fixed_quadrature_matches_adaptive_quadrature(ab):
+    """The Gauss-Legendre rule in quantile space against scipy's adaptive quad, including zero-event cells under
+    Jeffreys priors (Beta(0.5, ·): an unbounded density at 0)."""
+    from scipy import integrate
+
+    x, y = BetaPosterior(ab[0], ab[1]), BetaPosterior(ab[2], ab[3])
+    ref = integrate.quad(lambda u: x.dist.cdf(y.dist.ppf(u)), 0, 1, limit=500, epsabs=1e-12)[0]
+    assert prob_less(x, y) == pytest.approx(ref, abs=1e-7)
+    for q in (0.025, 0.5, 0.975):
+        t = difference_quantile(q, x, y)
+        cdf = integrate.quad(lambda u, t=t: y.dist.cdf(np.clip(x.dist.ppf(u) + t, 0, 1)), 0, 1, limit=500, epsabs=1e-12)[0]
+        assert cdf == pytest.approx(q, abs=1e-7)
+
+
 def test_derived_quantities_are_consistent(secondary):
     _, idata = secondary
     post = idata["posterior"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import integrate, optimize, stats
+from scipy import optimize, stats
 
 __all__ = ["ExactPosterior", "BetaPosterior", "difference_pdf", "difference_cdf_grid", "beta_posterior", "prob_less", "difference_cdf", "difference_quantile", "ratio_cdf",
            "ratio_quantile", "difference_moments", "dirichlet_marginals", "beta_row", "difference_row"]
@@ -35,9 +35,28 @@ def beta_posterior(prior_a: float, prior_b: float, events: int, trials: int) -> 
     return BetaPosterior(prior_a + events, prior_b + trials - events)
 
 
+_GL_NODES = 4000
+
+
 def _quad01(fn) -> float:
-    val, _ = integrate.quad(fn, 0.0, 1.0, limit=200, epsabs=1e-11, epsrel=1e-10)
-    return float(val)
+    """∫₀¹ fn(u) du by Gauss-Legendre. The integrands here are CDFs composed with quantile functions: bounded and
+    monotone in u even where a Beta density is unbounded, so a fixed rule is accurate (to about 1e-7, checked against
+    adaptive quadrature and a dense 2-D grid in the tests) and hundreds of times faster than adaptive quadrature, which
+    struggles with the kinks where the CDF reaches 0 or 1."""
+    u, w = _gl(_GL_NODES)
+    return float(w @ fn(u))
+
+
+def _gl(n: int) -> tuple[np.ndarray, np.ndarray]:
+    if n not in _GL_CACHE:
+        from scipy.special import roots_legendre  # asymptotic nodes for large n: milliseconds, where leggauss takes seconds
+
+        u, w = roots_legendre(n)
+        _GL_CACHE[n] = ((u + 1) / 2, w / 2)
+    return _GL_CACHE[n]
+
+
+_GL_CACHE: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def prob_less(x: BetaPosterior, y: BetaPosterior) -> float:
@@ -52,7 +71,9 @@ def difference_cdf(t: float, x: BetaPosterior, y: BetaPosterior) -> float:
 
 def difference_quantile(q: float, x: BetaPosterior, y: BetaPosterior) -> float:
     """Exact q-quantile of Y − X (root of the CDF on [−1, 1])."""
-    return float(optimize.brentq(lambda t: difference_cdf(t, x, y) - q, -1.0, 1.0, xtol=1e-10))
+    u, w = _gl(_GL_NODES)
+    qx = x.dist.ppf(u)  # once, not at every root-finding step
+    return float(optimize.brentq(lambda t: w @ y.dist.cdf(np.clip(qx + t, 0.0, 1.0)) - q, -1.0, 1.0, xtol=1e-10))
 
 
 def ratio_cdf(r: float, x: BetaPosterior, y: BetaPosterior) -> float:
