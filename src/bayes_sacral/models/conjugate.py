@@ -49,7 +49,9 @@ def _quad01(fn) -> float:
 
 def _gl(n: int) -> tuple[np.ndarray, np.ndarray]:
     if n not in _GL_CACHE:
-        from scipy.special import roots_legendre  # asymptotic nodes for large n: milliseconds, where leggauss takes seconds
+        from scipy.special import (
+            roots_legendre,  # asymptotic nodes for large n: milliseconds, where leggauss takes seconds
+        )
 
         u, w = roots_legendre(n)
         _GL_CACHE[n] = ((u + 1) / 2, w / 2)
