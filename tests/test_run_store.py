@@ -57,9 +57,12 @@ def test_run_folder_contents(fitted):
     _, _, path = fitted
     assert sorted(p.name for p in path.iterdir()) == ["config.toml", "idata.nc", "manifest.json", "study.toml"]
     dt = Run.load(path).idata
-    for group in ("posterior", "prior", "prior_predictive", "posterior_predictive", "log_likelihood", "observed_data", "sample_stats"):
+    for group in ("posterior", "prior", "prior_predictive", "posterior_predictive", "log_likelihood", "observed_data"):
         assert group in dt.children, group
     m = Run.load(path).manifest
+    # a conjugate model gets exact independent draws (backend auto): nothing for a sampler diagnostic group to hold
+    assert "closed-form" in m["diagnostics"]["method"] and "sample_stats" not in dt.children
+    assert "backend = \"exact\"" in (path / "config.toml").read_text()
     for key in ("versions", "seed", "data", "wall_time_s", "diagnostics", "config_sha256", "priors", "study", "outcome"):
         assert key in m
     assert m["versions"]["pymc"] and m["versions"]["arviz"] and m["data"]["sha256"]

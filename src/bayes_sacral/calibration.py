@@ -16,7 +16,7 @@ import pymc as pm
 import xarray as xr
 from scipy import stats
 
-from .inference import Refitter, _quiet_pymc, child_seeds
+from .inference import Refitter, child_seeds, quiet_pymc
 from .models.base import ModelInput, ModelKind, ModelSpec
 from .priors import PriorSpec
 
@@ -99,7 +99,7 @@ def run_sbc(kind: ModelKind, spec: ModelSpec, inp: ModelInput, priors: dict[str,
     sim_model = kind.build(inp, priors, spec)
     fit_model = sim_model if fit_priors is None else kind.build(inp, fit_priors, spec)
     quantities = quantities or [*kind.params(spec), *kind.effect_variables(spec)]
-    with sim_model, _quiet_pymc():
+    with sim_model, quiet_pymc():
         prior = pm.sample_prior_predictive(draws=n_sims, random_seed=s_prior)
     truth = prior["prior"].to_dataset().isel(chain=0)
     sims = prior["prior_predictive"].to_dataset().isel(chain=0)

@@ -92,10 +92,13 @@ class SamplerSection(Strict):
     """Number of chains (at least 2 to compute R-hat)."""
     target_accept: float = Field(0.9, gt=0.5, lt=1.0)
     """NUTS target acceptance rate; raise it (0.95-0.99) if there are divergences."""
-    backend: Literal["nutpie", "pymc", "numpyro"] = "nutpie"
-    """NUTS implementation: nutpie (default), pymc, numpyro (needs jax and numpyro installed)."""
+    backend: Literal["auto", "exact", "nutpie", "pymc", "numpyro"] = "auto"
+    """auto (default): exact for a conjugate model (independent draws from its closed-form posterior), else nutpie;
+    exact; nutpie (NUTS, compiled once per model structure); pymc; numpyro (needs jax and numpyro installed)."""
     prior_draws: int = Field(1000, ge=0, le=100_000)
     """Draws from the prior and prior predictive (for prior-vs-posterior plots and checks)."""
+    predictive_draws: int = Field(1000, ge=100, le=1_000_000)
+    """Posterior draws (evenly thinned) from which the posterior predictive is simulated."""
     max_treedepth: int = Field(10, ge=4, le=15)
     """Maximum NUTS tree depth."""
 
@@ -518,6 +521,14 @@ def resolve(doc: dict, fname: str = "<config>", over_paths: dict[str, str] | Non
     problems += _check_environment(cfg, fname, over_paths, base_dir, study, data_in_memory)
     if problems:
         raise InputError(problems)
+    exact = kind.exact_available(priors, spec)
+    if cfg.sampler.backend == "exact" and not exact:
+        key = "sampler.backend"
+        raise InputError([Problem(_origin(fname, key, over_paths), key, "'exact'", f"needs a conjugate model with a closed-form posterior "
+                                  f"(events independent with Beta priors, ordinal dirichlet_multinomial, complications); {kind.name} "
+                                  "here is not: use auto or nutpie")])
+    if cfg.sampler.backend == "auto":  # the resolved config names what was used
+        cfg = cfg.model_copy(update={"sampler": cfg.sampler.model_copy(update={"backend": "exact" if exact else "nutpie"})})
     run = ResolvedRun(cfg, kind, priors, set_name, study, spec, overridden, fname, base_dir)
     return run
 

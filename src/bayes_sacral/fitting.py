@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sys
 import time
@@ -20,6 +21,7 @@ from .inference import (
     combine_diagnostics,
     diagnose,
     sample,
+    sample_exact,
     sample_replicates,
 )
 from .models import ModelInput
@@ -99,7 +101,10 @@ def fit_resolved(run: ResolvedRun, data: StudyData | None = None, log=None, prog
     if improper and settings.prior_draws:
         # an improper prior has no draws: the prior groups are left out, and the manifest says why
         settings = SamplerSettings(**{**settings.__dict__, "prior_draws": 0})
-    log(f"sampling {cfg.run.name}: {settings.chains} chains × ({settings.tune} tune + {settings.draws} draws), {settings.backend}")
+    if settings.backend == "exact":
+        log(f"drawing {cfg.run.name}: {settings.chains} × {settings.draws} independent draws from the closed-form posterior")
+    else:
+        log(f"sampling {cfg.run.name}: {settings.chains} chains × ({settings.tune} tune + {settings.draws} draws), {settings.backend}")
     check_vars = run.kind.estimands(run.spec) + list(run.kind.params(run.spec))
     replicate_info = {}
     if inp.replicates:
@@ -111,6 +116,12 @@ def fit_resolved(run: ResolvedRun, data: StudyData | None = None, log=None, prog
         observed = {rv.name: names[data] for rv, data in _observed_data_names(model).items()}
         idata = _with_replicate_groups(idata, inp, check_vars, observed)
         replicate_info = {"dim": inp.replicate_dim, "count": len(datasets), "statuses": [d.status for d in diags]}
+    elif settings.backend == "exact":
+        rng = np.random.default_rng(child_seeds(cfg.run.seed)[0])
+        draws = run.kind.exact_draws(inp, run.priors, run.spec, rng, (settings.chains, settings.draws))
+        idata, t_sample = sample_exact(model, draws, settings, cfg.run.seed)
+        diag = dataclasses.replace(diagnose(idata, [v for v in check_vars if v not in _masked_vars(run, inp)]),
+                                   method="exact independent draws (closed-form posterior)")
     else:
         idata, t_sample = sample(model, settings, cfg.run.seed, progressbar=progressbar)
         diag = diagnose(idata, [v for v in check_vars if v not in _masked_vars(run, inp)])
@@ -232,3 +243,16 @@ def _with_replicate_groups(idata: xr.DataTree, inp: ModelInput, check_vars: list
     out[f"{dim}_data"] = xr.DataTree(allreps)
     out[f"{dim}_spread"] = xr.DataTree(spread)
     return out
+
+
+def diagnostics_line(manifest: dict) -> str:
+    """One line for a log: status, run name, the diagnostics that apply to how it was sampled, wall time."""
+    d = manifest["diagnostics"]
+    text = f"{d['status']}: {manifest['run']} — "
+    if "closed-form" in (d.get("method") or ""):
+        text += f"exact draws (min ESS {min(d['min_ess_bulk'], d['min_ess_tail']):.0f})"
+    else:
+        text += (f"max R-hat {d['max_r_hat']:.3f}, min ESS bulk {d['min_ess_bulk']:.0f} / tail {d['min_ess_tail']:.0f}, "
+                 f"{d['divergences']} divergences" + (f", min E-BFMI {d['min_bfmi']:.2f}" if d.get("min_bfmi") is not None else ""))
+    text += f", {manifest['wall_time_s']['total']:.1f} s"
+    return text + (f" ({'; '.join(d['problems'])})" if d.get("problems") else "")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -27,7 +28,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-__all__ = ["SamplerSettings", "Diagnostics", "sample", "diagnose", "child_seeds", "THRESHOLDS"]
+__all__ = ["SamplerSettings", "Diagnostics", "sample", "sample_exact", "predictive", "thinned", "diagnose", "child_seeds", "THRESHOLDS", "quiet_pymc", "Refitter"]
 
 THRESHOLDS = {
     "r_hat": {"ok": 1.01, "warning": 1.05},
@@ -46,6 +47,7 @@ class SamplerSettings:
     backend: str = "nutpie"
     prior_draws: int = 1000
     max_treedepth: int = 10
+    predictive_draws: int = 1000
 
 
 def child_seeds(seed: int, n: int = 4) -> list[int]:
@@ -54,7 +56,7 @@ def child_seeds(seed: int, n: int = 4) -> list[int]:
 
 
 @contextlib.contextmanager
-def _quiet_pymc():
+def quiet_pymc():
     loggers = [logging.getLogger(n) for n in ("pymc", "pymc.sampling", "pymc.stats.convergence", "nutpie")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -74,11 +76,78 @@ def _quiet_pymc():
 def sample(model: pm.Model, settings: SamplerSettings, seed: int, progressbar: bool = False) -> tuple[xr.DataTree, float]:
     """Prior (predictive), posterior, posterior predictive and pointwise log-likelihood of ``model``.
 
-    Returns the DataTree and the wall time (s) of the whole step. Same model, settings and seed give
-    bit-identical draws (the four stages get child seeds of ``seed``).
+    Returns the DataTree and the wall time (s) of the whole step. Same model, settings and seed give bit-identical draws
+    on the same machine and lock (the stages get child seeds of ``seed``). With the nutpie backend the model comes from
+    the compile cache (:func:`bayes_sacral.compiled.compiled_model`): compiled once per structure, ever. The posterior
+    predictive uses an evenly thinned subset of ``settings.predictive_draws`` posterior draws (enough for checks).
     """
     s_post, s_prior, s_pp, _ = child_seeds(seed)
     t0 = time.perf_counter()
+    if settings.backend == "nutpie":
+        idata = _sample_nutpie(model, settings, s_post, progressbar)
+    else:
+        idata = _sample_pymc(model, settings, s_post, progressbar)
+    predictive(model, idata, settings, s_prior, s_pp)
+    return idata, time.perf_counter() - t0
+
+
+def sample_exact(model: pm.Model, draws: dict[str, np.ndarray], settings: SamplerSettings, seed: int) -> tuple[xr.DataTree, float]:
+    """A DataTree like :func:`sample`'s from independent draws of every free variable of a conjugate model (drawn from its
+    closed-form posterior by the model kind): deterministics, prior, posterior predictive and log-likelihood are computed
+    from them exactly as after MCMC. No sample_stats group: there is no sampler to diagnose."""
+    from pymc.backends.arviz import (
+        coords_and_dims_for_inferencedata,
+        dict_to_dataset,
+        find_constants,
+        find_observations,
+    )
+
+    _s_post, s_prior, s_pp, _ = child_seeds(seed)
+    t0 = time.perf_counter()
+    free = {rv.name for rv in model.free_RVs}
+    if set(draws) != free:
+        raise ValueError(f"exact draws give {sorted(draws)}, the model's free variables are {sorted(free)}")
+    coords, dims = coords_and_dims_for_inferencedata(model)
+    first = next(iter(draws.values()))
+    C, D = first.shape[:2]
+    post = xr.Dataset({n: (("chain", "draw", *dims.get(n, [f"{n}_dim_{i}" for i in range(a.ndim - 2)])), a) for n, a in draws.items()},
+                      coords={"chain": np.arange(C), "draw": np.arange(D), **{k: v for k, v in coords.items()}})
+    from . import batched
+
+    with model, quiet_pymc():
+        post = batched.deterministics(model, post)
+    post = post.drop_vars([c for c in post.coords if c not in post.dims and c not in ("chain", "draw")], errors="ignore")
+    idata = xr.DataTree.from_dict({"posterior": post})
+    idata["constant_data"] = xr.DataTree(dict_to_dataset(find_constants(model), inference_library=pm, coords=coords, dims=dims,
+                                                         sample_dims=[]))
+    idata["observed_data"] = xr.DataTree(dict_to_dataset(find_observations(model), inference_library=pm, coords=coords, dims=dims,
+                                                         sample_dims=[]))
+    idata["posterior"].attrs["sampling_method"] = "exact independent draws from the closed-form posterior"
+    predictive(model, idata, settings, s_prior, s_pp)
+    return idata, time.perf_counter() - t0
+
+
+def _sample_nutpie(model: pm.Model, settings: SamplerSettings, seed: int, progressbar: bool) -> xr.DataTree:
+    import nutpie
+    from pymc.backends.arviz import patch_nutpie_idata
+
+    from .compiled import compiled_model
+
+    cm = compiled_model(model)
+    t = time.perf_counter()
+    with quiet_pymc():
+        idata = nutpie.sample(cm, draws=settings.draws, tune=settings.tune, chains=settings.chains, cores=min(settings.chains, _cores()),
+                              seed=int(seed), save_warmup=False, progress_bar=progressbar, target_accept=settings.target_accept,
+                              maxdepth=settings.max_treedepth)
+    patch_nutpie_idata(idata, model, sampling_time=time.perf_counter() - t)
+    return idata
+
+
+def _cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def _sample_pymc(model: pm.Model, settings: SamplerSettings, seed: int, progressbar: bool) -> xr.DataTree:
     nuts = {"max_treedepth": settings.max_treedepth}
     if settings.backend == "numpyro":
         try:
@@ -88,23 +157,30 @@ def sample(model: pm.Model, settings: SamplerSettings, seed: int, progressbar: b
 
             raise BayesSacralError("sampler.backend = 'numpyro' needs jax and numpyro installed") from exc
         nuts = {"chain_method": "sequential"}
-    with model, _quiet_pymc():
-        idata = pm.sample(
-            draws=settings.draws,
-            tune=settings.tune,
-            chains=settings.chains,
-            cores=1 if settings.backend == "pymc" else None,
-            random_seed=s_post,
-            nuts_sampler=settings.backend,
-            target_accept=settings.target_accept,
-            nuts=nuts,
-            progressbar=progressbar,
-        )
+    with model, quiet_pymc():
+        return pm.sample(draws=settings.draws, tune=settings.tune, chains=settings.chains, cores=1 if settings.backend == "pymc" else None,
+                         random_seed=seed, nuts_sampler=settings.backend, target_accept=settings.target_accept, nuts=nuts,
+                         progressbar=progressbar)
+
+
+def thinned(post: xr.Dataset, n: int) -> xr.Dataset:
+    """At most ``n`` posterior draws, evenly spaced along ``draw`` in every chain."""
+    total = post.sizes["chain"] * post.sizes["draw"]
+    step = max(1, int(np.ceil(total / max(n, 1))))
+    return post.isel(draw=slice(None, None, step))
+
+
+def predictive(model: pm.Model, idata: xr.DataTree, settings: SamplerSettings, s_prior: int, s_pp: int) -> None:
+    """Add the prior (predictive), posterior predictive (on a thinned subset) and log-likelihood groups to ``idata``."""
+    from . import batched
+
+    with model, quiet_pymc():
         if settings.prior_draws:
             idata.update(pm.sample_prior_predictive(draws=settings.prior_draws, random_seed=s_prior))
-        pm.sample_posterior_predictive(idata, extend_inferencedata=True, random_seed=s_pp, progressbar=False)
-        pm.compute_log_likelihood(idata, progressbar=False)
-    return idata, time.perf_counter() - t0
+        if model.observed_RVs:
+            post = idata["posterior"].to_dataset()
+            idata["posterior_predictive"] = xr.DataTree(batched.posterior_predictive(model, thinned(post, settings.predictive_draws), s_pp))
+            idata["log_likelihood"] = xr.DataTree(batched.log_likelihood(model, post))
 
 
 @dataclass
@@ -119,6 +195,7 @@ class Diagnostics:
     problems: list[str]
     worst_r_hat_variable: str = ""
     worst_ess_variable: str = ""
+    method: str = "NUTS"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -227,11 +304,12 @@ class Refitter:
     """
 
     def __init__(self, model: pm.Model):
-        import nutpie
+
+        from .compiled import compiled_model
 
         self.model = model
-        with _quiet_pymc():
-            self.compiled = nutpie.compile_pymc_model(model)
+        with quiet_pymc():
+            self.compiled = compiled_model(model)
         from pytensor.graph.traversal import ancestors
 
         data_names = {d.name for d in model.data_vars}
@@ -275,6 +353,8 @@ def sample_replicates(model: pm.Model, datasets: list[dict[str, np.ndarray]], se
     """
     s_post, s_prior, s_pp, _ = child_seeds(seed)
     t0 = time.perf_counter()
+    from . import batched
+
     refit = Refitter(model)
     seeds = np.random.SeedSequence(s_post).generate_state(len(datasets), dtype=np.uint32)
     pp_seeds = np.random.SeedSequence(s_pp).generate_state(len(datasets), dtype=np.uint32)
@@ -285,17 +365,18 @@ def sample_replicates(model: pm.Model, datasets: list[dict[str, np.ndarray]], se
         import nutpie
 
         cm = refit.with_data(data)
-        tree = nutpie.sample(cm, draws=settings.draws, tune=settings.tune, chains=C, cores=1, seed=int(seeds[k]), progress_bar=False,
+        tree = nutpie.sample(cm, draws=settings.draws, tune=settings.tune, chains=C, cores=min(C, _cores()), seed=int(seeds[k]), progress_bar=False,
                              save_warmup=False, target_accept=settings.target_accept, maxdepth=settings.max_treedepth)
         post = tree["posterior"].to_dataset()
         ss = tree["sample_stats"].to_dataset()[["diverging", "energy"]]
         block = xr.DataTree.from_dict({"posterior": post, "sample_stats": ss})
         diags.append(diagnose(block))
-        with model, _quiet_pymc():
+        with model, quiet_pymc():
             pm.set_data({n: np.asarray(v, dtype=model[n].get_value().dtype) for n, v in data.items()})
-            pp = pm.sample_posterior_predictive(block, var_names=obs_names, random_seed=int(pp_seeds[k]),
-                                                extend_inferencedata=False, progressbar=False)["posterior_predictive"].to_dataset()
-            ll = pm.compute_log_likelihood(block, extend_inferencedata=False, progressbar=False)
+            # vectorised over draws, compiled once for all data sets (the shared data were just rebound)
+            pp = batched.posterior_predictive(model, thinned(post, max(100, settings.predictive_draws // len(datasets))), int(pp_seeds[k]))
+            pp = pp[[n for n in obs_names if n in pp]]
+            ll = batched.log_likelihood(model, post)
         chain = np.arange(k * C, (k + 1) * C)
         for lst, ds in ((posts, post), (stats, ss), (pps, pp), (lls, ll)):
             lst.append(ds.assign_coords(chain=chain))
@@ -308,7 +389,7 @@ def sample_replicates(model: pm.Model, datasets: list[dict[str, np.ndarray]], se
         "posterior_predictive": xr.concat(pps, "chain").assign_coords(label),
         "log_likelihood": xr.concat(lls, "chain").assign_coords(label),
     })
-    with model, _quiet_pymc():
+    with model, quiet_pymc():
         pm.set_data({n: np.asarray(v, dtype=model[n].get_value().dtype) for n, v in datasets[0].items()})
         if settings.prior_draws:
             tree.update(pm.sample_prior_predictive(draws=settings.prior_draws, random_seed=s_prior))

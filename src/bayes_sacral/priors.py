@@ -130,8 +130,17 @@ def _param_array(value, dims: tuple[str, ...], coords: dict[str, list[str]]):
     raise ValueError(f"labels {sorted(value)} match none of the dims {dims}")
 
 
+def _hyper(name: str, param: str, value):
+    """A prior hyperparameter as a named shared variable (``<rv>_prior_<param>``): its value is data, not structure, so
+    one compiled model serves every prior set of the same families (see :mod:`bayes_sacral.compiled`)."""
+    import pytensor
+
+    return pytensor.shared(np.asarray(value, dtype=np.float64), name=f"{name}_prior_{param}")
+
+
 def make_prior(name: str, spec: PriorSpec, dims: tuple[str, ...], coords: dict[str, list[str]], **kwargs):
-    """Create the PyMC random variable ``name`` with prior ``spec`` (inside a model context)."""
+    """Create the PyMC random variable ``name`` with prior ``spec`` (inside a model context). Hyperparameters enter as
+    shared variables named ``<name>_prior_<param>``."""
     import pymc as pm
 
     params = {p: _param_array(v, dims, coords) for p, v in spec.params.items()}
@@ -144,11 +153,11 @@ def make_prior(name: str, spec: PriorSpec, dims: tuple[str, ...], coords: dict[s
     if spec.dist == "Dirichlet":
         a = np.asarray(params["a"], dtype=float)
         shape = tuple(len(coords[d]) for d in dims)
-        return dist(name, a=np.broadcast_to(a, shape).copy(), dims=dims or None, **kwargs)
+        return dist(name, a=_hyper(name, "a", np.broadcast_to(a, shape).copy()), dims=dims or None, **kwargs)
     if dims:
         shape = tuple(len(coords[d]) for d in dims)
         params = {p: (np.broadcast_to(np.asarray(v, dtype=float), shape).copy() if np.ndim(v) else v) for p, v in params.items()}
-    return dist(name, **params, dims=dims or None, **kwargs)
+    return dist(name, **{p: _hyper(name, p, v) for p, v in params.items()}, dims=dims or None, **kwargs)
 
 
 def prior_text(spec: PriorSpec) -> str:

@@ -40,7 +40,7 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
     from .atomic import atomic_directory
     from .config import load_configs
     from .data.integrity import findings_frame, run_checks
-    from .fitting import fit_run, reusable_run
+    from .fitting import diagnostics_line, fit_run, reusable_run
     from .stats.frequentist import reproduce_from_summary, results_frame
     from .study import load_study
     from .summarize import summarize_run
@@ -66,9 +66,7 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
             log(f"reused {res.path} (same config, seed, data and code)")
         else:
             res = fit_run(run, store, overwrite=True, log=log)
-        d = res.manifest["diagnostics"]
-        log(f"{d['status']}: {run.config.run.name} (max R-hat {d['max_r_hat']:.3f}, min ESS {min(d['min_ess_bulk'], d['min_ess_tail']):.0f}, "
-            f"{d['divergences']} divergences, {res.manifest['wall_time_s']['total']:.1f} s)")
+        log(diagnostics_line(res.manifest))
         fitted.append(res)
     with atomic_directory(out_dir, overwrite=True) as tmp:
         ff = findings_frame(findings)

@@ -30,4 +30,12 @@ def _root(
     """Bayesian reanalysis of small clinical studies and design of their follow-up trials."""
 
 
-from . import data_cmds, design_cmds, fit_cmds, reanalyze_cmds, report_cmds, reproduce_cmds  # noqa: E402,F401  (commands register themselves on `app`)
+from . import (  # noqa: E402,F401  (commands register themselves on `app`)
+    cache_cmds,
+    data_cmds,
+    design_cmds,
+    fit_cmds,
+    reanalyze_cmds,
+    report_cmds,
+    reproduce_cmds,
+)

@@ -77,7 +77,7 @@ def fit(
     )
 
     from ..config import load_configs
-    from ..fitting import fit_run
+    from ..fitting import diagnostics_line, fit_run
     from ..store import check_free
 
     runs = load_configs(config, set_ or [])
@@ -91,14 +91,10 @@ def fit(
         task = progress.add_task(f"fitting {len(runs)} run{'s' if len(runs) > 1 else ''}", total=len(runs))
         for r in runs:
             progress.update(task, description=f"fitting {r.config.run.name}")
-            res = fit_run(r, out, overwrite=overwrite, log=(lambda m: None) if quiet else progress.console.print)
+            res = fit_run(r, out, overwrite=overwrite, log=(lambda m: None) if quiet else (lambda m: progress.console.print(m, markup=False, highlight=False)))
             results.append(res)
-            d = res.manifest["diagnostics"]
             if not quiet:
-                progress.console.print(
-                    f"{d['status']}: {r.config.run.name} — max R-hat {d['max_r_hat']:.3f}, min ESS bulk {d['min_ess_bulk']:.0f} / tail "
-                    f"{d['min_ess_tail']:.0f}, {d['divergences']} divergences, min E-BFMI {d['min_bfmi']:.2f}, "
-                    f"{res.manifest['wall_time_s']['total']:.1f} s" + (f" ({'; '.join(d['problems'])})" if d["problems"] else ""))
+                progress.console.print(diagnostics_line(res.manifest), markup=False, highlight=False)
             progress.advance(task)
     for res in results:
         say(str(res.path))

@@ -152,10 +152,14 @@ class SummaryData:
     def select(self, **where) -> pd.DataFrame:
         """Rows matching every ``column=value`` given (``time=""`` selects empty; ``stratum=`` is the strata column)."""
         df = self.frame
+        cols = self._cache.get("columns")
+        if cols is None:  # numpy object arrays: comparisons are ~50x faster than on pandas columns
+            # missing values become None, which equals nothing (as pandas' NA comparison filled with False)
+            cols = self._cache["columns"] = {c: df[c].astype(object).where(df[c].notna(), None).to_numpy(dtype=object) for c in df.columns}
         mask = np.ones(len(df), dtype=bool)
         for col, val in where.items():
             col = self.card.stratum_dim if col == "stratum" else col
-            mask &= (df[col] == val).fillna(False).to_numpy(dtype=bool)
+            mask &= (cols[col] == val) if not (val is None or (np.isscalar(val) and pd.isna(val))) else False
         return df[mask]
 
     def canonical(self, **where) -> pd.Series | None:

@@ -343,6 +343,15 @@ class ModelKind:
         :class:`~bayes_sacral.models.conjugate.ExactPosterior`; None for models without one."""
         return None
 
+    def exact_draws(self, inp: ModelInput, priors: dict, spec: ModelSpec, rng: np.random.Generator, size: tuple[int, int]):
+        """Independent draws of every free variable from a conjugate model's closed-form posterior, each with leading dims
+        ``size`` = (chains, draws) then the variable's own dims; None for models without one."""
+        return None
+
+    def exact_available(self, priors: dict, spec: ModelSpec) -> bool:
+        """Whether :meth:`exact_draws` applies to this model with these priors."""
+        return False
+
     def exact_summary(self, inp: ModelInput, priors: dict, spec: ModelSpec, prob: float) -> list[dict] | None:
         """Exact summary rows (mean, sd, median, equal-tailed interval, P(> 0)) of a conjugate model; None otherwise."""
         ex = self.exact_marginals(inp, priors, spec)

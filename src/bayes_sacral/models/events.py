@@ -234,6 +234,24 @@ class EventsModel(ModelKind):
     def prior_posterior_vars(self, spec):
         return ["risk_difference"]
 
+    def exact_available(self, priors, spec):
+        return spec.options.variant == "independent" and "p_event" in priors and priors["p_event"].dist == "Beta"
+
+    def exact_draws(self, inp, priors, spec, rng, size):
+        """p_event[a, s] ~ Beta(alpha + events, beta + n − events), independently per cell."""
+        if not self.exact_available(priors, spec):
+            return None
+        a = _table(priors["p_event"].params["alpha"], spec.arms)
+        b = _table(priors["p_event"].params["beta"], spec.arms)
+        ev, tr = inp.data["events"], inp.data["trials"]
+        out = np.empty((*size, len(spec.arms), len(spec.levels)))
+        for i, arm in enumerate(spec.arms):
+            for j, lev in enumerate(spec.levels):
+                y = np.nan_to_num(float(ev.sel({"arm": arm, spec.sdim: lev})))
+                n = np.nan_to_num(float(tr.sel({"arm": arm, spec.sdim: lev})))
+                out[..., i, j] = rng.beta(a[arm] + y, b[arm] + n - y, size=size)
+        return {"p_event": out}
+
     def exact_marginals(self, inp, priors, spec, prior=False):
         if spec.options.variant != "independent" or priors["p_event"].dist != "Beta":
             return None
@@ -343,6 +361,21 @@ class ComplicationsModel(ModelKind):
             p = make_prior("p_event", priors["p_event"], ("arm",), coords)
             pm.Binomial("events", n=n, p=p, observed=events, dims="arm")
         return m
+
+    def exact_available(self, priors, spec):
+        return "p_event" in priors and priors["p_event"].dist == "Beta"
+
+    def exact_draws(self, inp, priors, spec, rng, size):
+        """p_event[a] ~ Beta(alpha + events, beta + n − events) per arm."""
+        if not self.exact_available(priors, spec):
+            return None
+        arms = self.arms(spec)
+        a, b = _table(priors["p_event"].params["alpha"], arms), _table(priors["p_event"].params["beta"], arms)
+        out = np.empty((*size, len(arms)))
+        for i, arm in enumerate(arms):
+            y, n = float(inp.data["events"].sel(arm=arm)), float(inp.data["trials"].sel(arm=arm))
+            out[..., i] = rng.beta(a[arm] + y, b[arm] + n - y, size=size)
+        return {"p_event": out}
 
     def exact_marginals(self, inp, priors, spec, prior=False):
         pr = priors["p_event"]

@@ -179,6 +179,24 @@ class OrdinalModel(ModelKind):
             pm.Deterministic("difference_p_worst", pw[0] - pw[1], dims=sdim)
         return m
 
+    def exact_available(self, priors, spec):
+        p = priors.get("p_category")
+        return (spec.options.variant == "dirichlet_multinomial" and p is not None and p.dist == "Dirichlet"
+                and not isinstance(p.params.get("a"), dict))
+
+    def exact_draws(self, inp, priors, spec, rng, size):
+        """p_category[a, s, ·] ~ Dirichlet(a + counts[a, s, ·]), independently per cell."""
+        if not self.exact_available(priors, spec):
+            return None
+        counts = np.nan_to_num(inp.data["counts"].values)
+        K = counts.shape[-1]
+        a = np.broadcast_to(np.asarray(priors["p_category"].params["a"], dtype=float), counts.shape)
+        out = np.empty((*size, *counts.shape))
+        n = int(np.prod(size))
+        for idx in np.ndindex(*counts.shape[:-1]):
+            out[(..., *idx, slice(None))] = rng.dirichlet(a[idx] + counts[idx], size=n).reshape(*size, K)
+        return {"p_category": out}
+
     def exact_marginals(self, inp, priors, spec, prior=False):
         if spec.options.variant != "dirichlet_multinomial":
             return None

@@ -1,0 +1,437 @@
+"""Compile once, ever: nutpie's compiled PyMC models kept in memory and on disk, keyed by the model's structure.
+
+nutpie compiles a model's log density and gradient into numba C callbacks; that takes 10-30 s per model per process and
+numba cannot cache those callbacks ("uses dynamic globals"). This module caches them itself:
+
+- **Key.** A SHA-256 of the model's structure: the printed graph of its log density and deterministics (ops, types,
+  variable names), the bytes of every constant in it, the name, dtype and rank of every shared variable (data and prior
+  hyperparameters are shared variables, so their *values* are not part of the structure: one compiled model serves every
+  data set, prior set, reconstruction, simulated trial and sweep member of that structure), the order of the free
+  variables, and the versions of Python, nutpie, numba, llvmlite, PyTensor and PyMC and the host CPU.
+- **Entry.** The two compiled callbacks as LLVM bitcode in which every definition except the entry points is private and
+  the entry points carry the key in their name (so loading never clashes with code already in the process), the numba
+  environments they need, and the layout of nutpie's shared-data record. A header holds the format, the key and a
+  SHA-256 of the body.
+- **Use.** On a hit the bitcode is turned into machine code (about a second) and bound to the model at hand: its shared
+  data, coordinates and initial-point function. A freshly compiled model is written and then loaded the same way, so a
+  run's draws are the same whether its structure came from the cache or not.
+- **Trust.** Every bind checks the compiled log density at two points against PyTensor's own Python implementation of
+  the same model and the gradient against finite differences; a corrupt, truncated, stale or colliding entry fails the
+  header or this check and is deleted and rebuilt, never used.
+
+The cache lives in ``$BAYES_SACRAL_CACHE`` (default ``$XDG_CACHE_HOME/bayes-sacral`` or ``~/.cache/bayes-sacral``); it is
+safe to delete at any time (``bayes-sacral cache clear``). PyTensor keeps its own compiled kernels in its compiledir
+(shown by ``bayes-sacral cache info``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import hashlib
+import importlib
+import io
+import os
+import pickle
+import platform
+import sys
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["cache_dir", "compiled_model", "structure_key", "shared_by_name", "logp_and_grad", "cache_info", "clear_cache", "CacheStats", "STATS"]
+
+FORMAT = 1
+_MAGIC = b"BSCM"
+_ENV_PREFIX = "_ZN08NumbaEnv"
+_LOCK = threading.Lock()
+
+
+@dataclasses.dataclass
+class CacheStats:
+    """What this process did: structures compiled, loaded from disk, reused from memory, entries rejected."""
+
+    compiled: int = 0
+    loaded: int = 0
+    reused: int = 0
+    rejected: int = 0
+    compile_s: float = 0.0
+    load_s: float = 0.0
+
+
+STATS = CacheStats()
+
+
+def cache_dir() -> Path:
+    """Where compiled models are kept: ``$BAYES_SACRAL_CACHE``, else ``$XDG_CACHE_HOME/bayes-sacral``, else
+    ``~/.cache/bayes-sacral``."""
+    env = os.environ.get("BAYES_SACRAL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "bayes-sacral"
+
+
+def _models_dir() -> Path:
+    return cache_dir() / "models"
+
+
+def _versions() -> str:
+    import llvmlite
+    import llvmlite.binding as ll
+    import numba
+    import nutpie
+    import pymc
+    import pytensor
+
+    from . import __version__
+
+    return "|".join([sys.version, platform.machine(), ll.get_host_cpu_name(), nutpie.__version__, numba.__version__, llvmlite.__version__,
+                     pytensor.__version__, pymc.__version__, __version__, str(FORMAT)])
+
+
+_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def structure_key(model) -> str:
+    """SHA-256 of what a compiled model depends on (see the module docstring); values of shared variables excluded.
+    Computed once per model object (a model's structure does not change once built)."""
+    key = _KEYS.get(model)
+    if key is None:
+        key = _KEYS[model] = _structure_key(model)
+    return key
+
+
+def _structure_key(model) -> str:
+    import pytensor
+    from pytensor.compile.sharedvalue import SharedVariable
+    from pytensor.graph.basic import Constant
+    from pytensor.graph.traversal import ancestors
+
+    outputs = [model.logp(), *model.deterministics]
+    buf = io.StringIO()
+    pytensor.dprint(outputs, file=buf, print_type=True, id_type="")
+    h = hashlib.sha256()
+    h.update(_versions().encode())
+    h.update(buf.getvalue().encode())
+    h.update(repr([model.rvs_to_values[v].name for v in model.free_RVs]).encode())
+    h.update(repr([d.name for d in model.deterministics]).encode())
+    for a in ancestors(outputs):
+        if isinstance(a, SharedVariable):
+            val = a.get_value(borrow=True)
+            h.update(f"shared:{a.name}:{np.asarray(val).dtype}:{np.ndim(val)}".encode())
+        elif isinstance(a, Constant):
+            data = np.asarray(a.data)
+            h.update(f"const:{data.dtype}:{data.shape}".encode())
+            if data.dtype == object:  # a Python object (None, a slice): its bytes are a pointer, different in every process
+                h.update(repr(a.data).encode())
+            else:
+                h.update(np.ascontiguousarray(data).tobytes())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------- serialising nutpie's compiled callbacks
+def _isolated_bitcode(lib, entry: str, suffix: str) -> tuple[bytes, dict[str, str]]:
+    """Bitcode of a finalised numba library with every definition private except ``entry`` (renamed ``entry + suffix``)
+    and the environment globals (renamed with ``suffix``): it can be loaded beside anything else in the process."""
+    import llvmlite.binding as ll
+
+    mod = ll.parse_bitcode(lib._final_module.as_bitcode())
+    envs = {}
+    for f in mod.functions:
+        if f.is_declaration:
+            continue
+        if f.name == entry:
+            f.name = entry + suffix
+        else:
+            f.linkage = "internal"
+    for gv in mod.global_variables:
+        if gv.is_declaration:
+            continue
+        if gv.name.startswith(_ENV_PREFIX):
+            old = gv.name
+            gv.name = old + suffix
+            envs[old] = gv.name
+        else:
+            gv.linkage = "internal"
+    return mod.as_bitcode(), envs
+
+
+def _dump(cm, key: str) -> dict:
+    from numba.core import serialize
+    from numba.core.environment import lookup_environment
+
+    suffix = "_bs" + key[:16]
+    payload: dict = {"key": key}
+    envs = []
+    for name, fn in (("logp", cm.compiled_logp_func), ("expand", cm.compiled_expand_func)):
+        bc, renamed = _isolated_bitcode(fn._library, fn.native_name, suffix + name)
+        payload[name] = (bc, fn.native_name + suffix + name)
+        for old, new in renamed.items():
+            env = lookup_environment(old)
+            if env is not None:
+                envs.append((new, env.globals.get("__name__"), list(env.consts)))
+    payload["envs"] = serialize.dumps(envs)
+    payload["shared_names"] = [(v.name, k) for v, k in cm.shared_var_keys.items()]
+    payload["n_dim"] = cm._n_dim
+    payload["n_expanded"] = cm.n_expanded
+    payload["shape_info"] = cm.shape_info
+    payload["shapes"] = cm._shapes
+    payload["reparam"] = cm.reparameterized_names
+    return payload
+
+
+@dataclasses.dataclass
+class _Loaded:
+    """Machine code of one structure in this process."""
+
+    payload: dict
+    libs: dict
+    logp_address: int
+    expand_address: int
+    envs: list
+
+
+class _Fn:
+    """What nutpie reads from a compiled callback: its address (and a reference that keeps the code alive)."""
+
+    def __init__(self, owner, address: int):
+        self.owner = owner
+        self.address = address
+
+
+def _load(payload: dict) -> _Loaded:
+    import numba
+    from numba.core.environment import Environment, lookup_environment
+    from numba.core.registry import cpu_target
+
+    numba.njit(lambda n: np.empty(n))(1)  # numba's runtime must be initialised before its symbols are linked against
+    codegen = cpu_target.target_context.codegen()
+    libs = {k: codegen.unserialize_library((f"bayes-sacral-{k}", "bitcode", payload[k][0])) for k in ("logp", "expand")}
+    keep = []
+    for name, modname, consts in pickle.loads(payload["envs"]):
+        env = lookup_environment(name)
+        if env is None:
+            env = Environment(importlib.import_module(modname).__dict__ if modname else {})
+            env.consts[:] = consts
+            env.env_name = name
+            Environment._memo[name] = env
+        keep.append(env)
+        codegen.set_env(name, env)
+    return _Loaded(payload, libs, libs["logp"].get_pointer_to_function(payload["logp"][1]),
+                   libs["expand"].get_pointer_to_function(payload["expand"][1]), keep)
+
+
+def shared_by_name(model) -> dict:
+    """The shared variables (data, prior hyperparameters) of a model's log density, deterministics and observed
+    variables, by name (names are unique in models built here)."""
+    out = _SHARED.get(model)
+    if out is not None:
+        return out
+    from pytensor.compile.sharedvalue import SharedVariable
+    from pytensor.graph.traversal import ancestors
+
+    out = {}
+    for a in ancestors([model.logp(), *model.deterministics, *model.observed_RVs]):
+        if isinstance(a, SharedVariable) and a.name and "Generator" not in type(a.get_value(borrow=True)).__name__:
+            if a.name in out and out[a.name] is not a:
+                raise ValueError(f"two shared variables are named {a.name!r}")
+            out[a.name] = a
+    _SHARED[model] = out
+    return out
+
+
+def _bind(loaded: _Loaded, model):
+    """A nutpie CompiledPyMCModel running ``loaded``'s code on ``model``'s shared data, coordinates and initial points."""
+    from nutpie.compile_pymc import (
+        CompiledPyMCModel,
+        _prepare_dims_and_coords,
+        _rv_dict_to_flat_array_wrapper,
+        _wrap_with_lock,
+        make_user_data,
+    )
+    from pymc.initial_point import make_initial_point_fn
+
+    p = loaded.payload
+    shared = shared_by_name(model)
+    missing = [n for n, _k in p["shared_names"] if n not in shared]
+    if missing:
+        raise ValueError(f"the model has no shared variable(s) {missing}")
+    shared_var_keys = {shared[n]: k for n, k in p["shared_names"]}
+    shared_data = {k: np.array(shared[n].get_value(), order="C", copy=True) for n, k in p["shared_names"]}
+    for v in shared_data.values():
+        v.flags.writeable = False
+    user_data = make_user_data(shared_var_keys, shared_data)
+    # nutpie's own initial points: support points jittered by U(-1, 1) in the unconstrained space
+    ipf = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs), return_transformed=True)
+    names = [model.rvs_to_values[v].name for v in model.free_RVs]
+    p0 = ipf(0)
+    init = _rv_dict_to_flat_array_wrapper(ipf, names=names, shapes=[np.shape(p0[n]) for n in names])
+    dims, coords = _prepare_dims_and_coords(model, p["shape_info"], p["reparam"])
+    return CompiledPyMCModel(
+        dims=dims, _coords=coords, _shapes=p["shapes"], compiled_logp_func=_Fn(loaded, loaded.logp_address),
+        compiled_expand_func=_Fn(loaded, loaded.expand_address), initial_point_func=_wrap_with_lock(init), shared_data=shared_data,
+        shared_var_keys=shared_var_keys, user_data=user_data, n_expanded=p["n_expanded"], shape_info=p["shape_info"], logp_func=None,
+        expand_func=None, _n_dim=p["n_dim"], reparameterized_names=p["reparam"])
+
+
+_CFUNC = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+
+
+def logp_and_grad(cm, x: np.ndarray) -> tuple[int, float, np.ndarray]:
+    """Call a compiled model's log density (return code, logp, gradient) at the unconstrained point ``x``."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    grad = np.zeros_like(x)
+    lp = np.zeros(())
+    rc = _CFUNC(cm.compiled_logp_func.address)(x.size, x.ctypes.data, grad.ctypes.data, lp.ctypes.data, cm.user_data.ctypes.data)
+    return int(rc), float(lp), grad
+
+
+def _verify(cm, model) -> None:
+    """The compiled log density equals PyTensor's Python implementation of ``model``'s at two points, and its gradient
+    matches central finite differences; raises ValueError otherwise."""
+    names = [model.rvs_to_values[v].name for v in model.free_RVs]
+    logp_py = model.compile_logp(jacobian=True, mode="FAST_COMPILE")
+    shapes = {n: np.shape(v) for n, v in model.initial_point().items()}
+    for seed in (11, 12):
+        x = np.asarray(cm.initial_point_func(seed), dtype=float)
+        rc, lp, grad = logp_and_grad(cm, x)
+        if rc != 0:
+            raise ValueError(f"compiled log density failed at a test point (code {rc})")
+        point, start = {}, 0
+        for n in names:
+            shape = shapes[n]
+            size = int(np.prod(shape))
+            point[n] = x[start:start + size].reshape(shape)
+            start += size
+        ref = float(logp_py(point))
+        if not np.isclose(lp, ref, rtol=1e-8, atol=1e-8):
+            raise ValueError(f"compiled log density {lp!r} differs from the model's {ref!r}")
+        h = 1e-6
+        for i in range(min(x.size, 6)):
+            e = np.zeros_like(x)
+            e[i] = h
+            fd = (logp_and_grad(cm, x + e)[1] - logp_and_grad(cm, x - e)[1]) / (2 * h)
+            if not np.isclose(grad[i], fd, rtol=1e-4, atol=1e-4 * max(1.0, abs(lp))):
+                raise ValueError(f"compiled gradient {grad[i]!r} differs from finite differences {fd!r} (coordinate {i})")
+
+
+# ---------------------------------------------------------------------- the cache
+_LOADED: dict[str, _Loaded] = {}
+
+
+def _read(path: Path, key: str) -> dict:
+    raw = path.read_bytes()
+    if raw[:4] != _MAGIC:
+        raise ValueError("not a bayes-sacral compiled model")
+    header_len = int.from_bytes(raw[4:8], "little")
+    header = pickle.loads(raw[8:8 + header_len])
+    body = raw[8 + header_len:]
+    if header.get("format") != FORMAT or header.get("key") != key:
+        raise ValueError("entry of another format or structure")
+    if hashlib.sha256(body).hexdigest() != header.get("sha256"):
+        raise ValueError("entry is corrupt (checksum mismatch)")
+    return pickle.loads(body)
+
+
+def _write(path: Path, key: str, payload: dict) -> None:
+    body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    header = pickle.dumps({"format": FORMAT, "key": key, "sha256": hashlib.sha256(body).hexdigest(), "created": time.time()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(_MAGIC + len(header).to_bytes(4, "little") + header + body)
+    os.replace(tmp, path)  # atomic: readers see the old entry or the whole new one
+
+
+def compiled_model(model, log=None):
+    """A nutpie-compiled ``model``, compiled at most once per structure ever (see the module docstring).
+
+    Falls back to nutpie's own compilation (uncached) when an entry cannot be written, e.g. a read-only cache folder.
+    """
+    import nutpie
+
+    log = log or (lambda m: None)
+    key = structure_key(model)
+    with _LOCK:
+        if key in _LOADED:
+            cm = _bind(_LOADED[key], model)
+            _verify(cm, model)
+            STATS.reused += 1
+            return cm
+        path = _models_dir() / f"{key}.bscm"
+        if path.is_file():
+            t0 = time.perf_counter()
+            try:
+                loaded = _load(_read(path, key))
+                cm = _bind(loaded, model)
+                _verify(cm, model)
+            except Exception as exc:  # noqa: BLE001 - any unreadable or wrong entry is rebuilt, never used
+                STATS.rejected += 1
+                log(f"compile cache: entry {path.name[:12]} rejected ({exc}); rebuilding")
+                path.unlink(missing_ok=True)
+            else:
+                _LOADED[key] = loaded
+                STATS.loaded += 1
+                STATS.load_s += time.perf_counter() - t0
+                return cm
+        t0 = time.perf_counter()
+        from .inference import quiet_pymc
+
+        with quiet_pymc():
+            fresh = nutpie.compile_pymc_model(model)
+        try:
+            payload = _dump(fresh, key)
+            loaded = _load(payload)
+            cm = _bind(loaded, model)
+            _verify(cm, model)
+        except Exception as exc:  # noqa: BLE001 - a model the cache cannot hold still samples
+            log(f"compile cache: this model cannot be cached ({exc}); using it uncached")
+            STATS.compiled += 1
+            STATS.compile_s += time.perf_counter() - t0
+            return fresh
+        try:
+            _write(path, key, payload)
+        except OSError as exc:
+            log(f"compile cache: could not write {path} ({exc})")
+        _LOADED[key] = loaded
+        STATS.compiled += 1
+        STATS.compile_s += time.perf_counter() - t0
+        return cm
+
+
+def cache_info() -> dict:
+    """Location, entries and size of the compile cache, and PyTensor's compiledir."""
+    import pytensor
+
+    d = _models_dir()
+    entries = sorted(d.glob("*.bscm")) if d.is_dir() else []
+    comp = Path(pytensor.config.compiledir)
+    return {"location": str(cache_dir()), "entries": len(entries), "bytes": sum(e.stat().st_size for e in entries),
+            "pytensor_compiledir": str(comp), "pytensor_bytes": sum(f.stat().st_size for f in comp.rglob("*") if f.is_file()) if comp.is_dir() else 0,
+            "env": "BAYES_SACRAL_CACHE"}
+
+
+def clear_cache(pytensor_too: bool = False) -> int:
+    """Delete every compiled model (and PyTensor's compiledir with ``pytensor_too``); returns the number of files removed."""
+    import shutil
+
+    n = 0
+    d = _models_dir()
+    if d.is_dir():
+        for f in d.iterdir():
+            if f.is_file():
+                f.unlink(missing_ok=True)
+                n += 1
+    _LOADED.clear()
+    if pytensor_too:
+        import pytensor
+
+        comp = Path(pytensor.config.compiledir)
+        if comp.is_dir():
+            n += sum(1 for f in comp.rglob("*") if f.is_file())
+            shutil.rmtree(comp, ignore_errors=True)
+    return n

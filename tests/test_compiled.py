@@ -1,0 +1,136 @@
+"""Compile once, sample only when needed: the compile cache and the exact backend.
+
+The cache is checked for what matters to a user: a model loaded from disk in a fresh process gives the same draws as a
+fresh compile; a model of the same structure with other data is reused and fits *its* data (checked against the
+closed-form posterior); a corrupt entry is rejected and rebuilt. Exact draws are checked against the Beta closed form.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pymc as pm
+import pytest
+from scipy import stats
+
+import bayes_sacral as bs
+from bayes_sacral import compiled
+from bayes_sacral.errors import InputError
+
+PRIOR_SD = 10.0
+
+
+def normal_model(y):
+    """mu ~ N(0, 10²), y_i ~ N(mu, 1): the posterior of mu is normal with closed-form mean and SD."""
+    with pm.Model() as m:
+        yd = pm.Data("y", np.asarray(y, float))
+        mu = pm.Normal("mu", 0.0, PRIOR_SD)
+        # a deterministic of a random variable brings a NoneConst (its size) into the graph: a key that hashed its
+        # bytes (a pointer) differed in every process, and nothing was ever loaded from disk
+        pm.Deterministic("mu_doubled", 2 * mu)
+        pm.Normal("obs", mu, 1.0, observed=yd)
+    return m
+
+
+def closed_form(y):
+    prec = 1 / PRIOR_SD**2 + len(y)
+    return float(np.sum(y) / prec), float(prec**-0.5)
+
+
+SCRIPT = """
+import json, sys, numpy as np, nutpie
+sys.path.insert(0, {tests!r})
+from test_compiled import normal_model
+from bayes_sacral import compiled
+cm = compiled.compiled_model(normal_model([0.5, 1.5, 2.0]))
+idata = nutpie.sample(cm, draws=300, tune=300, chains=2, cores=1, seed=5, progress_bar=False)
+s = compiled.STATS
+print(json.dumps({{"compiled": s.compiled, "loaded": s.loaded, "rejected": s.rejected,
+                  "mu": idata.posterior["mu"].values.ravel().tolist()}}))
+"""
+
+
+def run_fresh(cache):
+    env = {**os.environ, "BAYES_SACRAL_CACHE": str(cache)}
+    code = SCRIPT.format(tests=os.path.dirname(__file__))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_fresh_process_loads_the_compiled_model_and_draws_identically(tmp_path):
+    first = run_fresh(tmp_path)
+    assert (first["compiled"], first["loaded"]) == (1, 0)
+    assert len(list((tmp_path / "models").glob("*.bscm"))) == 1
+    second = run_fresh(tmp_path)
+    assert (second["compiled"], second["loaded"], second["rejected"]) == (0, 1, 0)
+    assert second["mu"] == first["mu"]  # bit for bit: same machine, same lock, same seed
+    # a corrupt entry is detected, removed and rebuilt; the draws do not change
+    entry = next((tmp_path / "models").glob("*.bscm"))
+    raw = bytearray(entry.read_bytes())
+    raw[-20] ^= 0xFF
+    entry.write_bytes(bytes(raw))
+    third = run_fresh(tmp_path)
+    assert (third["compiled"], third["loaded"], third["rejected"]) == (1, 0, 1)
+    assert third["mu"] == first["mu"]
+    assert run_fresh(tmp_path)["loaded"] == 1  # the rebuilt entry is good
+
+
+def test_same_structure_other_data_is_reused_and_fits_its_own_data(tmp_path, monkeypatch):
+    import nutpie
+
+    monkeypatch.setenv("BAYES_SACRAL_CACHE", str(tmp_path))
+    before = compiled.STATS.compiled + compiled.STATS.loaded + compiled.STATS.reused
+    ys = [np.array([0.2, -0.4, 1.1]), np.array([5.0, 6.5, 4.0, 7.0, 5.5])]  # another length: same structure
+    reused0 = compiled.STATS.reused
+    for y in ys:
+        cm = compiled.compiled_model(normal_model(y))
+        post = nutpie.sample(cm, draws=1000, tune=500, chains=2, cores=1, seed=3, progress_bar=False).posterior["mu"]
+        mean, sd = closed_form(y)
+        d = post.values.ravel()
+        assert abs(d.mean() - mean) < 5 * sd / np.sqrt(500), (d.mean(), mean)
+        assert abs(d.std() - sd) < 0.15 * sd
+    assert compiled.STATS.reused - reused0 >= 1
+    assert compiled.STATS.compiled + compiled.STATS.loaded + compiled.STATS.reused - before == 2
+
+
+def test_structure_key_separates_structures_not_data():
+    k1 = compiled.structure_key(normal_model([1.0, 2.0]))
+    assert k1 == compiled.structure_key(normal_model([3.0, 4.0, 5.0]))
+    with pm.Model() as other:
+        mu = pm.Normal("mu", 0.0, PRIOR_SD)
+        pm.StudentT("obs", nu=4, mu=mu, sigma=1.0, observed=pm.Data("y", np.array([1.0, 2.0])))
+    assert compiled.structure_key(other) != k1
+
+
+EVENTS_DOC = {"run": {"name": "t", "seed": 3}, "model": {"kind": "secondary_procedures"}, "priors": {"set": "jeffreys"},
+              "sampler": {"draws": 2000, "chains": 2, "prior_draws": 100, "predictive_draws": 200}}
+
+
+def test_conjugate_model_gets_exact_independent_draws_matching_the_beta_posterior():
+    run = bs.fit(EVENTS_DOC)
+    assert run.resolved.config.sampler.backend == "exact"  # auto resolves to exact for a conjugate model
+    assert "closed-form" in run.manifest["diagnostics"]["method"]
+    post = run.idata["posterior"]
+    assert "sample_stats" not in run.idata.children
+    for (arm, lev), (y, n) in {("psfs", "pathological"): (0, 9), ("sacroplasty", "pathological"): (5, 12),
+                               ("sacroplasty", "impending"): (1, 7)}.items():
+        d = post["p_event"].sel(arm=arm, fracture=lev).values.ravel()
+        ks = stats.kstest(d, stats.beta(0.5 + y, 0.5 + n - y).cdf)
+        assert ks.pvalue > 1e-4, (arm, lev, ks)
+    # independent draws: lag-1 autocorrelation near 0 (|r| < 4/sqrt(n))
+    d = post["p_event"].sel(arm="sacroplasty", fracture="pathological").values[0]
+    r = np.corrcoef(d[:-1], d[1:])[0, 1]
+    assert abs(r) < 4 / np.sqrt(len(d))
+    # same seed, same draws
+    again = bs.fit(EVENTS_DOC).idata["posterior"]["p_event"].values
+    assert np.array_equal(again, post["p_event"].values)
+
+
+def test_exact_backend_on_a_non_conjugate_model_is_an_input_error():
+    doc = {**EVENTS_DOC, "model": {"kind": "secondary_procedures", "variant": "hierarchical"}, "priors": {},
+           "sampler": {"backend": "exact"}}
+    with pytest.raises(InputError) as exc:
+        bs.fit(doc)
+    assert "sampler.backend" in str(exc.value) and "conjugate" in str(exc.value)
