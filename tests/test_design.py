@@ -404,7 +404,8 @@ def test_smallest_n_with_uncertainty():
     (BASE + '[strata]\npathological = 0.7\nimpending = 0.3\n', "truth.msts.treatment_effect"),
     (BASE + 'endpoint = "secondary_procedure"\n' + TRUTH.replace("impending = 0.14", "impending = 1.4"),
      "truth.secondary_procedure.p_control.impending"),
-    (BASE + 'endpoint = "secondary_procedure"\n' + TRUTH + '[decision]\nrule = "dual"\n', "decision.mcid"),
+    # the card's MCID for secondary procedures (a risk difference of 0.10) serves a dual rule; one of 1 or more cannot
+    (BASE + 'endpoint = "secondary_procedure"\n' + TRUTH + '[decision]\nrule = "dual"\nmcid = 1.5\n', "decision.mcid"),
     (BASE + 'allocation_scheme = "blocked"\n' + TRUTH, "design.allocation_scheme"),
     (BASE + TRUTH + "[truth]\nnull = true\n", "truth.null"),
 ])

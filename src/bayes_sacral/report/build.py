@@ -417,7 +417,7 @@ def write_report(runs: list, tmp: Path, title: str = "Bayesian reanalysis", log=
         log("report: summary and methods")
         _results_section(w, runs, leads, groups, info, grids, figures)
         log("report: results")
-        _appendix(w, runs, reps, groups, info, figures, log)
+        _appendix(w, runs, reps, groups, info, figures, log, grids)
         _write_html(tmp / "report.html", title, w.sections)
         _write_md(tmp / "report.md", title, w.sections)
         log(f"report: {w.n_tables} tables, {w.n_figures} figures")
@@ -519,18 +519,15 @@ def _results_section(w: _Writer, runs, leads, groups, info, grids, figures):
                             "estimate, reflected at the bounds of the quantity). ") + "0 and, where there is one, the MCID are marked.")
             except ValueError:
                 pass
-        if key in grids:
-            rep, gm = grids[key]
-            grid = _grid_table(gm)
-            if not grid.empty:
-                w.table(sec, f"{r.name}--prior-grid", grid, f"{_outcome_title(r)}: the standard prior grid ({_model_label(rep.manifest)}); "
-                        "each row's prior is centred as named and worth the stated number of patients.")
-                if figures:
-                    try:
-                        w.figure(sec, f"{r.name}--prior-grid", F.prior_grid(gm), f"{_outcome_title(r)}: P(benefit) (colour, first number) "
-                                 "and P(benefit > MCID) (second number) across the prior grid, in each stratum.")
-                    except ValueError:
-                        pass
+        if key in grids and figures:
+            _rep, gm = grids[key]
+            if not _grid_table(gm).empty:
+                try:
+                    w.figure(sec, f"{r.name}--prior-grid", F.prior_grid(gm), f"{_outcome_title(r)}: P(benefit) (colour, first number) "
+                             "and P(benefit > MCID) (second number) across the prior grid, in each stratum; the medians and "
+                             "intervals are tabulated in the Appendix (Prior grid).")
+                except ValueError:
+                    pass
     # data routes side by side for a score (proper priors only)
     score_reps = [g[0] for g in groups if g[0].manifest["model"]["kind"] == "score" and g[0].manifest["prior_set"] != "reference"]
     if len({r.manifest["outcome"] for r in score_reps}) > 1:
@@ -587,7 +584,7 @@ def _words_table(r, df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _appendix(w: _Writer, runs, reps, groups, info, figures, log):
+def _appendix(w: _Writer, runs, reps, groups, info, figures, log, grids=None):
     sec = w.section("Appendix", appendix=True)
     w.heading(sec, "Runs")
     w.table(sec, "runs", pd.DataFrame([{"run": r.name, "model": _model_label(r.manifest), "priors": prior_label(r.manifest["prior_set"]),
@@ -596,6 +593,13 @@ def _appendix(w: _Writer, runs, reps, groups, info, figures, log):
                                          "role": "lead" if r.manifest.get("primary") else ("representative" if r in reps else "sensitivity")}
                                         for r in runs]),
             "Fitted runs; each group's representative gets its own subsection below.", highlight="status")
+    if grids:
+        w.heading(sec, "Prior grid")
+        for _key, (rep, gm) in grids.items():
+            grid = _grid_table(gm)
+            if not grid.empty:
+                w.table(sec, f"{rep.name}--prior-grid", grid, f"{_outcome_title(rep)}: the standard prior grid ({_model_label(rep.manifest)}); "
+                        "each row's prior is centred as named and worth the stated number of patients.")
     w.heading(sec, "Data checks")
     for sha, study in info["studies"].items():
         if study is None:
@@ -645,8 +649,9 @@ def _appendix(w: _Writer, runs, reps, groups, info, figures, log):
                     pass
             w.figure(sec, f"{r.name}--ppc", F.ppc(r), f"{r.name}: posterior predictive check.")
             w.table(sec, f"{r.name}--ppc", _round_numeric(ppc_table(r)), f"{r.name}: posterior predictive checks; p = P(replicated ≥ observed).")
-            w.figure(sec, f"{r.name}--rank", F.rank(r), f"{r.name}: rank plots; chains should be indistinguishable"
-                     + (" (reconstructed data set 1)." if m.get("replicates") else "."))
+            if m["sampler"]["backend"] != "exact":  # independent draws: nothing for a rank plot to diagnose
+                w.figure(sec, f"{r.name}--rank", F.rank(r), f"{r.name}: rank plots; chains should be indistinguishable"
+                         + (" (reconstructed data set 1)." if m.get("replicates") else "."))
             log(f"report: appendix figures of {r.name}")
         if m.get("replicates"):
             w.table(sec, f"{r.name}--spread", _round_numeric(spread_table(r.idata)), f"{r.name}: between-reconstruction spread (share of "
@@ -737,8 +742,11 @@ th{background:#f3f3f3}tr.flag td{background:#fde8e4}caption{caption-side:top;tex
 figure{margin:1em 0}figure img{max-width:100%}figcaption{font-size:.85em;font-style:italic}
 pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.8em}nav ol ol{font-size:.92em}
 details.appendix>summary{font-weight:bold;font-size:1.05em;margin:.8em 0;cursor:pointer}
-@media print{body{max-width:none;margin:0;font-size:10pt}figure{break-inside:avoid}figure img{max-width:100%;max-height:9.5cm}
-table{break-inside:auto}h2,h3{break-after:avoid}nav{break-after:page}}
+@page{margin:1.5cm 1.6cm}
+@media print{body{max-width:none;margin:0;font-size:9pt;line-height:1.32}figure{break-inside:avoid;margin:.6em 0}
+figure img{max-width:100%;max-height:8cm}table{break-inside:auto;font-size:.86em;margin:.4em 0 .8em}th,td{padding:.15em .45em}
+h1{font-size:1.45em;margin:.2em 0 .5em}h2{margin-top:1.1em}h3{margin-top:.9em}h2,h3{break-after:avoid}
+nav ol{columns:2;column-gap:2em;margin:.2em 0}nav ol ol{columns:1;font-size:.85em}nav li{break-inside:avoid}}
 """
 # Sets data-broken-images on <body> once loaded (the headless-browser test reads it) and opens the collapsed appendix
 # subsection a table-of-contents link points to.

@@ -142,14 +142,25 @@ def priors_table(run) -> pd.DataFrame:
 def sampler_table(run) -> pd.DataFrame:
     m = run.manifest
     s = m["sampler"]
-    rows = [("backend", s["backend"]), ("chains", s["chains"]), ("tuning iterations per chain", s["tune"]),
-            ("draws per chain", s["draws"]), ("target acceptance", s["target_accept"]), ("maximum tree depth", s["max_treedepth"]),
-            ("seed", m["seed"])]
+    d = m["diagnostics"]
+    exact = s["backend"] == "exact"
+    if exact:  # independent draws from the closed-form posterior: no tuning, no trees, no divergences
+        rows = [("backend", "exact (independent draws from the closed-form posterior)"), ("chains", s["chains"]),
+                ("draws per chain", s["draws"]), ("seed", m["seed"])]
+    else:
+        rows = [("backend", s["backend"]), ("chains", s["chains"]), ("tuning iterations per chain", s["tune"]),
+                ("draws per chain", s["draws"]), ("target acceptance", s["target_accept"]), ("maximum tree depth", s["max_treedepth"]),
+                ("seed", m["seed"])]
     if m.get("replicates"):
         rows.append(("reconstructed data sets (each fitted as above, draws pooled)", m["replicates"]["count"]))
-    d = m["diagnostics"]
-    rows += [("max R-hat", round(d["max_r_hat"], 4)), ("min bulk ESS", round(d["min_ess_bulk"])), ("min tail ESS", round(d["min_ess_tail"])),
-             ("divergent transitions", d["divergences"]), ("min E-BFMI", round(d["min_bfmi"], 3)), ("status", d["status"])]
+
+    def rnd(x, nd=None):
+        return "n/a" if x is None else round(x, nd) if nd is not None else round(x)
+
+    rows += [("max R-hat", rnd(d["max_r_hat"], 4)), ("min bulk ESS", rnd(d["min_ess_bulk"])), ("min tail ESS", rnd(d["min_ess_tail"]))]
+    if not exact:
+        rows += [("divergent transitions", d["divergences"]), ("min E-BFMI", rnd(d["min_bfmi"], 3))]
+    rows.append(("status", d["status"]))
     return pd.DataFrame(rows, columns=["setting", "value"]).astype({"value": str})
 
 

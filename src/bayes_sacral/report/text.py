@@ -35,11 +35,15 @@ def methods_paragraph(run) -> str:
     if relaxed:
         parts.append(f"Reported numbers that no integer data can reproduce were relaxed to the nearest achievable value ({len(relaxed)} "
                      "numbers; listed under Data)")
-    parts.append(f"Posterior draws came from the No-U-Turn sampler ({s['backend']}; PyMC {v.get('pymc', '?')}, ArviZ {v.get('arviz', '?')}): "
-                 f"{s['chains']} chains of {s['draws']} draws after {s['tune']} tuning iterations"
-                 + (f", for each of {m['replicates']['count']} reconstructed data sets, with the draws pooled" if m.get("replicates") else "")
-                 + ". Convergence was judged by rank-normalised R-hat (≤ 1.01), bulk and tail effective sample sizes (≥ 100 per chain), "
-                   "divergent transitions and E-BFMI.")
+    if s["backend"] == "exact":
+        parts.append(f"The posterior is available in closed form (conjugate priors), so {s['chains']} × {s['draws']} independent draws were "
+                     "taken from it directly (no MCMC); derived quantities and predictive checks were computed from these draws.")
+    else:
+        parts.append(f"Posterior draws came from the No-U-Turn sampler ({s['backend']}; PyMC {v.get('pymc', '?')}, ArviZ {v.get('arviz', '?')}): "
+                     f"{s['chains']} chains of {s['draws']} draws after {s['tune']} tuning iterations"
+                     + (f", for each of {m['replicates']['count']} reconstructed data sets, with the draws pooled" if m.get("replicates") else "")
+                     + ". Convergence was judged by rank-normalised R-hat (≤ 1.01), bulk and tail effective sample sizes (≥ 100 per chain), "
+                       "divergent transitions and E-BFMI.")
     th = m["decision"]["thresholds"]
     if th:
         unit = run.kind.unit(run.spec, next(iter(th.values()))["variables"][0]) if next(iter(th.values()))["variables"] else ""
