@@ -17,7 +17,28 @@ import xarray as xr
 __all__ = ["deterministics", "log_likelihood", "posterior_predictive"]
 
 _FNS: dict[tuple[str, str], object] = {}
+# PyTensor's C backend: its compiled modules are cached on disk (the compiledir) and reused by later processes, where
+# the default numba backend compiles these functions again in every process (seconds each; the beta-binomial's random
+# draws even run in numba's object mode)
+MODE = "CVM"
 _LOCK = threading.Lock()
+_NUMBA_ONLY: set[str] = set()
+
+
+def with_draw_mode(model, draw):
+    """``draw(mode)`` with the C backend, or with the default (numba) backend for a model whose random draws the
+    Python implementations refuse (numpy's binomial rejects a count given as a float, which numba's accepts; scipy's
+    beta-binomial fails on read-only broadcast parameters); remembered per structure."""
+    from .compiled import structure_key
+
+    key = structure_key(model)
+    if key in _NUMBA_ONLY:
+        return draw(None)
+    try:
+        return draw(MODE)
+    except (TypeError, ValueError):
+        _NUMBA_ONLY.add(key)
+        return draw(None)
 
 
 def _compiled(model, what: str, build):
@@ -83,7 +104,7 @@ def deterministics(model, post: xr.Dataset) -> xr.Dataset:
     def build():
         inputs = _batched_inputs(model)
         outs = vectorize_graph(list(model.deterministics), replace=inputs)
-        return pytensor.function([inputs[rv] for rv in free], outs, on_unused_input="ignore")
+        return pytensor.function([inputs[rv] for rv in free], outs, on_unused_input="ignore", mode=MODE)
 
     fn = _compiled(model, "deterministics", build)
     args, shape = _flat(post, [rv.name for rv in free])
@@ -105,7 +126,7 @@ def log_likelihood(model, post: xr.Dataset) -> xr.Dataset:
         inputs = _batched_inputs(model)
         graphs = [pm.logp(rv, model.rvs_to_values[rv]) for rv in obs]
         outs = vectorize_graph(graphs, replace=inputs)
-        return pytensor.function([inputs[rv] for rv in free], outs, on_unused_input="ignore")
+        return pytensor.function([inputs[rv] for rv in free], outs, on_unused_input="ignore", mode=MODE)
 
     fn = _compiled(model, "log_likelihood", build)
     args, shape = _flat(post, [rv.name for rv in free])
@@ -122,7 +143,7 @@ def posterior_predictive(model, post: xr.Dataset, seed: int) -> xr.Dataset:
         return xr.Dataset()
     free = [rv for rv in model.free_RVs]
 
-    def build():
+    def build(mode):
         import pytensor.tensor as pt
         from pytensor.tensor.random.op import RandomVariable
         from pytensor.tensor.type_other import NoneTypeT
@@ -141,12 +162,16 @@ def posterior_predictive(model, post: xr.Dataset, seed: int) -> xr.Dataset:
             new_size = None if isinstance(size.type, NoneTypeT) else pt.concatenate([pt.stack([batch]), size])
             rng = pytensor.shared(np.random.default_rng(0), name=f"{rv.name}_pp_rng")
             outs.append(op.make_node(rng, new_size, *vparams).outputs[1])
-        return pytensor.function([inputs[rv] for rv in free], outs, on_unused_input="ignore")
+        return pytensor.function([inputs[rv] for rv in free], outs, on_unused_input="ignore", mode=mode)
 
-    fn = _compiled(model, "posterior_predictive", build)
-    _seed(fn, seed)
     args, shape = _flat(post, [rv.name for rv in free])
-    vals = fn(*args)
+
+    def draw(mode):
+        fn = _compiled(model, f"posterior_predictive:{mode}", lambda: build(mode))
+        _seed(fn, seed)
+        return fn(*args)
+
+    vals = with_draw_mode(model, draw)
     vals = vals if isinstance(vals, list) else [vals]
     return _dataset(model, [rv.name for rv in obs], vals, shape, post)
 

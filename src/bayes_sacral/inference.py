@@ -176,7 +176,8 @@ def predictive(model: pm.Model, idata: xr.DataTree, settings: SamplerSettings, s
 
     with model, quiet_pymc():
         if settings.prior_draws:
-            idata.update(pm.sample_prior_predictive(draws=settings.prior_draws, random_seed=s_prior))
+            idata.update(batched.with_draw_mode(model, lambda mode: pm.sample_prior_predictive(
+                draws=settings.prior_draws, random_seed=s_prior, compile_kwargs={"mode": mode})))
         if model.observed_RVs:
             post = idata["posterior"].to_dataset()
             idata["posterior_predictive"] = xr.DataTree(batched.posterior_predictive(model, thinned(post, settings.predictive_draws), s_pp))
@@ -392,7 +393,8 @@ def sample_replicates(model: pm.Model, datasets: list[dict[str, np.ndarray]], se
     with model, quiet_pymc():
         pm.set_data({n: np.asarray(v, dtype=model[n].get_value().dtype) for n, v in datasets[0].items()})
         if settings.prior_draws:
-            tree.update(pm.sample_prior_predictive(draws=settings.prior_draws, random_seed=s_prior))
+            tree.update(batched.with_draw_mode(model, lambda mode: pm.sample_prior_predictive(
+                draws=settings.prior_draws, random_seed=s_prior, compile_kwargs={"mode": mode})))
     return tree, time.perf_counter() - t0, diags
 
 
