@@ -7,6 +7,13 @@
    recompiling each time): throughput ratio on the same simulated trials, and agreement of their posterior
    probabilities and decisions.
 
+4. A fit in a fresh process (what `bayes-sacral fit` costs): the 30-patient beta-binomial MSTS model (patient-level
+   route, configs/msts_ipd_example.toml) through `bs.fit` with a warm compile cache, against the same model sampled by
+   a plain script (`pm.sample(nuts_sampler="nutpie")`, compiling every time, then prior predictive, posterior
+   predictive and log-likelihood as a run has them), same draws; both timed from process start, imports included.
+5. Conjugate models: a secondary-procedure run by exact independent draws (backend auto) against the same run by NUTS
+   with the compiled model reused, and against a plain PyMC script (the run as it was before), in one process.
+
 Results are printed and written to benchmarks/results/latest.json (not in git).
 """
 
@@ -75,7 +82,7 @@ def bench_full_model(tmp: Path, likelihood: str, n_naive: int = 5, n_engine: int
     from bayes_sacral.design.context import build_context
     from bayes_sacral.design.full_model import analysis_run, simulate_patients
     from bayes_sacral.design.runner import _preop, run_design
-    from bayes_sacral.inference import Refitter, _quiet_pymc
+    from bayes_sacral.inference import Refitter, quiet_pymc
     from bayes_sacral.models.base import ModelInput
     from bayes_sacral.models.score import score_dataset
 
@@ -99,7 +106,7 @@ def bench_full_model(tmp: Path, likelihood: str, n_naive: int = 5, n_engine: int
     t = time.perf_counter()
     for i, tr in enumerate(trials):
         model = run.kind.build(ModelInput(data_of(tr), []), run.priors, run.spec)
-        with model, _quiet_pymc():
+        with model, quiet_pymc():
             idata = pm.sample(draws=fm["draws"], tune=fm["tune"], chains=fm["chains"], random_seed=100 + i, progressbar=False,
                               target_accept=fm["target_accept"])
         te = idata["posterior"]["treatment_effect"].transpose("chain", "draw", sdim).values.reshape(-1, ctx.K) @ ctx.weights
@@ -160,24 +167,105 @@ def bench_validate_200k(tmp: Path, n: int = 200_000) -> dict:
             "peak_rss_mb": round(float(out[2]))}
 
 
+ROOT = Path(__file__).resolve().parents[1]
+FIT_CONFIG = str(ROOT / "configs" / "msts_ipd_example.toml")  # the 30-patient beta-binomial MSTS model, patient-level route
+
+
+def _wall(code: str, env: dict | None = None) -> float:
+    import subprocess
+
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, **(env or {})})
+    return time.perf_counter() - t
+
+
+def bench_fresh_process_fit(tmp: Path, repeats: int = 3) -> dict:
+    """Median wall time of a whole fresh process: bs.fit (warm cache) vs a plain PyMC script on the same model."""
+    env = {"BAYES_SACRAL_CACHE": str(tmp / "cache")}
+    ours = f"import bayes_sacral as bs\nbs.fit({FIT_CONFIG!r})\n"
+    plain = ("import pymc as pm\nfrom bayes_sacral.config import load_configs\n"
+             "from bayes_sacral.fitting import build_run_model, prepare_run\n"
+             f"run = load_configs({FIT_CONFIG!r})[0]\ninp, _ = prepare_run(run)\nm = build_run_model(run, inp)\n"
+             "s = run.config.sampler\n"
+             "with m:\n    idata = pm.sample(draws=s.draws, tune=s.tune, chains=s.chains, nuts_sampler='nutpie', "
+             "target_accept=s.target_accept, random_seed=1, progressbar=False)\n"
+             "    pm.sample_prior_predictive(s.prior_draws)\n    pm.sample_posterior_predictive(idata)\n"
+             "    pm.compute_log_likelihood(idata)\n")
+    _wall(ours, env)  # fills the cache
+    t_ours = sorted(_wall(ours, env) for _ in range(repeats))[repeats // 2]
+    t_plain = sorted(_wall(plain) for _ in range(repeats))[repeats // 2]
+    t_import = sorted(_wall("import bayes_sacral, pymc, nutpie") for _ in range(repeats))[repeats // 2]
+    return {"bs_fit_warm_cache_s": round(t_ours, 2), "plain_pymc_nutpie_s": round(t_plain, 2), "speedup": round(t_plain / t_ours, 2),
+            "import_floor_s": round(t_import, 2), "speedup_excluding_imports": round((t_plain - t_import) / (t_ours - t_import), 2)}
+
+
+def bench_conjugate(tmp: Path, repeats: int = 5) -> dict:
+    """One conjugate run (secondary procedures, 4 x 2000 draws, prior and posterior predictive, log-likelihood) in one
+    process after a warm-up: exact draws (backend auto) against NUTS with the compiled model reused, and against the
+    run as it was before this work, which a plain PyMC script still is: pm.sample(nuts_sampler="nutpie") compiling the
+    model, then PyMC's per-draw predictive and log-likelihood loops."""
+    import warnings
+
+    import pymc as pm
+
+    import bayes_sacral as bs
+    from bayes_sacral.config import resolve
+    from bayes_sacral.fitting import build_run_model, prepare_run
+
+    warnings.filterwarnings("ignore")
+    os.environ["BAYES_SACRAL_CACHE"] = str(tmp / "cache")
+    doc = {"run": {"name": "b", "seed": 1}, "model": {"kind": "secondary_procedures"}}
+
+    def ours(backend):
+        t = time.perf_counter()
+        bs.fit({**doc, "sampler": {"backend": backend}})
+        return time.perf_counter() - t
+
+    def plain():
+        run = resolve({**doc, "sampler": {"backend": "nutpie"}})
+        inp, _ = prepare_run(run)
+        t = time.perf_counter()
+        with build_run_model(run, inp):
+            idata = pm.sample(draws=2000, tune=1000, chains=4, nuts_sampler="nutpie", random_seed=1, progressbar=False)
+            pm.sample_prior_predictive(1000, random_seed=2)
+            pm.sample_posterior_predictive(idata, random_seed=3, progressbar=False)
+            pm.compute_log_likelihood(idata, progressbar=False)
+        return time.perf_counter() - t
+
+    ours("auto"), ours("nutpie"), plain()  # warm-up: imports, caches
+    t_exact = float(np.median([ours("auto") for _ in range(repeats)]))
+    t_nuts = float(np.median([ours("nutpie") for _ in range(repeats)]))
+    t_plain = float(np.median([plain() for _ in range(3)]))
+    return {"exact_s": round(t_exact, 3), "nutpie_compiled_once_s": round(t_nuts, 3), "plain_pymc_nutpie_s": round(t_plain, 3),
+            "speedup_vs_plain_mcmc_run": round(t_plain / t_exact, 1), "speedup_vs_compiled_nuts": round(t_nuts / t_exact, 1)}
+
+
+BENCHES = {
+    "validate": ("validating a 200,000-row patient-level CSV", bench_validate_200k),
+    "exact": ("exact engine: 8-point power curves", bench_exact),
+    "vectorized": ("vectorized engine", bench_vectorized),
+    "fit": ("a fit in a fresh process: bs.fit (warm compile cache) vs a plain PyMC script", bench_fresh_process_fit),
+    "conjugate": ("a conjugate run: exact draws vs NUTS vs a plain PyMC script", bench_conjugate),
+    "full_model_beta_binomial": ("full-model engine (beta-binomial) vs naive pm.sample loop", lambda tmp: bench_full_model(tmp, "beta_binomial")),
+    "full_model_normal": ("full-model engine (normal) vs naive pm.sample loop", lambda tmp: bench_full_model(tmp, "normal")),
+}
+
+
 def main() -> int:
+    """Run every benchmark, or those named on the command line (benchmarks/run.py fit conjugate)."""
+    only = sys.argv[1:] or list(BENCHES)
+    unknown = [n for n in only if n not in BENCHES]
+    if unknown:
+        print(f"error: unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHES)}", file=sys.stderr)
+        return 2
     results = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        print("validating a 200,000-row patient-level CSV ...", flush=True)
-        results["validate_200k"] = bench_validate_200k(tmp)
-        print(json.dumps(results["validate_200k"], indent=2))
-        print("exact engine: 8-point power curves ...", flush=True)
-        results["exact_seconds"] = bench_exact(tmp)
-        print(json.dumps(results["exact_seconds"], indent=2))
-        print("vectorized engine ...", flush=True)
-        results["vectorized"] = bench_vectorized(tmp)
-        print(json.dumps(results["vectorized"], indent=2))
-        results["full_model"] = {}
-        for lik in ("beta_binomial", "normal"):
-            print(f"full-model engine ({lik}) vs naive pm.sample loop ...", flush=True)
-            results["full_model"][lik] = bench_full_model(tmp, lik)
-            print(json.dumps(results["full_model"][lik], indent=2))
+        for name in only:
+            what, fn = BENCHES[name]
+            print(f"{what} ...", flush=True)
+            results[name] = fn(tmp)
+            print(json.dumps(results[name], indent=2), flush=True)
     from bayes_sacral.store import versions
 
     results["machine"] = {"cpu_count": os.cpu_count(), "python": sys.version.split()[0], **{k: v for k, v in versions().items() if k in ("pymc", "nutpie", "numpy")}}
