@@ -35,5 +35,14 @@ def test_readme_python_examples_run(monkeypatch, capsys):
     assert ns["table"]["prob_benefit"].between(0, 1).all()
 
 
-if __name__ == "__main__":
-    pytest.main([__file__])
+@pytest.mark.parametrize("module", ["bayes_sacral.api", "bayes_sacral.run", "bayes_sacral.study"])
+def test_docstring_examples_run(module):
+    """The numpydoc examples of the public API run as written."""
+    import doctest
+    import importlib
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0, result

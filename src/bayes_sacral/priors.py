@@ -3,7 +3,7 @@
 A :class:`PriorSpec` is what a config writes (``{ dist = "Normal", mu = 0, sigma = 5 }``) and what a named
 prior set holds; :func:`make_prior` turns it into a PyMC random variable with named dims. A parameter value
 may be a number or a table keyed by the labels of one of the variable's dims
-(``alpha = { psfs = 1.5, sacroplasty = 1 }``), so priors can differ by arm without positional arrays.
+(``alpha = { screws = 1.5, cement = 1 }``, keyed by the card's arm labels), so priors can differ by arm without positional arrays.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def make_prior(name: str, spec: PriorSpec, dims: tuple[str, ...], coords: dict[s
 
 
 def prior_text(spec: PriorSpec) -> str:
-    """Human-readable form: ``Normal(mu=0, sigma=5)``; tables as ``alpha={psfs: 1.5, sacroplasty: 1}``."""
+    """Human-readable form: ``Normal(mu=0, sigma=5)``; tables as ``alpha={screws: 1.5, cement: 1}``."""
 
     def fmt(v):
         if isinstance(v, dict):
@@ -176,7 +176,7 @@ def prior_text(spec: PriorSpec) -> str:
 def prior_pdf(dist: str, params: dict, labels: tuple[str, ...] = ()):
     """The density of a proper prior as a vectorised function of x (``None`` for improper or multivariate priors).
 
-    Table-valued parameters (``{psfs: 1.5, sacroplasty: 1}``) are read at the element's ``labels``; a table that none of
+    Table-valued parameters (``{screws: 1.5, cement: 1}``) are read at the element's ``labels``; a table that none of
     the labels selects gives ``None`` (the caller falls back to the prior draws).
     """
     from scipy import stats

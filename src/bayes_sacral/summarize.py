@@ -1,4 +1,4 @@
-"""Posterior summaries of a run: one row per estimand element, named like ArviZ (``risk_difference[pathological]``)."""
+"""Posterior summaries of a run: one row per estimand element, named like ArviZ (``risk_difference[myeloma]``)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def element_name(var: str, labels: list[str]) -> str:
 
 
 def parse_element(name: str) -> tuple[str, list[str]]:
-    """``risk_difference[pathological]`` -> ("risk_difference", ["pathological"]); labels may contain " vs "."""
+    """``risk_difference[myeloma]`` -> ("risk_difference", ["myeloma"]); labels may contain " vs "."""
     var, _, rest = name.partition("[")
     return var, ([x.strip() for x in rest.rstrip("]").split(",")] if rest else [])
 

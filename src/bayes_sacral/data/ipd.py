@@ -4,7 +4,7 @@ Format
 ------
 A UTF-8 CSV file with a header row, one row per patient. Column order is free; unknown columns are an error (nothing
 is silently ignored). Empty cells mean "not recorded" and are allowed only in optional columns. Nothing is coerced or
-stripped: ``7.0`` is not a whole-number score and ``'psfs '`` (with a space) is not the arm ``psfs``.
+stripped: ``7.0`` is not a whole-number score and ``'screws '`` (with a space) is not the arm ``screws``.
 
 ======================== ======== =================================================================================
 column                   required rule

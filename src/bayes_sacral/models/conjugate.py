@@ -141,8 +141,8 @@ def difference_cdf_grid(t: np.ndarray, x: BetaPosterior, y: BetaPosterior, nodes
 
 @dataclass(frozen=True)
 class ExactPosterior:
-    """Closed-form marginals of a conjugate model, keyed by summary element name (``p_event[psfs, pathological]``):
-    Beta marginals, and differences ``Y − X`` of two independent Betas (``risk_difference[pathological]``)."""
+    """Closed-form marginals of a conjugate model, keyed by summary element name (``p_event[screws, myeloma]``):
+    Beta marginals, and differences ``Y − X`` of two independent Betas (``risk_difference[myeloma]``)."""
 
     betas: dict
     differences: dict

@@ -212,7 +212,7 @@ def _summary_var(r) -> str | None:
 
 
 def _element_words(r, name: str) -> str:
-    """``treatment_effect[pathological]`` -> 'pathological'; aggregates by their meaning."""
+    """``treatment_effect[myeloma]`` -> 'myeloma'; aggregates by their meaning."""
     var, _, rest = name.partition("[")
     if rest:
         return ", ".join(r.card.label(r.card.stratum_dim, x.strip()) if x.strip() in r.card.stratum_levels else words(x.strip())
@@ -577,7 +577,7 @@ def _round_numeric(df: pd.DataFrame, sig: int = 3) -> pd.DataFrame:
 
 
 def _words_table(r, df: pd.DataFrame) -> pd.DataFrame:
-    """A display table with quantities in words ('Difference in mean change, PSFS − ... : pathological')."""
+    """A display table with quantities in words ('Difference in mean change, Screws − ... : myeloma')."""
     out = df.copy()
     if "quantity" in out.columns:
         out["quantity"] = [f"{r.kind.axis_label(r.spec, q.split('[')[0])}: {_element_words(r, q)}" for q in out["quantity"]]

@@ -30,8 +30,8 @@ class Study:
     --------
     >>> import bayes_sacral as bs
     >>> study = bs.load_study()
-    >>> study.card.arm_levels
-    ['psfs', 'sacroplasty']
+    >>> study.card.arm_levels == [study.card.arms.treatment, study.card.arms.control]
+    True
     >>> int(study.summary.cell_sizes().sum())
     30
     """
@@ -96,7 +96,8 @@ class Study:
         --------
         >>> import pandas as pd, bayes_sacral as bs
         >>> study = bs.load_study()
-        >>> df = pd.DataFrame({"patient_id": ["a", "b"], "arm": ["psfs", "sacroplasty"], "fracture": ["pathological"] * 2,
+        >>> card = study.card
+        >>> df = pd.DataFrame({"patient_id": ["a", "b"], "arm": card.arm_levels, card.stratum_dim: card.stratum_levels[:1] * 2,
         ...                    "msts_pre": [10, 12], "msts_post": [22, 18]})
         >>> study.read_ipd(df).n_patients
         2

@@ -364,7 +364,7 @@ class StudyCard(Strict):
         return getattr(o, "level_labels", {}).get(level, words(level))
 
     def cell_label(self, arm: str, level: str) -> str:
-        """``psfs × pathological``, or just the arm in an unstratified study."""
+        """``screws × myeloma``, or just the arm in an unstratified study."""
         return arm if (self.strata is None or level == UNSTRATIFIED_LEVEL) else f"{arm} × {level}"
 
     def label(self, dim: str, value: str) -> str:
