@@ -170,14 +170,21 @@ def thinned(post: xr.Dataset, n: int) -> xr.Dataset:
     return post.isel(draw=slice(None, None, step))
 
 
+def _prior_predictive(model: pm.Model, draws: int, seed: int) -> xr.DataTree:
+    """Prior and prior predictive draws, on the disk-cached C backend where it can draw them (inside ``model``)."""
+    from . import batched
+
+    return batched.with_draw_mode(model, lambda mode: pm.sample_prior_predictive(draws=draws, random_seed=seed,
+                                                                               compile_kwargs={"mode": mode}))
+
+
 def predictive(model: pm.Model, idata: xr.DataTree, settings: SamplerSettings, s_prior: int, s_pp: int) -> None:
     """Add the prior (predictive), posterior predictive (on a thinned subset) and log-likelihood groups to ``idata``."""
     from . import batched
 
     with model, quiet_pymc():
         if settings.prior_draws:
-            idata.update(batched.with_draw_mode(model, lambda mode: pm.sample_prior_predictive(
-                draws=settings.prior_draws, random_seed=s_prior, compile_kwargs={"mode": mode})))
+            idata.update(_prior_predictive(model, settings.prior_draws, s_prior))
         if model.observed_RVs:
             post = idata["posterior"].to_dataset()
             idata["posterior_predictive"] = xr.DataTree(batched.posterior_predictive(model, thinned(post, settings.predictive_draws), s_pp))
@@ -393,8 +400,7 @@ def sample_replicates(model: pm.Model, datasets: list[dict[str, np.ndarray]], se
     with model, quiet_pymc():
         pm.set_data({n: np.asarray(v, dtype=model[n].get_value().dtype) for n, v in datasets[0].items()})
         if settings.prior_draws:
-            tree.update(batched.with_draw_mode(model, lambda mode: pm.sample_prior_predictive(
-                draws=settings.prior_draws, random_seed=s_prior, compile_kwargs={"mode": mode})))
+            tree.update(_prior_predictive(model, settings.prior_draws, s_prior))
     return tree, time.perf_counter() - t0, diags
 
 
