@@ -447,16 +447,58 @@ def test_config_from_dict_and_resolved_toml_round_trip(tmp_path):
 
 
 # ---------------------------------------------------------------------- full model
+FULL = ('[design]\nname = "f"\nseed = 2\nengine = "full_model"\nsample_sizes = [40]\nn_trials = 20\nbatch_size = 10\n'
+        + TRUTH.replace("sigma = 5.0\n", "sigma = 5.0\nintercept = { pathological = 19.0, impending = 26.0 }\n"
+                        "preop_mean = { pathological = 9.3, impending = 16.9 }\npreop_sd = 4.0\n")
+        + "[full_model]\ndraws = 100\ntune = 200\n")
+
+
 def test_full_model_engine_runs_and_reports(tmp_path):
-    """The full-model engine refits the reanalysis' PyMC model per simulated trial (compiled once per worker)."""
-    cfg = cfg_of(tmp_path, '[design]\nname = "f"\nseed = 2\nengine = "full_model"\nsample_sizes = [40]\nn_trials = 20\nbatch_size = 10\n'
-                 + TRUTH.replace("sigma = 5.0\n", "sigma = 5.0\nintercept = { pathological = 19.0, impending = 26.0 }\n"
-                                 "preop_mean = { pathological = 9.3, impending = 16.9 }\npreop_sd = 4.0\n")
-                 + "[full_model]\ndraws = 100\ntune = 200\n", ["truth.no_effect=false"])
+    """The full-model engine refits the reanalysis' PyMC model per simulated trial (compiled once per worker) with the
+    fast tier by default; every fit's diagnostics are counted and a validation subsample is refitted by NUTS."""
+    import json
+
+    cfg = cfg_of(tmp_path, FULL + "validate_trials = 4\nvalidation_draws = 200\n", ["truth.no_effect=false"])
     ds = run_design(cfg, tmp_path / "f", workers=1)  # one process: the model is compiled once
     assert int(ds["n_trials"].sel(scenario="design", sample_size=40)) == 20
-    m = (tmp_path / "f" / "manifest.json").read_text()
-    assert '"engine": "full_model"' in m and list(ds["scenario"].values) == ["design"]
+    m = json.loads((tmp_path / "f" / "manifest.json").read_text())
+    assert m["engine"] == "full_model" and list(ds["scenario"].values) == ["design"]
+    cell = ds.sel(scenario="design", sample_size=40)
+    assert 0 <= float(cell["share_escalated"]) <= 1 and 0 <= float(cell["khat_max"]) <= 1
+    assert int(cell["validation_trials"]) == 4 and 0 <= float(cell["validation_agreement"]) <= 1
+    assert m["fits"]["method"] == "laplace" and m["fits"]["validation"]["trials"] == 4
+    assert "validation subsample of 4 trials" in m["protocol"] and "Pareto-smoothed importance sampling" in m["protocol"]
+    csv = pd.read_csv(tmp_path / "f" / "design.csv")
+    assert {"share_escalated", "share_flagged", "success_probability_unflagged", "validation_agreement"} <= set(csv.columns)
+    with np.load(tmp_path / "f" / "batches" / "design__n40__b00000.npz") as z:
+        assert np.all(z["ref_success"][:4] >= 0) and np.all(z["ref_success"][4:] == -1)
+
+
+def test_fast_tier_escalates_to_the_nuts_fit_of_the_nuts_method(tmp_path):
+    """A fast-tier fit failing its diagnostics is refitted by NUTS with the seed the nuts method uses: forcing every fit
+    to fail (an ESS no 2000 draws reach) reproduces the nuts method trial by trial, and every trial counts as escalated."""
+    nuts = run_design(cfg_of(tmp_path, FULL + 'method = "nuts"\n', ["truth.no_effect=false"]), tmp_path / "a", workers=1)
+    forced = run_design(cfg_of(tmp_path, FULL + "min_ess = 100000\n", ["truth.no_effect=false"]), tmp_path / "b", workers=1)
+    for b in (tmp_path / "a" / "batches").glob("*.npz"):
+        with np.load(b) as za, np.load(tmp_path / "b" / "batches" / b.name) as zb:
+            np.testing.assert_array_equal(za["prob_benefit"], zb["prob_benefit"])
+            np.testing.assert_array_equal(za["success"], zb["success"])
+            assert not za["escalated"].any() and zb["escalated"].all() and np.isnan(za["khat"]).all()
+    assert float(forced["share_escalated"].max()) == 1.0 and float(nuts["share_escalated"].max()) == 0.0
+
+
+def test_target_mcse_chooses_the_number_of_trials(tmp_path):
+    """With target_mcse, cells grow in whole batches until their MCSE reaches the target (or n_trials); the result does
+    not depend on the number of workers."""
+    text = BASE + 'engine = "vectorized"\nn_trials = 3000\ntarget_mcse = 0.02\nbatch_size = 100\n' + TRUTH
+    cfg = cfg_of(tmp_path, text)
+    assert cfg.design.target_mcse == 0.02
+    one = run_design(cfg, tmp_path / "one", workers=1)
+    two = run_design(cfg, tmp_path / "two", workers=2)
+    xr.testing.assert_identical(one.drop_attrs(), two.drop_attrs())
+    n = one["n_trials"].values
+    se = one["mcse"].values
+    assert np.all((se <= 0.02) | (n == 3000)) and np.all(n % 100 == 0) and n.min() == 200 and n.max() > 200
 
 
 def test_full_model_simulates_patients_on_the_cards_scale(tmp_path, card3):

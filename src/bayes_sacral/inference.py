@@ -67,6 +67,8 @@ def quiet_pymc():
             warnings.filterwarnings("ignore", message=".*The number of samples is too small.*")
             # PyTensor's numba backend draws beta-binomial variates in object mode: slower, not wrong
             warnings.filterwarnings("ignore", message=".*Numba will use object mode.*")
+            # without a linked BLAS, PyTensor's C backend computes its few small dot products through numpy
+            warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
             yield
     finally:
         for lg, lv in zip(loggers, levels, strict=True):

@@ -56,6 +56,12 @@ def design(
         ds = run_design(cfg, out, scheduler=scheduler, resume=resume, workers=workers, progress=update,
                         log=lambda m: prog.console.print(m))
     cols = ["label", "sample_size", "success_probability", "mcse", "expected_sample_size"]
+    if cfg.design.target_mcse is not None:
+        cols.append("n_trials")
+    if "share_escalated" in ds:
+        cols += ["share_escalated", "share_flagged", "success_probability_unflagged"]
+    if "validation_trials" in ds and float(ds["validation_trials"].sum()) > 0:
+        cols += ["validation_success_fast", "validation_success_nuts", "validation_agreement"]
     emit(tidy(ds).to_dict(orient="records"), fmt, columns=cols if fmt is OutputFormat.table else None,
          title=f"Design {cfg.design.name}: {ds.attrs['rule']}", float_digits=4)
     say((out / "protocol.md").read_text().split("\n\n")[1])

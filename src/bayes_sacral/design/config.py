@@ -4,7 +4,7 @@ A design config never names a study's arms, strata or scale in code: they come f
 bundled study by default). ::
 
     [design]    name, seed, study (a card file; default: the bundled study), endpoint (a score or event outcome of the
-                card), engine (auto | exact | vectorized | full_model), sample_sizes, n_trials, batch_size,
+                card), engine (auto | exact | vectorized | full_model), sample_sizes, n_trials, target_mcse, batch_size,
                 allocation (treatment : control), allocation_scheme (stratified | simple), target,
                 estimand (average | a stratum level), oc_effects
     [strata]    <level> = prevalence, one per level of the card, summing to 1 (absent for an unstratified card;
@@ -16,7 +16,8 @@ bundled study by default). ::
     [analysis]  prior (see ANALYSIS_PRIORS), informative_run, robust_weight, vague_sd
     [decision]  rule = posterior | dual, threshold c, mcid
     [[interim]] fraction, efficacy, futility, futility_rule = posterior | predictive
-    [full_model] likelihood, pooling, prior_set, draws, tune, chains, target_accept
+    [full_model] likelihood, pooling, prior_set, method (laplace | nuts), khat_max, min_ess, approx_draws,
+                validate_trials, validation_draws, draws, tune, chains, target_accept
 
 Tables keyed by stratum level (``treatment_effect = { low_risk = 4.0, high_risk = 1.0 }``) must name every level of
 the card and nothing else; a bare number means the same value in every level. For an unstratified card the one level is
@@ -81,7 +82,10 @@ class DesignSection(Strict):
     sample_sizes: list[int] = Field(default_factory=lambda: [40, 60, 80, 100, 120, 160, 200, 240])
     """Total sample sizes (both arms and all strata)."""
     n_trials: int = Field(4000, ge=20, le=10_000_000)
-    """Simulated trials per sample size and scenario (Monte Carlo engines)."""
+    """Simulated trials per sample size and scenario (Monte Carlo engines); with ``target_mcse``, the most that are run."""
+    target_mcse: float | None = Field(None, gt=0, lt=0.5)
+    """Run trials in whole batches until the Monte Carlo standard error of every success probability is at most this
+    (or ``n_trials`` is reached): the number of trials follows from the precision wanted."""
     batch_size: int = Field(1000, ge=1, le=1_000_000)
     """Trials per persisted batch (the unit of resuming and of distribution)."""
     allocation: float = Field(1.0, gt=0.05, lt=20)
@@ -193,7 +197,21 @@ class FullModelSection(Strict):
     """Likelihood of the analysis model (the reanalysis' score model, IPD route)."""
     pooling: Literal["partial", "none", "complete"] = "partial"
     prior_set: str = "weakly_informative"
+    method: Literal["laplace", "nuts"] = "laplace"
+    """laplace: the fast tier (nested Laplace approximation corrected by Pareto-smoothed importance sampling), with a NUTS
+    refit for every fit whose Pareto k̂ or importance ESS fails; nuts: a NUTS refit for every simulated trial."""
+    khat_max: float = Field(0.7, gt=0, le=1)
+    """Largest Pareto k̂ the fast tier accepts (above it the fit is escalated to NUTS)."""
+    min_ess: float = Field(100, ge=10, le=100_000)
+    """Smallest importance-sampling effective sample size the fast tier accepts."""
+    approx_draws: int = Field(2000, ge=200, le=100_000)
+    """Proposal draws per fast-tier fit."""
+    validate_trials: int = Field(0, ge=0, le=100_000)
+    """Validation subsample: in every scenario and sample size, the first this many trials are also refitted by NUTS
+    (``validation_draws`` per chain) and the two success probabilities and decisions are compared."""
+    validation_draws: int = Field(2000, ge=100, le=20_000)
     draws: int = Field(500, ge=50, le=20_000)
+    """NUTS draws per chain (the nuts method and escalated fits)."""
     tune: int = Field(500, ge=50, le=20_000)
     chains: int = Field(2, ge=1, le=8)
     target_accept: float = Field(0.9, gt=0.5, lt=1)

@@ -16,6 +16,7 @@ from ..atomic import atomic_write_text
 from ..serialize import to_jsonable
 from .config import DesignConfig
 from .context import NO_EFFECT, Context
+from .runner import FIT_SUMMARY
 
 __all__ = ["write_outputs", "protocol_paragraph", "tidy"]
 
@@ -41,7 +42,8 @@ def tidy(ds: xr.Dataset) -> pd.DataFrame:
                          "success_probability": float(sel["success_probability"]), "mcse": float(sel["mcse"]),
                          "expected_sample_size": float(sel["expected_sample_size"]), "n_trials": int(sel["n_trials"]),
                          **{f"stop_efficacy[{lk}]": float(sel["prob_stop_efficacy"].sel(look=lk)) for lk in ds["look"].values[:-1]},
-                         **{f"stop_futility[{lk}]": float(sel["prob_stop_futility"].sel(look=lk)) for lk in ds["look"].values[:-1]}})
+                         **{f"stop_futility[{lk}]": float(sel["prob_stop_futility"].sel(look=lk)) for lk in ds["look"].values[:-1]},
+                         **{k: float(sel[k]) for k in FIT_SUMMARY if k in ds}})
     return pd.DataFrame(rows)
 
 
@@ -85,7 +87,13 @@ def protocol_paragraph(cfg: DesignConfig, ctx: Context, ds: xr.Dataset, manifest
     d = cfg.design
     sn = manifest["smallest_n"]
     txt = [randomisation_sentence(cfg) + " " + endpoint_sentence(cfg)]
-    txt.append(f"The trial will be analysed with a Bayesian model ({ctx.prior_note}); the decision rule is: {rule_text(cfg, ctx)}.")
+    if manifest["engine"] == "full_model":
+        fm = cfg.full_model
+        model = (f"the reanalysis' score model ({fm.likelihood.replace('_', '-')} likelihood, score before treatment as covariate, "
+                 f"{fm.pooling} pooling over strata, prior set {fm.prior_set})")
+    else:
+        model = f"a Bayesian model ({ctx.prior_note})"
+    txt.append(f"The trial will be analysed with {model}; the decision rule is: {rule_text(cfg, ctx)}.")
     unit = f" {cfg.outcome.unit}" if cfg.outcome_kind == "score" else ""
     if cfg.interim:
         looks = "; ".join(f"at {i.fraction:.0%} of patients" + (f", stop for efficacy if P(benefit > 0) ≥ {i.efficacy:g}" if i.efficacy else "")
@@ -93,10 +101,20 @@ def protocol_paragraph(cfg: DesignConfig, ctx: Context, ds: xr.Dataset, manifest
                              if i.futility else "") for i in cfg.interim)
         txt.append(f"Interim analyses: {looks}.")
     engine = manifest["engine"]
+    nt = manifest.get("n_trials") or {}
+    if d.target_mcse is not None and nt:
+        lo, hi = nt["min_per_cell"], nt["max_used"]
+        count = (f"{lo}" if lo == hi else f"{lo} to {hi}") + (f" simulated trials per scenario and sample size (enough for a Monte Carlo "
+                                                               f"standard error ≤ {d.target_mcse:g}, at most {d.n_trials})")
+    else:
+        count = f"{d.n_trials} simulated trials per sample size"
     how = {"exact": "computed exactly (by enumeration or closed form)",
-           "vectorized": f"estimated from {d.n_trials} simulated trials per sample size",
-           "full_model": f"estimated by refitting the analysis model to {d.n_trials} simulated trials per sample size"}[engine]
+           "vectorized": f"estimated from {count}",
+           "full_model": f"estimated by refitting the analysis model to {count}"}[engine]
     txt.append(f"Operating characteristics were {how} (bayes-sacral, {engine} engine, seed {d.seed}).")
+    fits = manifest.get("fits")
+    if fits:
+        txt.append(fit_sentence(cfg, fits))
     if manifest.get("engine_note"):
         txt.append(f"({manifest['engine_note'][0].upper()}{manifest['engine_note'][1:]}.)")
     des = ds.sel(scenario="design")
@@ -124,6 +142,30 @@ def protocol_paragraph(cfg: DesignConfig, ctx: Context, ds: xr.Dataset, manifest
     if "assurance" in label:
         txt.append("Assurance averages over the uncertainty of the reanalysis; it is not the power at a fixed effect.")
     return " ".join(txt)
+
+
+def fit_sentence(cfg: DesignConfig, fits: dict) -> str:
+    """How the full-model engine's trials were fitted, how many fits were escalated or flagged, and the validation."""
+    fm = cfg.full_model
+    if fits["method"] == "laplace":
+        s = (f"Each analysis used a nested Laplace approximation corrected by Pareto-smoothed importance sampling "
+             f"({fm.approx_draws} draws), refitted by NUTS ({fm.chains} chains × {fm.draws} draws) when Pareto k̂ > {fm.khat_max:g} "
+             f"or the importance-sampling ESS < {fm.min_ess:g} ({_share(fits['share_escalated'])} of trials had an analysis refitted)")
+    else:
+        s = f"Each analysis was a NUTS fit ({fm.chains} chains × {fm.draws} draws)"
+    s += (f"; {_share(fits['share_flagged'])} of trials had a NUTS fit failing its diagnostics (a divergence, R-hat > 1.01 or "
+          "ESS < 100 of the decision quantity). A posterior probability within 3 Monte Carlo standard errors of a decision "
+          "threshold was estimated again with 4 and then 16 times the draws.")
+    v = fits.get("validation")
+    if v:
+        s += (f" On a validation subsample of {v['trials']} trials refitted by NUTS ({v['reference']}), the decisions agreed on "
+              f"{v['decision_agreement']:.1%} of trials and the success probabilities differed by at most "
+              f"{v['max_abs_difference_in_mcse']:.1f} Monte Carlo standard errors.")
+    return s
+
+
+def _share(x: float) -> str:
+    return f"{x:.1%}" if x > 0 else "0%"
 
 
 def _figures(cfg: DesignConfig, ctx: Context, ds: xr.Dataset, folder: Path) -> list[str]:

@@ -26,7 +26,7 @@ from ..store import versions
 from .config import DesignConfig, InterimSection, design_to_toml
 from .context import Context, build_context
 from .exact import exact_success, exact_unavailable
-from .simulate import BATCH_FIELDS, vectorized_batch
+from .simulate import BATCH_FIELDS, FIT_FIELDS, fit_defaults, vectorized_batch
 
 __all__ = ["Task", "Job", "run_design", "make_tasks", "run_task", "choose_engine", "smallest_n"]
 
@@ -58,15 +58,40 @@ class Job:
     preop: dict
 
 
-def make_tasks(cfg: DesignConfig, ctx: Context) -> list[Task]:
+def make_tasks(cfg: DesignConfig, ctx: Context, counts: dict[tuple[int, int], int] | None = None) -> list[Task]:
+    """The batches of every (scenario, sample size) cell: ``counts[(s_index, n_index)]`` trials each (default n_trials).
+
+    A batch is identified by its cell and index, whatever the count: a cell grown by ``target_mcse`` keeps its earlier
+    batches and adds new ones."""
     d = cfg.design
-    n_trials = d.n_trials
     tasks = []
     for s_i, sc in enumerate(ctx.truth):
         for n_i, n in enumerate(d.sample_sizes):
+            n_trials = d.n_trials if counts is None else counts[(s_i, n_i)]
             for b, start in enumerate(range(0, n_trials, d.batch_size)):
                 tasks.append(Task(sc, s_i, n_i, n, b, min(d.batch_size, n_trials - start), start))
     return tasks
+
+
+#: Trials per cell in the first round of a design with ``target_mcse`` (whole batches, at most n_trials).
+PILOT_TRIALS = 200
+
+
+def next_counts(cfg: DesignConfig, ds: xr.Dataset, counts: dict[tuple[int, int], int]) -> dict[tuple[int, int], int]:
+    """Trials per cell for the next round of a ``target_mcse`` design: enough, by the success probability estimated so
+    far, for its Monte Carlo standard error to reach the target, in whole batches and at most n_trials."""
+    d = cfg.design
+    out = dict(counts)
+    for (s_i, n_i), T in counts.items():
+        se = float(ds["mcse"].values[s_i, n_i])
+        if se <= d.target_mcse or T >= d.n_trials:
+            continue
+        p = float(ds["success_probability"].values[s_i, n_i])
+        p = min(max(p, 0.5 / T), 1 - 0.5 / T)
+        need = int(np.ceil(p * (1 - p) / d.target_mcse**2))
+        need = max(need, T + d.batch_size)
+        out[(s_i, n_i)] = int(min(d.n_trials, -(-need // d.batch_size) * d.batch_size))
+    return out
 
 
 def _preop(cfg: DesignConfig) -> dict:
@@ -97,13 +122,16 @@ def _save_batch(folder: Path, task: Task, res: dict) -> None:
     import io
 
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(res[k]) for k in BATCH_FIELDS})
+    res = {**fit_defaults(len(res["success"])), **res}
+    np.savez(buf, **{k: np.asarray(res[k]) for k in (*BATCH_FIELDS, *FIT_FIELDS)})
     atomic_write_bytes(folder / task.file, buf.getvalue())
 
 
 def _load_batch(folder: Path, task: Task) -> dict:
     with np.load(folder / task.file) as z:
-        return {k: z[k] for k in BATCH_FIELDS}
+        out = {k: z[k] for k in BATCH_FIELDS}
+        fit = fit_defaults(len(out["success"]))
+        return {**out, **{k: z[k] if k in z.files else fit[k] for k in FIT_FIELDS}}
 
 
 #: Seconds to wait for a Dask scheduler before giving up.
@@ -147,6 +175,7 @@ def _execute(tasks: list[Task], job: Job, folder: Path, scheduler: str | None, w
         from dask.distributed import as_completed as dask_completed
 
         cluster = None
+        own = client is None  # a client passed in belongs to the caller (it may run several rounds)
         if client is not None:
             pass
         elif scheduler == "local":
@@ -162,7 +191,8 @@ def _execute(tasks: list[Task], job: Job, folder: Path, scheduler: str | None, w
                 _save_batch(folder, t, fut.result())
                 on_done(t)
         finally:
-            client.close()
+            if own:
+                client.close()
             if cluster is not None:
                 cluster.close()
         return
@@ -196,6 +226,7 @@ def _aggregate(cfg: DesignConfig, ctx: Context, tasks: list[Task], folder: Path,
     stop_eff = np.zeros((*shape, n_looks))
     stop_fut = np.zeros((*shape, n_looks))
     by: dict = {}
+    fits = {k: np.full(shape, np.nan) for k in FIT_SUMMARY}
     for t in tasks:
         by.setdefault((t.scenario, t.n), []).append(_load_batch(folder, t))
     for i, sc in enumerate(scen):
@@ -205,6 +236,8 @@ def _aggregate(cfg: DesignConfig, ctx: Context, tasks: list[Task], folder: Path,
             look = np.concatenate([p["stop_look"] for p in parts])
             reason = np.concatenate([p["stop_reason"] for p in parts])
             used = np.concatenate([p["n_used"] for p in parts])
+            for k, v in _fit_summary({f: np.concatenate([p[f] for p in parts]) for f in FIT_FIELDS}, s).items():
+                fits[k][i, j] = v
             T = len(s)
             succ[i, j] = s.mean()
             p_eff = min(max(s.mean(), 0.5 / T), 1 - 0.5 / T)  # a floor of half a trial, so 0/T is not reported as certain
@@ -214,7 +247,62 @@ def _aggregate(cfg: DesignConfig, ctx: Context, tasks: list[Task], folder: Path,
             for k in range(n_looks):
                 stop_eff[i, j, k] = np.mean((look == k) & (reason == 1))
                 stop_fut[i, j, k] = np.mean((look == k) & (reason == 2))
-    return _dataset(cfg, ctx, succ, mcse, exp_n, n_tr, stop_eff, stop_fut, engine, note)
+    ds = _dataset(cfg, ctx, succ, mcse, exp_n, n_tr, stop_eff, stop_fut, engine, note)
+    if engine == "full_model":
+        for k, (long_name, _) in FIT_SUMMARY.items():
+            ds[k] = (("scenario", "sample_size"), fits[k], {"long_name": long_name})
+    return ds
+
+
+#: Per-cell summaries of the full-model engine's fits: name -> (long name, CSV/summary column).
+FIT_SUMMARY = {
+    "share_escalated": ("share of trials with a fast-tier fit refitted by NUTS", "escalated"),
+    "share_flagged": ("share of trials with a fit failing its diagnostics", "flagged"),
+    "success_probability_unflagged": ("P(success) over the trials without a flagged fit", "P(success) unflagged"),
+    "khat_max": ("largest Pareto k̂ of the fast-tier fits", "max k̂"),
+    "validation_trials": ("trials refitted by NUTS for validation", "validation trials"),
+    "validation_success_fast": ("P(success) of the validation trials, as analysed by the engine", "validation P(success)"),
+    "validation_success_nuts": ("P(success) of the validation trials, NUTS reference", "NUTS reference"),
+    "validation_mcse": ("Monte Carlo standard error of the NUTS reference P(success)", "reference MCSE"),
+    "validation_agreement": ("share of validation trials with the same decision", "decision agreement"),
+}
+
+
+def _fit_summary(f: dict, success: np.ndarray) -> dict:
+    flagged = f["flagged"].astype(bool)
+    k = f["khat"][np.isfinite(f["khat"])]
+    out = {"share_escalated": float(np.mean(f["escalated"])), "share_flagged": float(np.mean(flagged)),
+           "success_probability_unflagged": float(np.mean(success[~flagged])) if (~flagged).any() else np.nan,
+           "khat_max": float(k.max()) if k.size else np.nan}
+    ref = f["ref_success"] >= 0
+    V = int(ref.sum())
+    out["validation_trials"] = V
+    if V:
+        pn = float(np.mean(f["ref_success"][ref]))
+        pe = min(max(pn, 0.5 / V), 1 - 0.5 / V)
+        out.update(validation_success_fast=float(np.mean(success[ref])), validation_success_nuts=pn,
+                   validation_mcse=float(np.sqrt(pe * (1 - pe) / V)),
+                   validation_agreement=float(np.mean(success[ref].astype(int) == f["ref_success"][ref])))
+    return out
+
+
+def fit_manifest(cfg: DesignConfig, ds: xr.Dataset) -> dict:
+    """The full-model engine's fits over the whole design: method, escalated and flagged shares, and the validation."""
+    fm = cfg.full_model
+    n = ds["n_trials"].values
+    out = {"method": fm.method, "khat_max_allowed": fm.khat_max if fm.method == "laplace" else None,
+           "min_ess": fm.min_ess if fm.method == "laplace" else None,
+           "share_escalated": float((ds["share_escalated"].values * n).sum() / n.sum()),
+           "share_flagged": float((ds["share_flagged"].values * n).sum() / n.sum())}
+    V = ds["validation_trials"].values
+    if V.sum() > 0:
+        ok = V > 0
+        fast, ref, se = (ds[k].values[ok] for k in ("validation_success_fast", "validation_success_nuts", "validation_mcse"))
+        agree = float((ds["validation_agreement"].values[ok] * V[ok]).sum() / V[ok].sum())
+        out["validation"] = {"trials": int(V.sum()), "reference": f"{fm.chains} chains × {fm.validation_draws} draws",
+                             "max_abs_difference_in_mcse": float(np.max(np.abs(fast - ref) / se)),
+                             "within_2_mcse": bool(np.all(np.abs(fast - ref) <= 2 * se)), "decision_agreement": agree}
+    return out
 
 
 def _dataset(cfg, ctx, succ, mcse, exp_n, n_tr, stop_eff, stop_fut, engine: str, note: str) -> xr.Dataset:
@@ -335,32 +423,53 @@ def run_design(cfg: DesignConfig, out: Path | None = None, scheduler: str | None
                       np.zeros((*succ.shape, 1)), np.zeros((*succ.shape, 1)), engine, note)
         ds["mcse"].attrs["note"] = "exact: zero, or the Monte Carlo error over design-prior draws (assurance)"
     else:
-        tasks = make_tasks(cfg, ctx)
+        d = cfg.design
         job = make_job(cfg, ctx, engine)
 
-        def compute(folder: Path, todo: list[Task]) -> xr.Dataset:
-            nonlocal done_trials
-            total = sum(t.size for t in todo)
+        def compute(folder: Path) -> xr.Dataset:
+            nonlocal done_trials, tasks, rounds
+            counts = None
+            if d.target_mcse is not None:
+                pilot = min(d.n_trials, -(-PILOT_TRIALS // d.batch_size) * d.batch_size)
+                counts = {(s_i, n_i): pilot for s_i in range(len(ctx.truth)) for n_i in range(len(d.sample_sizes))}
+            first = True
+            while True:
+                tasks = make_tasks(cfg, ctx, counts)
+                todo = [t for t in tasks if not (folder / t.file).exists()]
+                if first and resume:
+                    log(f"resuming: {len(tasks) - len(todo)} of {len(tasks)} batches already done")
+                first = False
+                total = done_trials + sum(t.size for t in todo)
 
-            def on_done(t):
-                nonlocal done_trials
-                done_trials += t.size
-                if progress:
-                    progress(done_trials, total, f"{engine}: {t.scenario} n = {t.n}")
+                def on_done(t, total=total):
+                    nonlocal done_trials
+                    done_trials += t.size
+                    if progress:
+                        progress(done_trials, total, f"{engine}: {t.scenario} n = {t.n}")
 
-            _execute(todo, job, folder, scheduler, workers, on_done, client)
-            return _aggregate(cfg, ctx, tasks, folder, engine, note)
+                _execute(todo, job, folder, scheduler, workers, on_done, client)
+                rounds += 1
+                ds = _aggregate(cfg, ctx, tasks, folder, engine, note)
+                if counts is None:
+                    return ds
+                new = next_counts(cfg, ds, counts)
+                if new == counts:
+                    return ds
+                counts = new
 
-        if out is not None:
-            folder = out / "batches"
-            folder.mkdir(exist_ok=True)
-            todo = [t for t in tasks if not (folder / t.file).exists()] if resume else tasks
-            if resume:
-                log(f"resuming: {len(tasks) - len(todo)} of {len(tasks)} batches already done")
-            ds = compute(folder, todo)
-        else:
-            with tempfile.TemporaryDirectory(prefix="bayes-sacral-design-") as tmp:
-                ds = compute(Path(tmp), tasks)
+        rounds = 0
+        tasks = []
+        try:
+            if out is not None:
+                folder = out / "batches"
+                folder.mkdir(exist_ok=True)
+                ds = compute(folder)
+            else:
+                with tempfile.TemporaryDirectory(prefix="bayes-sacral-design-") as tmp:
+                    ds = compute(Path(tmp))
+        finally:
+            if client is not None:
+                client.close()
         n_trials_total = int(ds["n_trials"].sum())
     wall = time.perf_counter() - t0
     n_looks = len(cfg.interim) + 1 if engine != "exact" else 1
@@ -374,6 +483,11 @@ def run_design(cfg: DesignConfig, out: Path | None = None, scheduler: str | None
                 "trial_analyses_per_second": round(done_trials * n_looks / wall, 1) if done_trials else None,
                 "total_trial_analyses": analyses, "versions": versions(), "smallest_n": smallest_n(ds, cfg.design.target),
                 "labels": ctx.labels, "truth": ctx.truth_note, "analysis_prior": ctx.prior_note}
+    if engine != "exact":
+        manifest["n_trials"] = {"target_mcse": cfg.design.target_mcse, "max_per_cell": cfg.design.n_trials, "rounds": rounds,
+                                "min_per_cell": int(ds["n_trials"].min()), "max_used": int(ds["n_trials"].max())}
+    if engine == "full_model":
+        manifest["fits"] = fit_manifest(cfg, ds)
     ds.attrs["smallest_n"] = str(manifest["smallest_n"]["smallest_n"])
     if out is not None:
         write_outputs(cfg, ctx, ds, out, manifest)

@@ -15,9 +15,20 @@ from .analysis import binary_tables, normal_posterior_probs, ppos_binary, refere
 from .context import Context, treatment_count
 from .exact import success_table
 
-__all__ = ["vectorized_batch", "looks_for", "BATCH_FIELDS", "draw_strata", "allocate"]
+__all__ = ["vectorized_batch", "looks_for", "BATCH_FIELDS", "FIT_FIELDS", "fit_defaults", "draw_strata", "allocate"]
 
 BATCH_FIELDS = ("success", "stop_look", "stop_reason", "n_used", "prob_benefit")
+#: Per-trial fit diagnostics of the full-model engine (the conjugate engines have none: see :func:`fit_defaults`):
+#: escalated (a fast-tier fit of the trial was refitted by NUTS), flagged (a fit that decided the trial failed its
+#: diagnostics), khat (largest Pareto k̂ of its fast-tier fits), ref_success / ref_prob (the NUTS reference of the
+#: validation subsample: -1 / nan outside it).
+FIT_FIELDS = ("escalated", "flagged", "khat", "ref_success", "ref_prob")
+
+
+def fit_defaults(T: int) -> dict:
+    """Fit-diagnostic fields of T trials analysed in closed form (nothing escalated, flagged or validated)."""
+    return {"escalated": np.zeros(T, dtype=bool), "flagged": np.zeros(T, dtype=bool), "khat": np.full(T, np.nan),
+            "ref_success": np.full(T, -1, dtype=np.int8), "ref_prob": np.full(T, np.nan)}
 PPOS_SIMS = 64
 
 
