@@ -54,6 +54,13 @@ class ApproxFit:
         """Weighted posterior probability of a boolean event computed on the draws (S,)."""
         return float(np.sum(self.weights * np.asarray(event, dtype=float)))
 
+    def prob_se(self, event: np.ndarray) -> tuple[float, float]:
+        """The weighted probability of ``event`` and its Monte Carlo standard error (self-normalised importance
+        sampling: sqrt(sum w² (1[event] - p)²))."""
+        e = np.asarray(event, dtype=float)
+        p = float(np.sum(self.weights * e))
+        return p, float(np.sqrt(np.sum(self.weights**2 * (e - p) ** 2)))
+
 
 def psis(log_ratios: np.ndarray) -> tuple[np.ndarray, float]:
     """Normalised Pareto-smoothed importance weights and Pareto k̂ for log importance ratios (ArviZ's PSIS)."""
@@ -217,6 +224,12 @@ class LaplaceIS:
     def fit(self, data: dict[str, np.ndarray], seed, draws: int = 1000, grid_step: float = 1.0, grid_drop: float = 8.0,
             max_grid: int = 60, df: float = 8.0) -> ApproxFit:
         """Approximate posterior for ``data``: ``draws`` importance-weighted draws with their diagnostics."""
+        # a trial step or a proposal draw far in the tails may overflow: such points are rejected (non-finite log
+        # density) or get weight zero, so numpy's warnings about them say nothing to the user
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            return self._fit(data, seed, draws, grid_step, grid_drop, max_grid, df)
+
+    def _fit(self, data, seed, draws, grid_step, grid_drop, max_grid, df) -> ApproxFit:
         self.set_data(data)
         c = self.c
         rng = np.random.default_rng(seed)

@@ -158,9 +158,10 @@ def fit_sentence(cfg: DesignConfig, fits: dict) -> str:
           "threshold was estimated again with 4 and then 16 times the draws.")
     v = fits.get("validation")
     if v:
+        diff = v["max_abs_difference_in_mcse"]
         s += (f" On a validation subsample of {v['trials']} trials refitted by NUTS ({v['reference']}), the decisions agreed on "
-              f"{v['decision_agreement']:.1%} of trials and the success probabilities differed by at most "
-              f"{v['max_abs_difference_in_mcse']:.1f} Monte Carlo standard errors.")
+              f"{v['decision_agreement']:.1%} of trials and the success probabilities "
+              + (f"differed by at most {diff:.1f} Monte Carlo standard errors." if diff > 0 else "were the same."))
     return s
 
 

@@ -408,6 +408,8 @@ def run_design(cfg: DesignConfig, out: Path | None = None, scheduler: str | None
     done_trials = 0
     n_trials_total = 0
     if engine == "exact":
+        if cfg.design.target_mcse is not None:
+            log("target_mcse is not used: the exact engine has no Monte Carlo error")
         scen = list(ctx.truth)
         sizes = cfg.design.sample_sizes
         succ = np.zeros((len(scen), len(sizes)))
