@@ -76,24 +76,34 @@ def bench_vectorized(tmp: Path, n_trials: int = 100_000) -> dict:
     return res
 
 
-def bench_full_model(tmp: Path, likelihood: str, n_naive: int = 5, n_engine: int = 400, N: int = 60) -> dict:
+def bench_full_model(tmp: Path, likelihood: str, n_naive: int = 5, n_nuts_engine: int = 100, n_fast_engine: int = 1000,
+                     n_validate: int = 200, N: int = 60) -> dict:
+    """The full-model engine against a naive loop (a fresh model and pm.sample per trial), on the same machine in the same
+    run: per trial on one core (NUTS refit of the compiled model; fast tier) and end to end on every core (design runs
+    with the NUTS method and with the fast tier), plus the fast tier's validation against NUTS refits (``n_validate``
+    trials per scenario, with and without an effect)."""
     import pymc as pm
 
     from bayes_sacral.design.context import build_context
-    from bayes_sacral.design.full_model import analysis_run, simulate_patients
+    from bayes_sacral.design.full_model import Analyser, analysis_run, simulate_patients
     from bayes_sacral.design.runner import _preop, run_design
-    from bayes_sacral.inference import Refitter, quiet_pymc
+    from bayes_sacral.inference import quiet_pymc
     from bayes_sacral.models.base import ModelInput
     from bayes_sacral.models.score import score_dataset
 
-    cfg = _cfg(tmp, f'[design]\nname = "f"\nseed = 1\nendpoint = "msts"\nengine = "full_model"\nsample_sizes = [{N}]\n'
-                    f'n_trials = {n_engine}\nbatch_size = 25\n' + TRUTH + f'[truth]\nno_effect = false\n[full_model]\nlikelihood = "{likelihood}"\n')
+    head = (f'[design]\nname = "f"\nseed = 1\nendpoint = "msts"\nengine = "full_model"\nsample_sizes = [{N}]\nbatch_size = 25\n'
+            + TRUTH)
+
+    def cfg_of(n_trials, extra="", no_effect=False):
+        return _cfg(tmp, head.replace("batch_size", f"n_trials = {n_trials}\nbatch_size")
+                    + f"[truth]\nno_effect = {str(no_effect).lower()}\n[full_model]\nlikelihood = \"{likelihood}\"\n{extra}")
+
+    cfg = cfg_of(n_fast_engine)
     ctx = build_context(cfg)
     fm = cfg.full_model.model_dump()
     rng = np.random.default_rng(7)
     trials = [simulate_patients(ctx, "design", rng, N, i, _preop(cfg)) for i in range(n_naive)]
     run = analysis_run(fm, cfg.study, cfg.endpoint)
-    dmap = run.kind.data_map(run.spec)
     sdim = cfg.card.stratum_dim
 
     def data_of(tr):
@@ -111,37 +121,60 @@ def bench_full_model(tmp: Path, likelihood: str, n_naive: int = 5, n_engine: int
                               target_accept=fm["target_accept"])
         te = idata["posterior"]["treatment_effect"].transpose("chain", "draw", sdim).values.reshape(-1, ctx.K) @ ctx.weights
         naive_p.append(float(np.mean(ctx.benefit(te) > 0)))
-    naive_wall = time.perf_counter() - t
-    # engine on the same trials: compile once, refit
+    naive_per = (time.perf_counter() - t) / n_naive
+    # one core, same trials: NUTS refits of the model compiled once, and the fast tier
+    an = Analyser(ctx, fm, trials[0])
+    obs = [{c: data_of(tr)[v].values for c, v in an.dmap.items()} for tr in trials]
     t = time.perf_counter()
-    refit = Refitter(run.kind.build(ModelInput(data_of(trials[0]), []), run.priors, run.spec))
-    compile_s = time.perf_counter() - t
-    eng_p = []
+    _ = an.refit
+    nuts_compile = time.perf_counter() - t
     t = time.perf_counter()
-    for i, tr in enumerate(trials):
-        d = data_of(tr)
-        post, _ = refit.fit({c: d[v].values for c, v in dmap.items()}, 200 + i, draws=fm["draws"], tune=fm["tune"], chains=fm["chains"],
-                            target_accept=fm["target_accept"])
-        te = post["treatment_effect"].transpose("chain", "draw", sdim).values.reshape(-1, ctx.K) @ ctx.weights
-        eng_p.append(float(np.mean(ctx.benefit(te) > 0)))
-    refit_wall = time.perf_counter() - t
-    # the engine end to end (worker processes, compile in each, persistence)
+    _ = an.fast
+    fast_compile = time.perf_counter() - t
+    an.nuts(obs[0], 1, fm["draws"]), an.fast.fit(obs[0], 1, draws=fm["approx_draws"])  # warm-up
     t = time.perf_counter()
-    run_design(cfg, tmp / f"full-{likelihood}")
-    engine_wall = time.perf_counter() - t
-    naive_per = naive_wall / n_naive
+    nuts_p = [an.nuts(o, 200 + i, fm["draws"])[0] for i, o in enumerate(obs)]
+    nuts_per = (time.perf_counter() - t) / n_naive
+    reps = 5
+    t = time.perf_counter()
+    for r in range(reps):
+        fast_res = [an.analyse(o, 300 + i + 10 * r) for i, o in enumerate(obs)]
+    fast_per = (time.perf_counter() - t) / (n_naive * reps)
+    # end to end on every core
+    t = time.perf_counter()
+    run_design(cfg_of(n_nuts_engine, 'method = "nuts"\n'), tmp / f"nuts-{likelihood}")
+    nuts_engine = (time.perf_counter() - t) / n_nuts_engine
+    t = time.perf_counter()
+    ds = run_design(cfg, tmp / f"fast-{likelihood}")
+    fast_engine = (time.perf_counter() - t) / n_fast_engine
+    # validation: every trial of both scenarios also refitted by NUTS
+    vcfg = cfg_of(n_validate, f"validate_trials = {n_validate}\nvalidation_draws = 1000\n", no_effect=True)
+    t = time.perf_counter()
+    vds = run_design(vcfg, tmp / f"validate-{likelihood}")
+    validate_wall = time.perf_counter() - t
     c = cfg.decision.threshold
+    val = {}
+    for sc in vds["scenario"].values:
+        sel = vds.sel(scenario=sc, sample_size=N)
+        f, r, se = (float(sel[k]) for k in ("validation_success_fast", "validation_success_nuts", "validation_mcse"))
+        val[str(sc)] = {"trials": int(sel["validation_trials"]), "success_fast_tier": f, "success_nuts": r, "mcse": round(se, 4),
+                        "difference_in_mcse": round(abs(f - r) / se, 2), "within_2_mcse": abs(f - r) <= 2 * se,
+                        "decision_agreement": float(sel["validation_agreement"]), "share_escalated": float(sel["share_escalated"])}
     return {
-        "likelihood": likelihood, "sample_size": N, "draws": fm["draws"], "tune": fm["tune"], "chains": fm["chains"],
+        "likelihood": likelihood, "sample_size": N, "nuts": f"{fm['chains']} chains x {fm['draws']} draws ({fm['tune']} tune)",
+        "fast_tier": f"nested Laplace + PSIS, {fm['approx_draws']} draws, NUTS escalation at k > {fm['khat_max']}",
         "naive_seconds_per_trial": round(naive_per, 3),
-        "compile_seconds": round(compile_s, 2),
-        "refit_seconds_per_trial": round(refit_wall / n_naive, 4),
-        "ratio_refit_vs_naive_one_core": round(naive_per / (refit_wall / n_naive), 1),
-        "engine_trials": n_engine, "engine_seconds": round(engine_wall, 1),
-        "engine_trials_per_second": round(n_engine / engine_wall, 2),
-        "ratio_engine_vs_naive": round(naive_per / (engine_wall / n_engine), 1),
-        "max_abs_diff_prob_benefit": round(float(np.max(np.abs(np.array(naive_p) - np.array(eng_p)))), 4),
-        "decisions_agree": int(np.sum((np.array(naive_p) >= c) == (np.array(eng_p) >= c))), "decisions_compared": n_naive,
+        "compile_seconds": {"nuts": round(nuts_compile, 2), "fast_tier": round(fast_compile, 2)},
+        "one_core": {"nuts_refit_seconds_per_trial": round(nuts_per, 4), "fast_tier_seconds_per_trial": round(fast_per, 4),
+                     "ratio_nuts_refit_vs_naive": round(naive_per / nuts_per, 1), "ratio_fast_tier_vs_naive": round(naive_per / fast_per, 1)},
+        "end_to_end_all_cores": {"nuts_engine_seconds_per_trial": round(nuts_engine, 4), "fast_engine_seconds_per_trial": round(fast_engine, 4),
+                                 "fast_engine_trials": n_fast_engine, "fast_engine_share_escalated": float(ds["share_escalated"].mean()),
+                                 "ratio_nuts_engine_vs_naive": round(naive_per / nuts_engine, 1),
+                                 "ratio_fast_engine_vs_naive": round(naive_per / fast_engine, 1)},
+        "same_trials_prob_benefit": {"naive": [round(p, 4) for p in naive_p], "nuts_refit": [round(p, 4) for p in nuts_p],
+                                     "fast_tier": [round(r["p0"], 4) for r in fast_res],
+                                     "decisions_agree_fast_vs_naive": int(sum((a >= c) == (r["p0"] >= c) for a, r in zip(naive_p, fast_res, strict=True)))},
+        "validation": {"seconds": round(validate_wall, 1), "reference": "NUTS, 2 chains x 1000 draws", **val},
     }
 
 
@@ -271,7 +304,9 @@ def main() -> int:
     results["machine"] = {"cpu_count": os.cpu_count(), "python": sys.version.split()[0], **{k: v for k, v in versions().items() if k in ("pymc", "nutpie", "numpy")}}
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    # a partial run (benchmarks named on the command line) updates those entries and keeps the others
+    old = json.loads((out / "latest.json").read_text()) if (out / "latest.json").exists() else {}
+    (out / "latest.json").write_text(json.dumps({**old, **results}, indent=2) + "\n")
     print(f"wrote {out / 'latest.json'}")
     return 0
 
