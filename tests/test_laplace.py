@@ -36,6 +36,27 @@ def test_conjugate_normal_mean_is_reproduced():
     assert p == pytest.approx(1 - stats.norm.cdf(1.5, post_mean, prec**-0.5), abs=0.03)
 
 
+def test_models_of_one_structure_share_the_compiled_functions_but_not_their_data():
+    """Two models of the same structure (same graph, other data) compile once; each fit uses its own model's data."""
+    s, s0 = 0.9, 2.0
+
+    def model_of(y):
+        with pm.Model() as m:
+            obs = pm.Data("y", y)
+            mu = pm.Normal("mu", 0.0, s0)
+            pm.Normal("y_obs", mu, s, observed=obs)
+        return m
+
+    ya, yb = np.array([1.0, 1.5, 0.5]), np.array([-3.0, -2.0, -2.5])
+    la, lb = LaplaceIS(model_of(ya), ["mu"]), LaplaceIS(model_of(yb), ["mu"])
+    assert la.c is lb.c
+    for obj, y in ((la, ya), (lb, yb), (la, ya)):
+        fit = obj.fit({"y": y}, seed=2, draws=2000)
+        post_mean = (y.sum() / s**2) / (1 / s0**2 + len(y) / s**2)
+        mean, mcse = _weighted(fit, "mu")
+        assert abs(mean - post_mean) < 4 * mcse + 1e-3, (mean, post_mean)
+
+
 def _schools():
     y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
     s = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])

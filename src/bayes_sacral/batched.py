@@ -14,9 +14,9 @@ import threading
 import numpy as np
 import xarray as xr
 
-__all__ = ["deterministics", "log_likelihood", "posterior_predictive"]
+__all__ = ["deterministics", "log_likelihood", "posterior_predictive", "compiled_for", "rebind"]
 
-_FNS: dict[tuple[str, str], object] = {}
+_FNS: dict[tuple[str, str], object] = {}  # (structure key, what) -> compiled function(s)
 # PyTensor's C backend: its compiled modules are cached on disk (the compiledir) and reused by later processes, where
 # the default numba backend compiles these functions again in every process (seconds each; the beta-binomial's random
 # draws even run in numba's object mode)
@@ -41,7 +41,11 @@ def with_draw_mode(model, draw):
         return draw(None)
 
 
-def _compiled(model, what: str, build):
+def compiled_for(model, what: str, build):
+    """``build()`` (compiled functions of ``model``'s graph) built once per model structure and ``what`` in this process.
+
+    The functions read the shared variables of the model they were built from: call :func:`rebind` with the model at
+    hand before evaluating them."""
     from .compiled import structure_key
 
     key = (structure_key(model), what)
@@ -49,11 +53,16 @@ def _compiled(model, what: str, build):
         fn = _FNS.get(key)
         if fn is None:
             fn = _FNS[key] = build()
-    _rebind(fn, model)
     return fn
 
 
-def _rebind(fn, model) -> None:
+def _compiled(model, what: str, build):
+    fn = compiled_for(model, what, build)
+    rebind(fn, model)
+    return fn
+
+
+def rebind(fn, model) -> None:
     """Point a compiled function's shared inputs at ``model``'s values (same names, same structure)."""
     from .compiled import shared_by_name
 

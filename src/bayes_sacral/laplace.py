@@ -21,7 +21,6 @@ log density and requested outputs over a batch of draws); new data go in through
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,8 +28,6 @@ import numpy as np
 __all__ = ["LaplaceIS", "ApproxFit", "psis"]
 
 MODE = "CVM"
-_FNS: dict = {}
-_LOCK = threading.Lock()
 
 
 @dataclass
@@ -143,7 +140,6 @@ class _Compiled:
         lpX = sum(pt.sum(t, axis=tuple(range(1, t.ndim))) if t.ndim > 1 else t for t in bt[: len(terms)])
         self.f_batch = pm_compile([X], [lpX, *bt[len(terms):]], mode=MODE)
         self.f_batch.trust_input = True
-        self.shared = [sv for sv in model.data_vars]
 
 
 class LaplaceIS:
@@ -158,29 +154,33 @@ class LaplaceIS:
     """
 
     def __init__(self, model, outputs: list[str]):
-        from .compiled import structure_key
+        from .batched import compiled_for
+        from .inference import quiet_pymc
 
         self.model = model
         self.outputs = list(outputs)
-        key = (structure_key(model), tuple(self.outputs))
-        with _LOCK:
-            c = _FNS.get(key)
-            if c is None:
-                from .inference import quiet_pymc
 
-                with quiet_pymc():
-                    c = _FNS[key] = _Compiled(model, self.outputs)
-        self.c = c
+        def build():
+            with quiet_pymc():
+                return _Compiled(model, self.outputs)
+
+        # one compilation per structure: another model of it (other data or prior hyperparameters) reuses the functions
+        self.c = compiled_for(model, f"laplace:{','.join(self.outputs)}", build)
         self.grid_name = _grid_coordinate(model)
         self._data = {d.name: d for d in model.data_vars}
 
     def set_data(self, data: dict[str, np.ndarray]) -> None:
-        # the compiled functions read the model's own shared variables
+        """New values for the model's ``pm.Data`` containers, and the compiled functions pointed at this model's values
+        (they may have been built from another model of the same structure)."""
+        from .batched import rebind
+
         for k, v in data.items():
             sv = self._data.get(k)
             if sv is None:
                 raise KeyError(f"no data container {k!r} in the model")
             sv.set_value(np.asarray(v, dtype=sv.get_value(borrow=True).dtype))
+        for fn in (self.c.f_point, self.c.f_batch):
+            rebind(fn, self.model)
 
     # ------------------------------------------------------------------ optimisation
     def _newton(self, x: np.ndarray, free: np.ndarray, iters: int = 60, tol: float = 1e-7):

@@ -211,8 +211,7 @@ def full_model_batch(ctx: Context, scenario: str, N: int, fractions: list[float]
             p0[k, t], pm[k, t] = res["p0"], res["pm"]
             escalated[t] |= res["escalated"]
             flagged[t] |= res["flagged"]
-            if np.isfinite(res["khat"]):
-                khat[t] = res["khat"] if np.isnan(khat[t]) else max(khat[t], res["khat"])
+            khat[t] = np.fmax(khat[t], res["khat"])  # the largest k̂ over the trial's looks (nan: none)
             valid[k, t] = True
             if t < n_ref:
                 r0[k, t], rm[k, t], _ = an.nuts(obs, int(ref_seeds[t, k]), fm["validation_draws"])
