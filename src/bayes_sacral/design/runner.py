@@ -73,6 +73,17 @@ def make_tasks(cfg: DesignConfig, ctx: Context, counts: dict[tuple[int, int], in
     return tasks
 
 
+def _floored(p: float, T: int) -> float:
+    """A proportion of T trials kept half a trial away from 0 and 1, so that 0/T is not reported as certain."""
+    return min(max(p, 0.5 / T), 1 - 0.5 / T)
+
+
+def proportion_mcse(p: float, T: int) -> float:
+    """Monte Carlo standard error of a success proportion ``p`` over T simulated trials (with :func:`_floored`)."""
+    p = _floored(p, T)
+    return float(np.sqrt(p * (1 - p) / T))
+
+
 #: Trials per cell in the first round of a design with ``target_mcse`` (whole batches, at most n_trials).
 PILOT_TRIALS = 200
 
@@ -87,7 +98,7 @@ def next_counts(cfg: DesignConfig, ds: xr.Dataset, counts: dict[tuple[int, int],
         if se <= d.target_mcse or T >= d.n_trials:
             continue
         p = float(ds["success_probability"].values[s_i, n_i])
-        p = min(max(p, 0.5 / T), 1 - 0.5 / T)
+        p = _floored(p, T)
         need = int(np.ceil(p * (1 - p) / d.target_mcse**2))
         need = max(need, T + d.batch_size)
         out[(s_i, n_i)] = int(min(d.n_trials, -(-need // d.batch_size) * d.batch_size))
@@ -240,8 +251,7 @@ def _aggregate(cfg: DesignConfig, ctx: Context, tasks: list[Task], folder: Path,
                 fits[k][i, j] = v
             T = len(s)
             succ[i, j] = s.mean()
-            p_eff = min(max(s.mean(), 0.5 / T), 1 - 0.5 / T)  # a floor of half a trial, so 0/T is not reported as certain
-            mcse[i, j] = np.sqrt(p_eff * (1 - p_eff) / T)
+            mcse[i, j] = proportion_mcse(s.mean(), T)
             exp_n[i, j] = used.mean()
             n_tr[i, j] = T
             for k in range(n_looks):
@@ -279,9 +289,8 @@ def _fit_summary(f: dict, success: np.ndarray) -> dict:
     out["validation_trials"] = V
     if V:
         pn = float(np.mean(f["ref_success"][ref]))
-        pe = min(max(pn, 0.5 / V), 1 - 0.5 / V)
         out.update(validation_success_fast=float(np.mean(success[ref])), validation_success_nuts=pn,
-                   validation_mcse=float(np.sqrt(pe * (1 - pe) / V)),
+                   validation_mcse=proportion_mcse(pn, V),
                    validation_agreement=float(np.mean(success[ref].astype(int) == f["ref_success"][ref])))
     return out
 
