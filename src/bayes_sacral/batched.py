@@ -82,6 +82,25 @@ def _batched_inputs(model):
     return {rv: pt.tensor(dtype=rv.dtype, shape=(None, *rv.type.shape), name=f"{rv.name}_batch") for rv in model.free_RVs}
 
 
+def _register_view_vectorisation() -> None:
+    """Teach ``vectorize_graph`` that a deterministic's identity wrapper (``ViewOp``) stays an identity on a batched
+    input. Without this, PyTensor falls back to a ``Blockwise`` that calls the wrapper in a Python loop over the
+    draws: the same numbers, 100× slower. (A registration in PyTensor's own dispatch table, for this one op type.)"""
+    from pytensor.compile.ops import ViewOp
+    from pytensor.graph.op import Op
+    from pytensor.graph.replace import _vectorize_node
+    from pytensor.tensor.blockwise import vectorize_node_fallback
+
+    if _vectorize_node.dispatch(ViewOp) is not _vectorize_node.dispatch(Op):
+        return  # registered already (by us, or by PyTensor itself in a later version)
+
+    @_vectorize_node.register(ViewOp)
+    def _vectorize_view(op, node, *batched_inputs):
+        if type(op) is not ViewOp:  # a subclass may do more than pass its input through
+            return vectorize_node_fallback(op, node, *batched_inputs)
+        return op.make_node(*batched_inputs)
+
+
 def _flat(post: xr.Dataset, names: list[str]) -> tuple[list[np.ndarray], tuple[int, int]]:
     C, D = post.sizes["chain"], post.sizes["draw"]
     return [np.ascontiguousarray(post[n].transpose("chain", "draw", ...).values).reshape(C * D, *post[n].shape[2:]) for n in names], (C, D)
@@ -111,6 +130,7 @@ def deterministics(model, post: xr.Dataset) -> xr.Dataset:
     free = [rv for rv in model.free_RVs]
 
     def build():
+        _register_view_vectorisation()
         inputs = _batched_inputs(model)
         outs = vectorize_graph(list(model.deterministics), replace=inputs)
         return pytensor.function([inputs[rv] for rv in free], outs, on_unused_input="ignore", mode=MODE)
@@ -132,6 +152,7 @@ def log_likelihood(model, post: xr.Dataset) -> xr.Dataset:
     free = [rv for rv in model.free_RVs]
 
     def build():
+        _register_view_vectorisation()
         inputs = _batched_inputs(model)
         graphs = [pm.logp(rv, model.rvs_to_values[rv]) for rv in obs]
         outs = vectorize_graph(graphs, replace=inputs)
@@ -157,6 +178,7 @@ def posterior_predictive(model, post: xr.Dataset, seed: int) -> xr.Dataset:
         from pytensor.tensor.random.op import RandomVariable
         from pytensor.tensor.type_other import NoneTypeT
 
+        _register_view_vectorisation()
         inputs = _batched_inputs(model)
         batch = inputs[free[0]].shape[0]
         outs = []
