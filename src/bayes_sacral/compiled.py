@@ -95,6 +95,15 @@ def _versions() -> str:
 
 _KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOGP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _logp(model):
+    """``model.logp()``, built once per model object (the structure key and the shared-variable lookup both walk it)."""
+    out = _LOGP.get(model)
+    if out is None:
+        out = _LOGP[model] = model.logp()
+    return out
 
 
 def structure_key(model) -> str:
@@ -112,7 +121,7 @@ def _structure_key(model) -> str:
     from pytensor.graph.basic import Constant
     from pytensor.graph.traversal import ancestors
 
-    outputs = [model.logp(), *model.deterministics]
+    outputs = [_logp(model), *model.deterministics]
     buf = io.StringIO()
     pytensor.dprint(outputs, file=buf, print_type=True, id_type="")
     h = hashlib.sha256()
@@ -236,7 +245,7 @@ def shared_by_name(model) -> dict:
     from pytensor.graph.traversal import ancestors
 
     out = {}
-    for a in ancestors([model.logp(), *model.deterministics, *model.observed_RVs]):
+    for a in ancestors([_logp(model), *model.deterministics, *model.observed_RVs]):
         if isinstance(a, SharedVariable) and a.name and "Generator" not in type(a.get_value(borrow=True)).__name__:
             if a.name in out and out[a.name] is not a:
                 raise ValueError(f"two shared variables are named {a.name!r}")

@@ -117,9 +117,12 @@ def fit_resolved(run: ResolvedRun, data: StudyData | None = None, log=None, prog
         idata = _with_replicate_groups(idata, inp, check_vars, observed)
         replicate_info = {"dim": inp.replicate_dim, "count": len(datasets), "statuses": [d.status for d in diags]}
     elif settings.backend == "exact":
-        rng = np.random.default_rng(child_seeds(cfg.run.seed)[0])
-        draws = run.kind.exact_draws(inp, run.priors, run.spec, rng, (settings.chains, settings.draws))
-        idata, t_sample = sample_exact(model, draws, settings, cfg.run.seed)
+        s_post, s_prior, _, _ = child_seeds(cfg.run.seed)
+        draws = run.kind.exact_draws(inp, run.priors, run.spec, np.random.default_rng(s_post), (settings.chains, settings.draws))
+        # the prior's parameters from the root stream of s_prior; its predictive draws from that seed's spawned children
+        prior = (run.kind.exact_draws(inp, run.priors, run.spec, np.random.default_rng(s_prior), (1, settings.prior_draws), prior=True)
+                 if settings.prior_draws else None)
+        idata, t_sample = sample_exact(model, draws, settings, cfg.run.seed, prior=prior)
         diag = dataclasses.replace(diagnose(idata, [v for v in check_vars if v not in _masked_vars(run, inp)]),
                                    method="exact independent draws (closed-form posterior)")
     else:

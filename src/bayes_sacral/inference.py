@@ -93,10 +93,14 @@ def sample(model: pm.Model, settings: SamplerSettings, seed: int, progressbar: b
     return idata, time.perf_counter() - t0
 
 
-def sample_exact(model: pm.Model, draws: dict[str, np.ndarray], settings: SamplerSettings, seed: int) -> tuple[xr.DataTree, float]:
+def sample_exact(model: pm.Model, draws: dict[str, np.ndarray], settings: SamplerSettings, seed: int,
+                 prior: dict[str, np.ndarray] | None = None) -> tuple[xr.DataTree, float]:
     """A DataTree like :func:`sample`'s from independent draws of every free variable of a conjugate model (drawn from its
-    closed-form posterior by the model kind): deterministics, prior, posterior predictive and log-likelihood are computed
-    from them exactly as after MCMC. No sample_stats group: there is no sampler to diagnose."""
+    closed-form posterior by the model kind): deterministics, posterior predictive and log-likelihood are computed
+    from them exactly as after MCMC. No sample_stats group: there is no sampler to diagnose.
+
+    ``prior``: closed-form draws of the free variables from their prior (leading dims (1, prior draws)); the prior and
+    prior predictive groups are then computed from them, vectorised, instead of by PyMC's per-draw loop."""
     from pymc.backends.arviz import (
         coords_and_dims_for_inferencedata,
         dict_to_dataset,
@@ -110,23 +114,30 @@ def sample_exact(model: pm.Model, draws: dict[str, np.ndarray], settings: Sample
     if set(draws) != free:
         raise ValueError(f"exact draws give {sorted(draws)}, the model's free variables are {sorted(free)}")
     coords, dims = coords_and_dims_for_inferencedata(model)
-    first = next(iter(draws.values()))
-    C, D = first.shape[:2]
-    post = xr.Dataset({n: (("chain", "draw", *dims.get(n, [f"{n}_dim_{i}" for i in range(a.ndim - 2)])), a) for n, a in draws.items()},
-                      coords={"chain": np.arange(C), "draw": np.arange(D), **{k: v for k, v in coords.items()}})
-    from . import batched
-
-    with model, quiet_pymc():
-        post = batched.deterministics(model, post)
-    post = post.drop_vars([c for c in post.coords if c not in post.dims and c not in ("chain", "draw")], errors="ignore")
+    post = _exact_dataset(model, draws)
     idata = xr.DataTree.from_dict({"posterior": post})
     idata["constant_data"] = xr.DataTree(dict_to_dataset(find_constants(model), inference_library=pm, coords=coords, dims=dims,
                                                          sample_dims=[]))
     idata["observed_data"] = xr.DataTree(dict_to_dataset(find_observations(model), inference_library=pm, coords=coords, dims=dims,
                                                          sample_dims=[]))
     idata["posterior"].attrs["sampling_method"] = "exact independent draws from the closed-form posterior"
-    predictive(model, idata, settings, s_prior, s_pp)
+    predictive(model, idata, settings, s_prior, s_pp, prior=prior)
     return idata, time.perf_counter() - t0
+
+
+def _exact_dataset(model: pm.Model, draws: dict[str, np.ndarray]) -> xr.Dataset:
+    """Draws of the free variables (leading dims chain, draw) with every deterministic of ``model`` added."""
+    from pymc.backends.arviz import coords_and_dims_for_inferencedata
+
+    from . import batched
+
+    coords, dims = coords_and_dims_for_inferencedata(model)
+    C, D = next(iter(draws.values())).shape[:2]
+    post = xr.Dataset({n: (("chain", "draw", *dims.get(n, [f"{n}_dim_{i}" for i in range(a.ndim - 2)])), a) for n, a in draws.items()},
+                      coords={"chain": np.arange(C), "draw": np.arange(D), **{k: v for k, v in coords.items()}})
+    with model, quiet_pymc():
+        post = batched.deterministics(model, post)
+    return post.drop_vars([c for c in post.coords if c not in post.dims and c not in ("chain", "draw")], errors="ignore")
 
 
 def _sample_nutpie(model: pm.Model, settings: SamplerSettings, seed: int, progressbar: bool) -> xr.DataTree:
@@ -180,12 +191,19 @@ def _prior_predictive(model: pm.Model, draws: int, seed: int) -> xr.DataTree:
                                                                                compile_kwargs={"mode": mode}))
 
 
-def predictive(model: pm.Model, idata: xr.DataTree, settings: SamplerSettings, s_prior: int, s_pp: int) -> None:
-    """Add the prior (predictive), posterior predictive (on a thinned subset) and log-likelihood groups to ``idata``."""
+def predictive(model: pm.Model, idata: xr.DataTree, settings: SamplerSettings, s_prior: int, s_pp: int,
+               prior: dict[str, np.ndarray] | None = None) -> None:
+    """Add the prior (predictive), posterior predictive (on a thinned subset) and log-likelihood groups to ``idata``;
+    the prior from ``prior`` (closed-form draws of the free variables, see :func:`sample_exact`) where given."""
     from . import batched
 
     with model, quiet_pymc():
-        if settings.prior_draws:
+        if settings.prior_draws and prior is not None:
+            pr = _exact_dataset(model, prior)
+            pr.attrs["sampling_method"] = "exact independent draws from the prior"
+            idata["prior"] = xr.DataTree(pr)
+            idata["prior_predictive"] = xr.DataTree(batched.posterior_predictive(model, pr, s_prior))
+        elif settings.prior_draws:
             idata.update(_prior_predictive(model, settings.prior_draws, s_prior))
         if model.observed_RVs:
             post = idata["posterior"].to_dataset()

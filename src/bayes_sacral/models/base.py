@@ -343,9 +343,11 @@ class ModelKind:
         :class:`~bayes_sacral.models.conjugate.ExactPosterior`; None for models without one."""
         return None
 
-    def exact_draws(self, inp: ModelInput, priors: dict, spec: ModelSpec, rng: np.random.Generator, size: tuple[int, int]):
-        """Independent draws of every free variable from a conjugate model's closed-form posterior, each with leading dims
-        ``size`` = (chains, draws) then the variable's own dims; None for models without one."""
+    def exact_draws(self, inp: ModelInput, priors: dict, spec: ModelSpec, rng: np.random.Generator, size: tuple[int, int],
+                    prior: bool = False):
+        """Independent draws of every free variable from a conjugate model's closed-form posterior (its prior with
+        ``prior=True``), each with leading dims ``size`` = (chains, draws) then the variable's own dims; None for models
+        without one."""
         return None
 
     def exact_available(self, priors: dict, spec: ModelSpec) -> bool:

@@ -237,8 +237,8 @@ class EventsModel(ModelKind):
     def exact_available(self, priors, spec):
         return spec.options.variant == "independent" and "p_event" in priors and priors["p_event"].dist == "Beta"
 
-    def exact_draws(self, inp, priors, spec, rng, size):
-        """p_event[a, s] ~ Beta(alpha + events, beta + n − events), independently per cell."""
+    def exact_draws(self, inp, priors, spec, rng, size, prior=False):
+        """p_event[a, s] ~ Beta(alpha + events, beta + n − events), independently per cell (Beta(alpha, beta) for the prior)."""
         if not self.exact_available(priors, spec):
             return None
         a = _table(priors["p_event"].params["alpha"], spec.arms)
@@ -247,8 +247,8 @@ class EventsModel(ModelKind):
         out = np.empty((*size, len(spec.arms), len(spec.levels)))
         for i, arm in enumerate(spec.arms):
             for j, lev in enumerate(spec.levels):
-                y = np.nan_to_num(float(ev.sel({"arm": arm, spec.sdim: lev})))
-                n = np.nan_to_num(float(tr.sel({"arm": arm, spec.sdim: lev})))
+                y = 0.0 if prior else np.nan_to_num(float(ev.sel({"arm": arm, spec.sdim: lev})))
+                n = 0.0 if prior else np.nan_to_num(float(tr.sel({"arm": arm, spec.sdim: lev})))
                 out[..., i, j] = rng.beta(a[arm] + y, b[arm] + n - y, size=size)
         return {"p_event": out}
 
@@ -365,15 +365,15 @@ class ComplicationsModel(ModelKind):
     def exact_available(self, priors, spec):
         return "p_event" in priors and priors["p_event"].dist == "Beta"
 
-    def exact_draws(self, inp, priors, spec, rng, size):
-        """p_event[a] ~ Beta(alpha + events, beta + n − events) per arm."""
+    def exact_draws(self, inp, priors, spec, rng, size, prior=False):
+        """p_event[a] ~ Beta(alpha + events, beta + n − events) per arm (Beta(alpha, beta) for the prior)."""
         if not self.exact_available(priors, spec):
             return None
         arms = self.arms(spec)
         a, b = _table(priors["p_event"].params["alpha"], arms), _table(priors["p_event"].params["beta"], arms)
         out = np.empty((*size, len(arms)))
         for i, arm in enumerate(arms):
-            y, n = float(inp.data["events"].sel(arm=arm)), float(inp.data["trials"].sel(arm=arm))
+            y, n = (0.0, 0.0) if prior else (float(inp.data["events"].sel(arm=arm)), float(inp.data["trials"].sel(arm=arm)))
             out[..., i] = rng.beta(a[arm] + y, b[arm] + n - y, size=size)
         return {"p_event": out}
 

@@ -184,11 +184,13 @@ class OrdinalModel(ModelKind):
         return (spec.options.variant == "dirichlet_multinomial" and p is not None and p.dist == "Dirichlet"
                 and not isinstance(p.params.get("a"), dict))
 
-    def exact_draws(self, inp, priors, spec, rng, size):
-        """p_category[a, s, ·] ~ Dirichlet(a + counts[a, s, ·]), independently per cell."""
+    def exact_draws(self, inp, priors, spec, rng, size, prior=False):
+        """p_category[a, s, ·] ~ Dirichlet(a + counts[a, s, ·]), independently per cell (Dirichlet(a) for the prior)."""
         if not self.exact_available(priors, spec):
             return None
         counts = np.nan_to_num(inp.data["counts"].values)
+        if prior:
+            counts = np.zeros_like(counts)
         K = counts.shape[-1]
         a = np.broadcast_to(np.asarray(priors["p_category"].params["a"], dtype=float), counts.shape)
         out = np.empty((*size, *counts.shape))
