@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+import bayes_sacral as bs
 from bayes_sacral.run import Run
 
 CONFIG = """
@@ -203,3 +204,35 @@ def test_reuse_only_what_a_refit_would_reproduce(fitted, tmp_path):
     assert reusable_run(run, tmp_path / "empty") is None
     # and what is refitted in its place is the same run again
     assert draws_hash(fit_run(run, store, overwrite=True).path) == draws_hash(path)
+
+
+def test_summary_diagnostics_are_memoised_by_content_never_served_stale():
+    """A report summarises each run many times: R-hat/ESS/MCSE are remembered by a digest of the draws, so the same
+    draws give the same rows and changed draws (even in place) give their own diagnostics."""
+    import xarray as xr
+
+    from bayes_sacral.summarize import summarize_posterior
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 500))
+    post = xr.Dataset({"a": (("chain", "draw"), x)})
+    first = summarize_posterior(post, ["a"])
+    assert summarize_posterior(post, ["a"]) == first
+    post["a"].values[:] = np.cumsum(x, axis=1)  # strongly autocorrelated, in place
+    second = summarize_posterior(post, ["a"])[0]
+    assert second["ess_bulk"] < first[0]["ess_bulk"] / 10
+    assert second["mcse_mean"] != first[0]["mcse_mean"]
+
+
+def test_closed_form_marginals_are_not_rebuilt_for_a_model_without_them(monkeypatch):
+    """Run.exact() of a non-conjugate run is None without preparing (or reconstructing) its data again."""
+    import bayes_sacral.fitting as fitting
+
+    run = bs.fit({"run": {"name": "h", "seed": 1}, "model": {"kind": "secondary_procedures", "variant": "hierarchical"},
+                  "sampler": {"draws": 100, "tune": 100, "chains": 2, "prior_draws": 0, "predictive_draws": 100}})
+
+    def boom(*a, **k):
+        raise AssertionError("prepare_run was called")
+
+    monkeypatch.setattr(fitting, "prepare_run", boom)
+    assert run.exact() is None and run.exact(prior=True) is None

@@ -115,6 +115,10 @@ class Run:
 
             try:
                 r = self.resolved
+                if not r.kind.exact_available(r.priors, r.spec):
+                    # not conjugate: no closed form, and no reason to rebuild (or reconstruct) its data
+                    self.__dict__[key] = None
+                    return None
                 inp, _ = prepare_run(r)
                 self.__dict__[key] = r.kind.exact_marginals(inp, r.priors, r.spec, prior=prior)
             except (BayesSacralError, OSError, ValueError, KeyError):
