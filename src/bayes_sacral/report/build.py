@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,8 @@ from ..stats.frequentist import reproduce_from_summary, results_frame
 from ..study.card import words
 from . import figures as F
 from .labels import prior_label
-from .style import house_style, save_figure
+from .render import FigureSaver
+from .style import house_style
 from .tables import (
     cell_sizes_table,
     decision_table,
@@ -74,8 +74,9 @@ class Section:
 
 
 class _Writer:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, saver: FigureSaver):
         self.root = root
+        self.saver = saver
         (root / "tables").mkdir(parents=True, exist_ok=True)
         (root / "figures").mkdir(parents=True, exist_ok=True)
         self.sections: list[Section] = []
@@ -95,11 +96,16 @@ class _Writer:
         self.n_tables += 1
 
     def figure(self, sec: Section, name: str, fig, caption: str):
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-        save_figure(fig, self.root / "figures" / name)
-        sec.blocks.append(Block("figure", base64.b64encode(buf.getvalue()).decode("ascii"), caption, name))
+        # written by the saver's worker processes; the block holds the preview PNG's future until :meth:`finish`
+        sec.blocks.append(Block("figure", self.saver.submit(fig, self.root / "figures" / name), caption, name))
         self.n_figures += 1
+
+    def finish(self) -> None:
+        """Wait for every figure and embed its preview PNG."""
+        for sec in self.sections:
+            for b in sec.blocks:
+                if b.kind == "figure" and not isinstance(b.content, str):
+                    b.content = base64.b64encode(b.content.result()).decode("ascii")
 
     def text(self, sec: Section, text: str, heading: str = ""):
         if heading:
@@ -410,14 +416,15 @@ def write_report(runs: list, tmp: Path, title: str = "Bayesian reanalysis", log=
         if gm:
             grids.setdefault(_lead_key(rep), (rep, gm))
     grid_ranges = {k: _grid_range(gm) for k, (_rep, gm) in grids.items()}
-    with house_style():
-        w = _Writer(tmp)
+    with house_style(), FigureSaver() as saver:
+        w = _Writer(tmp, saver)
         _summary_section(w, runs, leads, info, grid_ranges, figures)
         _methods_section(w, runs, leads, groups, info, grids)
         log("report: summary and methods")
         _results_section(w, runs, leads, groups, info, grids, figures)
         log("report: results")
         _appendix(w, runs, reps, groups, info, figures, log, grids)
+        w.finish()
         _write_html(tmp / "report.html", title, w.sections)
         _write_md(tmp / "report.md", title, w.sections)
         log(f"report: {w.n_tables} tables, {w.n_figures} figures")

@@ -12,6 +12,7 @@ Legends sit outside the data area (below the panels).
 
 from __future__ import annotations
 
+import functools
 import textwrap
 
 import numpy as np
@@ -224,12 +225,21 @@ def _forest_axes(ax, rows, colour, ypos: dict[str, float], offset=0.0, label=Non
         first = False
 
 
+def _to_percent(R, p):
+    return p / R * 100
+
+
+def _from_percent(R, q):
+    return q * R / 100
+
+
 def _points_axis(ax, o):
     """A secondary axis in percent of the score's range; its ticks stay inside the plotted range so no end label overhangs."""
     from matplotlib.ticker import FixedLocator, MaxNLocator
 
     R = o.range
-    sec = ax.secondary_xaxis("top", functions=(lambda p: p / R * 100, lambda q: q * R / 100))
+    # module-level functions (not lambdas) so that the figure pickles for the report's writer processes
+    sec = ax.secondary_xaxis("top", functions=(functools.partial(_to_percent, R), functools.partial(_from_percent, R)))
     lo, hi = (v / R * 100 for v in ax.get_xlim())
     margin = 0.06 * (hi - lo)
     ticks = [t for t in MaxNLocator(nbins=6).tick_values(lo, hi) if lo + margin <= t <= hi - margin]

@@ -1,0 +1,100 @@
+"""Saving report figures in parallel: each figure is drawn in the calling process, pickled, and written (preview PNG,
+300-dpi PNG, PDF) by worker processes (:class:`~bayes_sacral.workers.WorkerPool`) under the same house style, so the
+bytes are those a serial save gives.
+
+Writing a figure (text layout, rasterising at 300 dpi, subsetting fonts into the PDF) costs more than drawing it, and
+a report has dozens.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from concurrent.futures import Future
+from pathlib import Path
+
+__all__ = ["FigureSaver", "PREVIEW_DPI", "render"]
+
+#: Resolution of the PNG embedded in report.html (the files in figures/ are 300 dpi).
+PREVIEW_DPI = 110
+
+
+def _write(fig, stem: Path, preview_dpi: int = PREVIEW_DPI) -> bytes:
+    """Write ``stem``.png and ``stem``.pdf (:func:`~bayes_sacral.report.style.save_figure`); return the preview PNG."""
+    from .style import save_figure
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=preview_dpi, metadata={"Software": None})
+    save_figure(fig, stem)  # closes it
+    return buf.getvalue()
+
+
+def render(payload: bytes, stem: str, preview_dpi: int = PREVIEW_DPI) -> bytes:
+    """Unpickle a figure and write it under the house style (what a worker runs); returns the preview PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .style import house_style
+
+    with house_style():
+        return _write(pickle.loads(payload), Path(stem), preview_dpi)
+
+
+def _workers() -> int:
+    from ..workers import available_cores
+
+    env = os.environ.get("BAYES_SACRAL_FIGURE_WORKERS")
+    if env is not None:
+        return max(0, int(env))
+    cores = available_cores()
+    return cores if cores > 1 else 0
+
+
+class FigureSaver:
+    """Queue figures for writing; :meth:`submit` returns a future of the preview PNG's bytes.
+
+    ``workers`` = 0 writes each figure in the calling process (the default on one core;
+    ``BAYES_SACRAL_FIGURE_WORKERS`` overrides the count). A figure that cannot be pickled is written in the calling
+    process too. Use as a context manager: leaving it waits for every figure and re-raises the first failure.
+    """
+
+    def __init__(self, workers: int | None = None):
+        self.workers = _workers() if workers is None else workers
+        self._pool = None
+        self._futures: list[Future] = []
+
+    def submit(self, fig, stem: Path) -> Future:
+        import matplotlib.pyplot as plt
+
+        payload = None
+        if self.workers:
+            try:
+                payload = pickle.dumps(fig, protocol=pickle.HIGHEST_PROTOCOL)
+            except (pickle.PicklingError, AttributeError, TypeError):
+                payload = None  # a figure holding something unpicklable is written here instead
+        if payload is None:
+            fut: Future = Future()
+            fut.set_result(_write(fig, Path(stem)))
+        else:
+            from ..workers import WorkerPool
+
+            plt.close(fig)
+            if self._pool is None:
+                self._pool = WorkerPool(self.workers)
+            fut = self._pool.submit(render, payload, str(stem), what=f"figure {Path(stem).name}")
+        self._futures.append(fut)
+        return fut
+
+    def __enter__(self) -> FigureSaver:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                for f in self._futures:
+                    f.result()
+        finally:
+            if self._pool is not None:
+                self._pool.close(cancel=exc_type is not None)
+                self._pool = None
