@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +11,7 @@ import pandas as pd
 from .serialize import to_jsonable
 from .store import DEFAULT_STORE
 
-__all__ = ["DEFAULT_REPORT_DIR", "DEFAULT_CONFIG_DIR", "run_reanalysis"]
+__all__ = ["DEFAULT_REPORT_DIR", "DEFAULT_CONFIG_DIR", "run_reanalysis", "fit_runs", "fit_or_reuse"]
 
 DEFAULT_REPORT_DIR = Path("reports/published-reanalysis")
 DEFAULT_CONFIG_DIR = Path("configs")
@@ -25,8 +26,65 @@ def _write_table(folder: Path, stem: str, records: list[dict]) -> None:
     df.to_csv(folder / f"{stem}.csv", index=False, lineterminator="\n")
 
 
+def fit_or_reuse(run, store: Path, reuse: bool) -> tuple[list[str], object]:
+    """Fit one run into ``store`` (or take the stored run, with ``reuse``, when refitting would reproduce it exactly);
+    returns (its log lines, the :class:`~bayes_sacral.run.Run`). Module-level: what a worker process runs."""
+    from .fitting import diagnostics_line, fit_run, reusable_run
+
+    lines: list[str] = []
+    res = reusable_run(run, store) if reuse else None
+    if res is not None:
+        lines.append(f"reused {res.path} (same config, seed, data and code)")
+    else:
+        res = fit_run(run, store, overwrite=True, log=lines.append)
+    lines.append(diagnostics_line(res.manifest))
+    return lines, res
+
+
+def expected_cost(run) -> float:
+    """A rough relative cost of fitting a run, for scheduling the longest first: sampler iterations × data sets, with
+    closed-form (exact) runs nearly free."""
+    s = run.config.sampler
+    if s.backend == "exact":
+        return 0.01 * s.chains * s.draws
+    reps = getattr(run.options, "reconstructions", None) if getattr(run.options, "route", None) == "reconstructed" else None
+    return float(s.chains * (s.draws + s.tune) * (reps or 1))
+
+
+def fit_runs(runs: list, store: Path, reuse: bool = False, jobs: int | None = None, log=print) -> list:
+    """Fit (or reuse) every run, ``jobs`` at a time in worker processes (default: one per core; 1 = in this process),
+    longest first; returns the runs in the order given. A failed run stops the others and raises its error.
+
+    Each run is seeded by its config, so the draws do not depend on ``jobs`` or on the order the runs finish in.
+    """
+    from .workers import WorkerPool, available_cores
+
+    jobs = min(len(runs), available_cores() if jobs is None else jobs)
+    if jobs <= 1:
+        out = []
+        for run in runs:
+            lines, res = fit_or_reuse(run, store, reuse)
+            for line in lines:
+                log(line)
+            out.append(res)
+        return out
+    from concurrent.futures import as_completed
+
+    order = sorted(range(len(runs)), key=lambda i: -expected_cost(runs[i]))
+    log(f"fitting {len(runs)} runs, {jobs} at a time in worker processes (longest first)")
+    results: list = [None] * len(runs)
+    with WorkerPool(jobs) as pool:
+        futures = {pool.submit(fit_or_reuse, runs[i], Path(store), reuse, what=f"run {runs[i].config.run.name}"): i for i in order}
+        for fut in as_completed(futures):
+            lines, res = fut.result()
+            for line in lines:
+                log(line)
+            results[futures[fut]] = res
+    return results
+
+
 def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAULT_CONFIG_DIR, store: Path = DEFAULT_STORE,
-                   fit: bool = True, log=print, reuse: bool = False, study=None) -> Path:
+                   fit: bool = True, log=print, reuse: bool = False, study=None, jobs: int | None = None) -> Path:
     """Data check, frequentist reproduction and every config in ``configs_dir`` fitted, written atomically to ``out_dir``.
 
     ``study``: the study whose published summaries are checked and reproduced (default: the bundled study); each config
@@ -35,12 +93,12 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
     Run folders go to ``store`` (replaced: the reanalysis regenerates them from configs and seeds); the report
     folder holds only deterministic numbers (no timings), so re-running it reproduces the committed copy. With
     ``reuse``, a stored run that this code would reproduce exactly (same resolved config, seed, data hash and
-    versions, see :func:`~bayes_sacral.fitting.reusable_run`) is taken as it is instead of being refitted.
+    versions, see :func:`~bayes_sacral.fitting.reusable_run`) is taken as it is instead of being refitted. ``jobs``: runs
+    fitted at once in worker processes (default one per core; see :func:`fit_runs`).
     """
     from .atomic import atomic_directory
     from .config import load_configs
     from .data.integrity import findings_frame, run_checks
-    from .fitting import diagnostics_line, fit_run, reusable_run
     from .stats.frequentist import reproduce_from_summary, results_frame
     from .study import load_study
     from .summarize import summarize_run
@@ -59,15 +117,10 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
             raise InputError([Problem(str(configs_dir), "--configs", str(configs_dir), rule + " (pass --no-fit to skip fitting)")])
         for cfg in cfgs:
             runs.extend(load_configs(cfg))
-    fitted = []
-    for run in runs:
-        res = reusable_run(run, store) if reuse else None
-        if res is not None:
-            log(f"reused {res.path} (same config, seed, data and code)")
-        else:
-            res = fit_run(run, store, overwrite=True, log=log)
-        log(diagnostics_line(res.manifest))
-        fitted.append(res)
+    t0 = time.perf_counter()
+    fitted = fit_runs(runs, store, reuse, jobs, log) if runs else []
+    if fitted:
+        log(f"runs: {len(fitted)} in {time.perf_counter() - t0:.0f} s")
     with atomic_directory(out_dir, overwrite=True) as tmp:
         ff = findings_frame(findings)
         _write_table(tmp, "integrity", ff.to_dict(orient="records"))
@@ -94,7 +147,9 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
             card = study.card
             title = (f"Bayesian reanalysis of {card.study.title or card.name}: {card.arm_label(card.arms.treatment)} vs "
                      f"{card.arm_label(card.arms.control)}")
+            t0 = time.perf_counter()
             write_report(fitted, tmp, title, log=log)
+            log(f"report: written in {time.perf_counter() - t0:.0f} s")
     counts = {s: sum(f.status == s for f in findings) for s in ("pass", "borderline", "fail")}
     log(f"integrity: {len(findings)} findings ({counts['pass']} pass, {counts['borderline']} borderline, {counts['fail']} fail)")
     log(f"reproduction: {len(repro)} tests; runs fitted: {len(fitted)}")

@@ -22,6 +22,8 @@ def reanalyze(
     no_fit: bool = typer.Option(False, "--no-fit", help="Only the data check and the frequentist reproduction."),
     reuse: bool = typer.Option(False, "--reuse", help="Reuse stored runs that refitting would reproduce exactly (same resolved "
                                "config, seed, study card, data hash, package versions and code fingerprint); refit the others."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", min=1, help="Runs fitted at once, each in a worker process "
+                                    "[default: one per core]; 1 fits them one after another in this process."),
 ) -> None:
     """Run the reanalysis of a study's published summaries: data check, reproduction, every config; write the report folder."""
-    run_reanalysis(out, configs, store, fit=not no_fit, reuse=reuse, log=say, study=study_option(study))
+    run_reanalysis(out, configs, store, fit=not no_fit, reuse=reuse, log=say, study=study_option(study), jobs=jobs)
