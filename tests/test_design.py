@@ -551,3 +551,102 @@ def test_design_prior_from_fitted_runs(tmp_path):
         ctx = build_context(cfg)
         assert ctx.labels["design"] == "assurance (probability of success)" and len(exact_success(ctx, "design", 40)) == 200
         agree(ctx, ["design", "no_effect"], [40])
+
+
+@pytest.mark.parametrize("scheme", ["stratified", "simple"])
+def test_sufficient_statistics_match_a_patient_level_simulation(tmp_path, scheme):
+    """The vectorised engine draws each look's cell counts, means and pooled within-cell SS from their sampling
+    distributions; here the same trials are simulated patient by patient (written in the test) and every statistic's
+    distribution is compared at every look (two-sample KS tests, and exact agreement of the count distributions)."""
+    from bayes_sacral.design.context import treatment_count
+    from bayes_sacral.design.simulate import score_looks
+
+    ctx = build_context(cfg_of(tmp_path, sets=[f"design.allocation_scheme={scheme}"]))
+    T, looks, sigma = 4000, [10, 25, 40], 5.0
+    benefit = np.tile([4.0, 1.0], (T, 1))
+    ours = score_looks(ctx, np.random.default_rng(1), T, looks, benefit, np.full(T, sigma))
+    rng = np.random.default_rng(2)
+    N = looks[-1]
+    strata = (rng.random((T, N)) >= 0.7).astype(int)
+    if scheme == "stratified":  # within each stratum, the k-th patient is treated iff round(q k) steps up
+        rank = np.stack([np.cumsum(strata == f, axis=1) for f in (0, 1)])[strata, np.arange(T)[:, None], np.arange(N)]
+    else:
+        rank = np.broadcast_to(np.arange(1, N + 1), (T, N))
+    treated = (treatment_count(rank, 0.5) - treatment_count(rank - 1, 0.5)).astype(bool)
+    y = np.where(treated, np.array([4.0, 1.0])[strata], 0.0) + sigma * rng.standard_normal((T, N))
+    for k, n in enumerate(looks):
+        cnt, mean, ss, scount = ours[k]
+        ss_ref = np.zeros(T)
+        for a, arm in enumerate((treated, ~treated)):
+            for f in (0, 1):
+                m = arm[:, :n] & (strata[:, :n] == f)
+                c = m.sum(axis=1)
+                mu = np.where(m, y[:, :n], 0).sum(axis=1) / np.maximum(c, 1)
+                ss_ref += np.where(m, (y[:, :n] - mu[:, None]) ** 2, 0).sum(axis=1)
+                # counts: same distribution (chi-square on the table of values), means: KS where the cell is filled
+                vals = np.union1d(c, cnt[:, a, f])
+                tab = np.array([[np.sum(c == v) for v in vals], [np.sum(cnt[:, a, f] == v) for v in vals]])
+                tab = tab[:, tab.sum(axis=0) > 0]
+                if tab.shape[1] > 1:
+                    assert stats.chi2_contingency(tab)[1] > 1e-4, (scheme, n, a, f)
+                keep, keep_ref = cnt[:, a, f] > 0, c > 0
+                assert stats.ks_2samp(mean[keep, a, f], mu[keep_ref]).pvalue > 1e-4, (scheme, n, a, f)
+        assert stats.ks_2samp(ss, ss_ref).pvalue > 1e-4, (scheme, n)
+        np.testing.assert_array_equal(scount.sum(axis=1), n)
+        np.testing.assert_array_equal(cnt.sum(axis=(1, 2)), n)
+
+
+def test_split_treated_is_multivariate_hypergeometric():
+    from bayes_sacral.design.simulate import split_treated
+
+    counts = np.tile([5, 3, 2], (20000, 1))
+    x = split_treated(np.random.default_rng(0), counts, 4)
+    np.testing.assert_array_equal(x.sum(axis=1), 4)
+    assert (x <= counts).all()
+    ref = np.random.default_rng(1).multivariate_hypergeometric([5, 3, 2], 4, size=20000)
+    for f in range(3):
+        tab = np.array([np.bincount(x[:, f], minlength=5), np.bincount(ref[:, f], minlength=5)])
+        assert stats.chi2_contingency(tab[:, tab.sum(axis=0) > 0])[1] > 1e-4, f
+
+
+@pytest.mark.parametrize("scheme,prior", [("stratified", "reference"), ("simple", "reference"), ("stratified", "normal")])
+def test_predictive_probability_matches_a_patient_level_continuation(tmp_path, scheme, prior):
+    """The predictive probability of final success at an interim (score endpoint) continues each trial by sufficient
+    statistics; here the same continuation is simulated patient by patient (written in the test) from the same interim
+    states, and the mean predictive probabilities agree within Monte Carlo error."""
+    from bayes_sacral.design import simulate as S
+    from bayes_sacral.design.context import treatment_count
+
+    sets = [f"design.allocation_scheme={scheme}"] + (["analysis.prior=reference"] if prior == "reference" else [])
+    ctx = build_context(cfg_of(tmp_path, sets=sets))
+    n_now, N, T = 30, 60, 3000
+    states = S.score_looks(ctx, np.random.default_rng(5), 4, [n_now], np.tile([4.0, 1.0], (4, 1)), np.full(4, 5.0))[0]
+    rep = np.repeat(np.arange(4), T // 4)  # each of 4 interim states, T/4 times
+    cnt, mean, ss, scount = (a[rep] for a in states)
+    plug = np.full(T, 5.0)
+    ours = S._score_ppos(ctx, np.random.default_rng(6), cnt, mean, ss, n_now, N, scount, plug)
+
+    rng = np.random.default_rng(7)
+    M, R, K = S.PPOS_SIMS, N - n_now, ctx.K
+    mu = mean[:, None] + 5.0 / np.sqrt(np.maximum(cnt[:, None], 1)) * rng.standard_normal((T, M, 2, K))
+    fr = S.draw_strata(ctx, rng, (T, M, R))
+    arm = 1 - S.allocate(ctx, fr, start_counts=np.broadcast_to(scount[:, None, :], (T, M, K)), start_pos=n_now)
+    yf = mu[np.arange(T)[:, None, None], np.arange(M)[None, :, None], arm, fr] + 5.0 * rng.standard_normal((T, M, R))
+    tot, mean_fin, ss_fin = np.zeros((T, M, 2, K)), np.zeros((T, M, 2, K)), np.repeat(ss[:, None], M, axis=1)
+    for a in (0, 1):
+        for f in range(K):
+            m = (arm == a) & (fr == f)
+            c_new = m.sum(axis=2)
+            s_new = np.where(m, yf, 0).sum(axis=2)
+            c0, m0 = cnt[:, None, a, f], mean[:, None, a, f]
+            tot[..., a, f] = c0 + c_new
+            mean_fin[..., a, f] = np.where(tot[..., a, f] > 0, (c0 * m0 + s_new) / np.maximum(tot[..., a, f], 1), 0)
+            mf = mean_fin[..., a, f][..., None]
+            ss_fin += c0 * (m0 - mean_fin[..., a, f]) ** 2 + np.where(m, (yf - mf) ** 2, 0).sum(axis=2)
+    p0, pm_, valid = S._score_probs(ctx, tot.reshape(-1, 2, K), mean_fin.reshape(-1, 2, K), ss_fin.ravel(), np.full(T * M, N))
+    ref = S._final_rule(ctx, p0, pm_, valid).reshape(T, M).mean(axis=1)
+    assert treatment_count(N, ctx.q) == N // 2
+    for k in range(4):
+        a, b = ours[rep == k], ref[rep == k]
+        se = np.sqrt(a.var() / len(a) + b.var() / len(b)) + 1e-3
+        assert abs(a.mean() - b.mean()) < 4 * se, (scheme, k, a.mean(), b.mean())

@@ -15,7 +15,8 @@ from .analysis import binary_tables, normal_posterior_probs, ppos_binary, refere
 from .context import Context, treatment_count
 from .exact import success_table
 
-__all__ = ["vectorized_batch", "looks_for", "BATCH_FIELDS", "FIT_FIELDS", "fit_defaults", "draw_strata", "allocate"]
+__all__ = ["vectorized_batch", "looks_for", "BATCH_FIELDS", "FIT_FIELDS", "fit_defaults", "draw_strata", "allocate", "score_looks",
+           "split_treated"]
 
 BATCH_FIELDS = ("success", "stop_look", "stop_reason", "n_used", "prob_benefit")
 #: Per-trial fit diagnostics of the full-model engine (the conjugate engines have none: see :func:`fit_defaults`):
@@ -70,28 +71,62 @@ def allocate(ctx: Context, strata: np.ndarray, start_counts: np.ndarray | None =
 
 
 # ---------------------------------------------------------------------- score
-def _score_arrays(ctx: Context, rng: np.random.Generator, T: int, N: int, benefit: np.ndarray, sig: np.ndarray):
-    frac = draw_strata(ctx, rng, (T, N))
-    treat = allocate(ctx, frac)
-    y = benefit[np.arange(T)[:, None], frac] * treat + sig[:, None] * rng.standard_normal((T, N))
-    return frac, treat, y
+def split_treated(rng: np.random.Generator, counts: np.ndarray, treated: np.ndarray | int) -> np.ndarray:
+    """Treated patients per stratum among newly enrolled ones, under simple allocation: which positions of the sequence
+    are treated is fixed, the strata are exchangeable, so the split of ``treated`` over strata holding ``counts``
+    (trials × strata) is multivariate hypergeometric (drawn as one hypergeometric per stratum, conditionally)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    left = np.broadcast_to(np.asarray(treated, dtype=np.int64), counts.shape[:-1]).copy()
+    remaining = counts.sum(axis=-1)
+    out = np.zeros_like(counts)
+    for f in range(counts.shape[-1] - 1):
+        rest = remaining - counts[..., f]
+        out[..., f] = rng.hypergeometric(counts[..., f], rest, left)
+        left -= out[..., f]
+        remaining = rest
+    out[..., -1] = left
+    return out
 
 
-def _cell_stats(ctx: Context, frac, treat, y, n: int):
-    """Counts, means and pooled within-cell sum of squares over the first n patients: cells (arm, stratum), arm 0 = treatment."""
-    fr, ps, yy = frac[:, :n], treat[:, :n], y[:, :n]
-    cnt = np.zeros((y.shape[0], 2, ctx.K))
-    mean = np.zeros((y.shape[0], 2, ctx.K))
-    ss = np.zeros(y.shape[0])
-    for a in (0, 1):
-        for f in range(ctx.K):
-            mask = (ps == (1 - a)) & (fr == f)
-            c = mask.sum(axis=1)
-            s = np.where(mask, yy, 0.0).sum(axis=1)
-            mu = np.where(c > 0, s / np.maximum(c, 1), 0.0)
-            ss += np.where(mask, (yy - mu[:, None]) ** 2, 0.0).sum(axis=1)
-            cnt[:, a, f], mean[:, a, f] = c, mu
-    return cnt, mean, ss
+def score_looks(ctx: Context, rng: np.random.Generator, T: int, looks: list[int], benefit: np.ndarray, sig: np.ndarray) -> list[tuple]:
+    """Sufficient statistics of T simulated trials at each look, drawn from their exact sampling distributions instead
+    of patient by patient (cost O(trials × cells) per look, not O(trials × patients)).
+
+    Between looks: the new patients' strata are multinomial; their arms follow from the allocation sequence (stratified:
+    the within-stratum sequence, deterministic given the stratum counts; simple: hypergeometric over strata); each
+    cell's new patients have mean ~ N(μ, σ²/n) and within-cell sum of squares ~ σ² χ²(n − 1), independent; the cell's
+    running mean and sum of squares are updated exactly (Chan et al.'s pairwise formula). Arm 0 is the treatment, whose
+    cell mean is the stratum's benefit; the control's is 0 (the analyses use differences only).
+
+    Returns per look (counts (T, 2, K), means (T, 2, K), pooled within-cell SS (T,), stratum counts (T, K)).
+    """
+    K = ctx.K
+    cnt = np.zeros((T, 2, K))
+    mean = np.zeros((T, 2, K))
+    ss = np.zeros((T, 2, K))
+    strata = np.zeros((T, K), dtype=np.int64)
+    mu = np.stack([benefit, np.zeros_like(benefit)], axis=1)  # (T, 2, K)
+    s = np.asarray(sig, dtype=float)[:, None, None]
+    out, prev = [], 0
+    for n in looks:
+        new = rng.multinomial(n - prev, ctx.prevalence, size=T)
+        if ctx.scheme == "stratified":
+            treated = treatment_count(strata + new, ctx.q) - treatment_count(strata, ctx.q)
+        else:
+            treated = split_treated(rng, new, int(treatment_count(n, ctx.q) - treatment_count(prev, ctx.q)))
+        strata = strata + new
+        add = np.stack([treated, new - treated], axis=1).astype(float)
+        m_new = mu + s * rng.standard_normal((T, 2, K)) / np.sqrt(np.maximum(add, 1))
+        ss_new = np.where(add > 1, s**2 * rng.chisquare(np.maximum(add - 1, 1)), 0.0)
+        tot = cnt + add
+        delta = np.where(add > 0, m_new - mean, 0.0)
+        w = add / np.maximum(tot, 1)
+        ss = ss + ss_new + cnt * w * delta**2
+        mean = mean + w * delta
+        cnt = tot
+        out.append((cnt.copy(), np.where(cnt > 0, mean, 0.0), ss.sum(axis=(1, 2)), strata.copy()))
+        prev = n
+    return out
 
 
 def _score_probs(ctx: Context, cnt, mean, ss, N_used):
@@ -127,22 +162,20 @@ def _score_ppos(ctx, rng, cnt, mean, ss, n_now, N, strata_counts, sig_plug):
     s_plug = np.broadcast_to(sig_plug, (T,))
     # cell means: flat-prior posterior N(mean, σ²/n), σ at its plug-in value
     mu = mean[:, None] + s_plug[:, None, None, None] / np.sqrt(np.maximum(cnt[:, None], 1)) * rng.standard_normal((T, M, 2, K))
-    fr = draw_strata(ctx, rng, (T, M, R))
-    start = np.broadcast_to(strata_counts[:, None, :], (T, M, K))
-    treat = allocate(ctx, fr, start_counts=start, start_pos=n_now)
-    arm = 1 - treat  # 0 = treatment
-    idxT = np.arange(T)[:, None, None]
-    idxM = np.arange(M)[None, :, None]
-    yf = mu[idxT, idxM, arm, fr] + s_plug[:, None, None] * rng.standard_normal((T, M, R))
-    cnt_f = np.zeros((T, M, 2, K))
-    sum_f = np.zeros((T, M, 2, K))
-    sq_f = np.zeros((T, M, 2, K))
-    for a in (0, 1):
-        for f in range(K):
-            mask = (arm == a) & (fr == f)
-            cnt_f[..., a, f] = mask.sum(axis=2)
-            sum_f[..., a, f] = np.where(mask, yf, 0.0).sum(axis=2)
-            sq_f[..., a, f] = np.where(mask, yf**2, 0.0).sum(axis=2)
+    # the R patients still to come, by their sufficient statistics (see score_looks): strata multinomial, arms from the
+    # allocation sequence, each cell's sum and sum of squares from its mean ~ N(μ, σ²/n) and SS ~ σ² χ²(n − 1)
+    new = rng.multinomial(R, ctx.prevalence, size=(T, M))
+    start = np.asarray(strata_counts, dtype=np.int64)[:, None, :]
+    if ctx.scheme == "stratified":
+        treated = treatment_count(start + new, ctx.q) - treatment_count(start, ctx.q)
+    else:
+        treated = split_treated(rng, new, int(treatment_count(N, ctx.q) - treatment_count(n_now, ctx.q)))
+    cnt_f = np.stack([treated, new - treated], axis=2).astype(float)  # (T, M, arm, K), arm 0 = treatment
+    s4 = s_plug[:, None, None, None]
+    m_new = mu + s4 * rng.standard_normal((T, M, 2, K)) / np.sqrt(np.maximum(cnt_f, 1))
+    ss_within = np.where(cnt_f > 1, s4**2 * rng.chisquare(np.maximum(cnt_f - 1, 1)), 0.0)
+    sum_f = np.where(cnt_f > 0, cnt_f * m_new, 0.0)
+    sq_f = np.where(cnt_f > 0, ss_within + cnt_f * m_new**2, 0.0)
     c0 = cnt[:, None]
     tot = c0 + cnt_f
     mean_fin = np.where(tot > 0, (c0 * mean[:, None] + sum_f) / np.maximum(tot, 1), 0.0)
@@ -190,22 +223,18 @@ def _score_batch(ctx, rng, tr, T, N, looks, interims, offset):
     idx = _draw_index(offset, T, D)
     benefit = ctx.benefit(tr["delta"])[idx]
     sig = np.broadcast_to(tr["sigma"], (D,))[idx] if np.ndim(tr["sigma"]) else np.full(T, float(tr["sigma"]))
-    frac, treat, y = _score_arrays(ctx, rng, T, N, benefit, sig)
-    stats_at = {}
+    stats_at = score_looks(ctx, rng, T, looks, benefit, sig)
 
     def probs_at(k):
-        n = looks[k]
-        cnt, mean, ss = _cell_stats(ctx, frac, treat, y, n)
-        stats_at[k] = (cnt, mean, ss)
-        return _score_probs(ctx, cnt, mean, ss, np.full(T, n))
+        cnt, mean, ss, _ = stats_at[k]
+        return _score_probs(ctx, cnt, mean, ss, np.full(T, looks[k]))
 
     def ppos_at(k, mask):
         out = np.ones(T)
         if not mask.any():
             return out
-        cnt, mean, ss = stats_at[k]
+        cnt, mean, ss, scount = stats_at[k]
         n = looks[k]
-        scount = np.stack([(frac[:, :n] == f).sum(axis=1) for f in range(ctx.K)], axis=1)
         if ctx.prior_name == "reference":
             nu = np.maximum(n - (cnt > 0).sum(axis=(1, 2)), 1)
             plug = np.sqrt(ss / nu)
