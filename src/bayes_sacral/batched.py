@@ -14,7 +14,7 @@ import threading
 import numpy as np
 import xarray as xr
 
-__all__ = ["deterministics", "log_likelihood", "posterior_predictive", "compiled_for", "rebind"]
+__all__ = ["deterministics", "log_likelihood", "posterior_predictive", "prior_predictive", "compiled_for", "rebind"]
 
 _FNS: dict[tuple[str, str], object] = {}  # (structure key, what) -> compiled function(s)
 # PyTensor's C backend: its compiled modules are cached on disk (the compiledir) and reused by later processes, where
@@ -205,6 +205,62 @@ def posterior_predictive(model, post: xr.Dataset, seed: int) -> xr.Dataset:
     vals = with_draw_mode(model, draw)
     vals = vals if isinstance(vals, list) else [vals]
     return _dataset(model, [rv.name for rv in obs], vals, shape, post)
+
+
+def prior_predictive(model, draws: int, seed: int) -> tuple[xr.Dataset, xr.Dataset]:
+    """``draws`` draws from the prior (free variables and deterministics) and the prior predictive (observed
+    variables), in one vectorised call instead of PyMC's loop of one call per draw.
+
+    Every random variable is redrawn in the model's order with the batch prepended to its size and its parameters
+    evaluated at the batched draws of the variables it depends on. Raises NotImplementedError for a model with a
+    random variable that is not a plain ``RandomVariable`` (callers fall back to PyMC's loop).
+    """
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.graph.replace import vectorize_graph
+    from pytensor.tensor.random.op import RandomVariable
+    from pytensor.tensor.type_other import NoneTypeT
+
+    rvs = list(model.basic_RVs)  # free and observed, in the order they were defined (parents first)
+    for rv in rvs:
+        if not isinstance(rv.owner.op, RandomVariable):
+            raise NotImplementedError(f"{rv.name}: {type(rv.owner.op).__name__} is not a plain random variable")
+    free = list(model.free_RVs)
+    obs = list(model.observed_RVs)
+
+    def build(mode):
+        _register_view_vectorisation()
+        batch = pt.scalar("n_draws", dtype="int64")
+        replace = {}
+        for rv in rvs:
+            op = rv.owner.op
+            _rng, size, *params = rv.owner.inputs
+            vparams = vectorize_graph(params, replace=replace) if replace else list(params)
+            batched = any(vp is not p for vp, p in zip(vparams, params, strict=True))
+            if not isinstance(size.type, NoneTypeT):
+                new_size = pt.concatenate([pt.stack([batch]), size])
+            elif batched:
+                new_size = None  # the batch comes with the parameters
+            else:
+                new_size = pt.concatenate([pt.stack([batch]), pt.as_tensor(rv.shape, dtype="int64")])
+            rng = pytensor.shared(np.random.default_rng(0), name=f"{rv.name}_prior_rng")
+            replace[rv] = op.make_node(rng, new_size, *vparams).outputs[1]
+        return pytensor.function([batch], [replace[rv] for rv in free + obs], mode=mode)
+
+    def draw(mode):
+        fn = _compiled(model, f"prior_predictive:{mode}", lambda: build(mode))
+        _seed(fn, seed)
+        return fn(draws)
+
+    vals = with_draw_mode(model, draw)
+    vals = vals if isinstance(vals, list) else [vals]
+    frame = xr.Dataset(coords={"chain": [0], "draw": np.arange(draws)})
+    shape = (1, draws)
+    prior = _dataset(model, [rv.name for rv in free], vals[: len(free)], shape, frame)
+    with model:
+        prior = deterministics(model, prior) if model.deterministics else prior
+    pp = _dataset(model, [rv.name for rv in obs], vals[len(free):], shape, frame) if obs else xr.Dataset()
+    return prior, pp
 
 
 def _seed(fn, seed: int) -> None:

@@ -184,11 +184,20 @@ def thinned(post: xr.Dataset, n: int) -> xr.Dataset:
 
 
 def _prior_predictive(model: pm.Model, draws: int, seed: int) -> xr.DataTree:
-    """Prior and prior predictive draws, on the disk-cached C backend where it can draw them (inside ``model``)."""
+    """Prior and prior predictive draws (inside ``model``): all draws in one vectorised call
+    (:func:`~bayes_sacral.batched.prior_predictive`), or PyMC's per-draw loop for a model with a random variable the
+    vectorised sampler does not handle."""
     from . import batched
 
-    return batched.with_draw_mode(model, lambda mode: pm.sample_prior_predictive(draws=draws, random_seed=seed,
-                                                                               compile_kwargs={"mode": mode}))
+    try:
+        prior, pp = batched.prior_predictive(model, draws, seed)
+    except NotImplementedError:
+        return batched.with_draw_mode(model, lambda mode: pm.sample_prior_predictive(draws=draws, random_seed=seed,
+                                                                                   compile_kwargs={"mode": mode}))
+    groups = {"prior": prior}
+    if pp.data_vars:
+        groups["prior_predictive"] = pp
+    return xr.DataTree.from_dict(groups)
 
 
 def predictive(model: pm.Model, idata: xr.DataTree, settings: SamplerSettings, s_prior: int, s_pp: int,
