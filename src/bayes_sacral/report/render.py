@@ -46,7 +46,12 @@ def _workers() -> int:
 
     env = os.environ.get("BAYES_SACRAL_FIGURE_WORKERS")
     if env is not None:
-        return max(0, int(env))
+        if not env.strip().isdigit():
+            from ..errors import InputError, Problem
+
+            raise InputError([Problem("environment", "BAYES_SACRAL_FIGURE_WORKERS", env, "must be a whole number >= 0 "
+                                      "(0 writes the figures in this process)")])
+        return int(env)
     cores = available_cores()
     return cores if cores > 1 else 0
 
