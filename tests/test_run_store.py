@@ -236,3 +236,18 @@ def test_closed_form_marginals_are_not_rebuilt_for_a_model_without_them(monkeypa
 
     monkeypatch.setattr(fitting, "prepare_run", boom)
     assert run.exact() is None and run.exact(prior=True) is None
+
+
+def test_memo_digest_is_content_addressed():
+    from bayes_sacral.memo import Memo, digest
+
+    a = np.arange(6.0).reshape(2, 3)
+    assert digest(a) == digest(a.copy()) == digest(np.asfortranarray(a))
+    assert digest(a) != digest(a.reshape(3, 2)) and digest(a) != digest(a.astype(np.float32)) and digest(a) != digest(a + 1e-12)
+    ds = xr.Dataset({"x": (("chain", "draw"), a)})
+    assert digest(ds) == digest(ds.copy(deep=True)) and digest(ds) != digest(ds.rename_dims(draw="obs"))
+    calls = []
+    memo = Memo(2)
+    for k in ("a", "b", "a", "c", "b"):
+        memo.get_or_compute(k, lambda k=k: calls.append(k) or k)
+    assert calls == ["a", "b", "c", "b"]  # "a" served once from memory; "b" dropped when "c" came in (size 2)

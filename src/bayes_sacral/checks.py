@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .memo import Memo, digest
+
 __all__ = ["blocks", "loo_table", "compare_runs", "ppc_table", "spread_table", "LOO_NOTE"]
 
 LOO_NOTE = ("Continuous likelihoods (normal, Student-t) give densities at integer scores; with a spacing of 1 point these equal "
@@ -44,7 +46,18 @@ def blocks(dt: xr.DataTree) -> list[tuple[int, xr.DataTree, xr.Dataset | None]]:
     return out
 
 
+#: PSIS-LOO results and predictive-check tables already computed, keyed by their inputs' content (:mod:`bayes_sacral.memo`):
+#: the reanalysis' model checks and its report read the same ones.
+_LOO = Memo(512)
+_PPC = Memo(128)
+
+
 def _loo(sub: xr.DataTree):
+    ll = sub["log_likelihood"].to_dataset()
+    return _LOO.get_or_compute(digest(ll), lambda: _compute_loo(sub))
+
+
+def _compute_loo(sub: xr.DataTree):
     import warnings
 
     import arviz as az
@@ -102,7 +115,8 @@ def compare_runs(runs: dict[str, xr.DataTree]) -> pd.DataFrame:
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Pareto distribution.*")
-            tables.append(az.compare(subs))
+            # each run's PSIS-LOO (remembered from loo_table where computed before): the same numbers as az.compare(subs)
+            tables.append(az.compare({name: _loo(sub) for name, sub in subs.items()}))
     cols = ["elpd", "p", "elpd_diff", "dse", "weight"]
     mean = sum(t[cols] for t in tables) / len(tables)
     mean = mean.sort_values("elpd", ascending=False)
@@ -131,6 +145,14 @@ def ppc_table(run) -> pd.DataFrame:
     Patient-level score runs: per arm × stratum cell, the mean, SD and share at the ceiling of the post-treatment score (in
     points). Other runs: every observed value. Reconstructed runs: each block against its own data, averaged.
     """
+    dt = run.idata
+    parts = [dt[g].to_dataset() for g in ("posterior_predictive", "observed_data", "constant_data", "reconstruction_data")
+             if g in dt.children]
+    key = digest(*parts, run.card_text, run.manifest.get("outcome"), sorted(run.manifest.get("model", {}).items()))
+    return _PPC.get_or_compute(key, lambda: _compute_ppc_table(run)).copy()
+
+
+def _compute_ppc_table(run) -> pd.DataFrame:
     dt = run.idata
     card = run.card
     outcome = run.manifest.get("outcome")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 import xarray as xr
+
+from .memo import Memo, digest
 
 __all__ = ["summarize_posterior", "summarize_run", "SUMMARY_COLUMNS", "element_name", "parse_element"]
 
@@ -39,42 +39,28 @@ def _block_diagnostics(da: xr.DataArray, blocks: np.ndarray):
             np.sqrt((cat(mq) ** 2).sum("block")) / K)
 
 
-#: Diagnostics of recently summarised variables, keyed by a digest of their draws (a report summarises the same run many
-#: times: its tables, figures and checks); bounded, and content-addressed, so a changed array is never served stale.
-_DIAG_CACHE: OrderedDict[tuple, tuple] = OrderedDict()
-_DIAG_CACHE_SIZE = 512
+#: Diagnostics of recently summarised variables, keyed by their draws' content (see :mod:`bayes_sacral.memo`).
+_DIAGNOSTICS = Memo(512)
 
 
 def _diagnostics(da: xr.DataArray, blocks: np.ndarray | None, prob: float, has_chains: bool, finite_all: bool) -> tuple:
     """(R-hat, bulk ESS, tail ESS, MCSE of the mean, between-block share, interval MCSE) of one variable; see
     :func:`summarize_posterior`. Memoised on the draws' content."""
-    import hashlib
-
     import arviz as az
 
-    values = np.ascontiguousarray(da.values)
-    h = hashlib.blake2b(values.view(np.uint8).ravel(), digest_size=16)
-    if blocks is not None:
-        h.update(np.ascontiguousarray(blocks).view(np.uint8).ravel())
-    key = (h.hexdigest(), values.dtype.str, da.dims, values.shape, tuple(tuple(map(str, da[d].values)) for d in da.dims if d in da.coords
-                                                                      and d not in ("chain", "draw")), blocks is not None, float(prob))
-    if key in _DIAG_CACHE:
-        _DIAG_CACHE.move_to_end(key)
-        return _DIAG_CACHE[key]
-    share = None
-    if blocks is not None and finite_all:
-        rhat, ess_b, ess_t, mcse, share, mcse_q = _block_diagnostics(da, blocks)
-    else:
-        rhat = az.rhat(da) if has_chains and finite_all else None
-        ess_b = az.ess(da, method="bulk") if finite_all else None
-        ess_t = az.ess(da, method="tail") if finite_all else None
-        mcse = az.mcse(da, method="mean") if finite_all else None
-        mcse_q = _interval_mcse(da, prob) if finite_all else None
-    out = (rhat, ess_b, ess_t, mcse, share, mcse_q)
-    _DIAG_CACHE[key] = out
-    while len(_DIAG_CACHE) > _DIAG_CACHE_SIZE:
-        _DIAG_CACHE.popitem(last=False)
-    return out
+    def compute():
+        share = None
+        if blocks is not None and finite_all:
+            rhat, ess_b, ess_t, mcse, share, mcse_q = _block_diagnostics(da, blocks)
+        else:
+            rhat = az.rhat(da) if has_chains and finite_all else None
+            ess_b = az.ess(da, method="bulk") if finite_all else None
+            ess_t = az.ess(da, method="tail") if finite_all else None
+            mcse = az.mcse(da, method="mean") if finite_all else None
+            mcse_q = _interval_mcse(da, prob) if finite_all else None
+        return rhat, ess_b, ess_t, mcse, share, mcse_q
+
+    return _DIAGNOSTICS.get_or_compute(digest(da, blocks, float(prob)), compute)
 
 
 def _interval_mcse(da: xr.DataArray, prob: float = 0.95) -> xr.DataArray:

@@ -136,7 +136,12 @@ def difference_cdf_grid(t: np.ndarray, x: BetaPosterior, y: BetaPosterior, nodes
     u, w = np.polynomial.legendre.leggauss(nodes)
     u, w = (u + 1) / 2, w / 2
     qx = x.dist.ppf(u)
-    return np.array([w @ y.dist.cdf(np.clip(qx + e, 0.0, 1.0)) for e in np.asarray(t, dtype=float)])
+    t = np.asarray(t, dtype=float)
+    out = np.empty(t.shape)
+    for i in range(0, t.size, 256):  # one vectorised CDF call per chunk of the grid (bounded memory)
+        e = t.ravel()[i:i + 256]
+        out.ravel()[i:i + 256] = y.dist.cdf(np.clip(qx[None, :] + e[:, None], 0.0, 1.0)) @ w
+    return out
 
 
 @dataclass(frozen=True)
