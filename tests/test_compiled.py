@@ -251,3 +251,41 @@ def test_vectorised_prior_predictive_has_pymcs_distribution(model_doc):
     again, _ = batched.prior_predictive(model, n, 1)  # same seed, same draws
     for v in prior.data_vars:
         np.testing.assert_array_equal(again[v].values, prior[v].values)
+
+
+FN_SCRIPT = """
+import json, numpy as np
+import bayes_sacral as bs
+from bayes_sacral import compiled
+run = bs.fit({"run": {"name": "f", "seed": 4}, "model": {"kind": "secondary_procedures"},  # exact draws: no sampler compile
+              "sampler": {"draws": 100, "chains": 2, "prior_draws": 50, "predictive_draws": 100}})
+dt = run.idata
+out = {g: dt[g].to_dataset()[v].values.ravel().tolist() for g, v in
+       (("prior", "p_event"), ("prior_predictive", "events"), ("posterior_predictive", "events"), ("log_likelihood", "events"),
+        ("posterior", "risk_difference"))}
+print(json.dumps({"built": compiled.STATS.functions_built, "loaded": compiled.STATS.functions_loaded,
+                  "rejected": compiled.STATS.rejected, **out}))
+"""
+
+
+def test_vectorised_functions_are_loaded_by_later_processes_and_compute_the_same(tmp_path):
+    """Deterministics, log-likelihood and predictive functions are pickled into the compile cache: a later process
+    loads them (no rebuild) and every group of its run is identical; a corrupt entry is rejected and rebuilt."""
+    env = {**os.environ, "BAYES_SACRAL_CACHE": str(tmp_path)}
+
+    def fresh():
+        out = subprocess.run([sys.executable, "-c", FN_SCRIPT], env=env, capture_output=True, text=True, timeout=600, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first, second = fresh(), fresh()
+    assert first["built"] >= 3 and first["loaded"] == 0
+    assert second["built"] == 0 and second["loaded"] == first["built"]
+    groups = ("prior", "prior_predictive", "posterior_predictive", "log_likelihood", "posterior")
+    assert all(first[g] == second[g] for g in groups)
+    entries = sorted((tmp_path / "functions").glob("*.bsfn"))
+    assert len(entries) == first["built"]
+    raw = entries[0].read_bytes()
+    entries[0].write_bytes(raw[:-20] + bytes(20))  # damaged body: the checksum no longer matches
+    third = fresh()
+    assert third["rejected"] >= 1 and third["built"] == 1
+    assert all(first[g] == third[g] for g in groups)

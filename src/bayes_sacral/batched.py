@@ -46,13 +46,14 @@ def compiled_for(model, what: str, build):
 
     The functions read the shared variables of the model they were built from: call :func:`rebind` with the model at
     hand before evaluating them."""
-    from .compiled import structure_key
+    from .compiled import cached_function, structure_key
 
     key = (structure_key(model), what)
     with _LOCK:
         fn = _FNS.get(key)
         if fn is None:
-            fn = _FNS[key] = build()
+            # built once per structure ever: later processes unpickle it from the compile cache
+            fn = _FNS[key] = cached_function(key[0], what, build)
     return fn
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import hashlib
 import importlib
 import io
@@ -42,7 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cache_dir", "compiled_model", "structure_key", "shared_by_name", "logp_and_grad", "cache_info", "clear_cache", "CacheStats", "STATS"]
+__all__ = ["cache_dir", "compiled_model", "cached_function", "structure_key", "shared_by_name", "logp_and_grad", "cache_info",
+           "clear_cache", "CacheStats", "STATS"]
 
 FORMAT = 1
 _MAGIC = b"BSCM"
@@ -60,6 +62,8 @@ class CacheStats:
     rejected: int = 0
     compile_s: float = 0.0
     load_s: float = 0.0
+    functions_built: int = 0
+    functions_loaded: int = 0
 
 
 STATS = CacheStats()
@@ -77,6 +81,42 @@ def cache_dir() -> Path:
 
 def _models_dir() -> Path:
     return cache_dir() / "models"
+
+
+@functools.cache
+def _code_fingerprint() -> str:
+    from .store import source_fingerprint
+
+    return source_fingerprint()
+
+
+def _functions_dir() -> Path:
+    return cache_dir() / "functions"
+
+
+def cached_function(key: str, what: str, build):
+    """A compiled PyTensor function (``what``: deterministics, log-likelihood, predictive draws) of the model structure
+    ``key``: unpickled from the cache when an intact entry exists (no graph rewriting, the C kernels come from
+    PyTensor's compiledir), else ``build()`` and stored. A corrupt or foreign entry is deleted and rebuilt; a function
+    that cannot be pickled, or a cache that cannot be written, is simply not stored. Its shared inputs hold the values of
+    the model it was built from: callers rebind them (:func:`bayes_sacral.batched.rebind`)."""
+    entry = f"{key}|{what}|{_code_fingerprint()}"  # the code that builds the function is part of what it is
+    path = _functions_dir() / (hashlib.sha256(entry.encode()).hexdigest()[:40] + ".bsfn")
+    if path.is_file():
+        try:
+            fn = _read(path, entry)["function"]
+            STATS.functions_loaded += 1
+            return fn
+        except Exception:  # noqa: BLE001 - corrupt, truncated or stale: never used, rebuilt below
+            STATS.rejected += 1
+            path.unlink(missing_ok=True)
+    fn = build()
+    STATS.functions_built += 1
+    try:
+        _write(path, entry, {"function": fn})
+    except Exception:  # noqa: BLE001 - unpicklable or read-only cache: kept in memory only
+        pass
+    return fn
 
 
 def _versions() -> str:
@@ -418,6 +458,8 @@ def cache_info() -> dict:
 
     d = _models_dir()
     entries = sorted(d.glob("*.bscm")) if d.is_dir() else []
+    f = _functions_dir()
+    entries += sorted(f.glob("*.bsfn")) if f.is_dir() else []
     comp = Path(pytensor.config.compiledir)
     return {"location": str(cache_dir()), "entries": len(entries), "bytes": sum(e.stat().st_size for e in entries),
             "pytensor_compiledir": str(comp), "pytensor_bytes": sum(f.stat().st_size for f in comp.rglob("*") if f.is_file()) if comp.is_dir() else 0,
@@ -429,12 +471,12 @@ def clear_cache(pytensor_too: bool = False) -> int:
     import shutil
 
     n = 0
-    d = _models_dir()
-    if d.is_dir():
-        for f in d.iterdir():
-            if f.is_file():
-                f.unlink(missing_ok=True)
-                n += 1
+    for d in (_models_dir(), _functions_dir()):
+        if d.is_dir():
+            for f in d.iterdir():
+                if f.is_file():
+                    f.unlink(missing_ok=True)
+                    n += 1
     _LOADED.clear()
     if pytensor_too:
         import pytensor

@@ -19,7 +19,7 @@ def cache_info(
     from ..compiled import cache_info as info
 
     d = info()
-    rows = [{"item": "compiled models", "location": d["location"], "entries": str(d["entries"]), "MiB": f"{d['bytes'] / 2**20:.1f}"},
+    rows = [{"item": "compiled models and functions", "location": d["location"], "entries": str(d["entries"]), "MiB": f"{d['bytes'] / 2**20:.1f}"},
             {"item": "PyTensor compiledir", "location": d["pytensor_compiledir"], "entries": "",
              "MiB": f"{d['pytensor_bytes'] / 2**20:.1f}"}]
     emit(rows, fmt, columns=["item", "location", "entries", "MiB"], title="Compile cache",
