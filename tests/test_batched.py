@@ -1,0 +1,157 @@
+"""The vectorised functions of batched.py (deterministics, log-likelihood, prior and posterior predictive), checked
+against PyMC's own per-draw loops, and their cache across processes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pymc as pm
+import pytest
+from scipy import stats
+
+
+def test_vectorised_deterministics_run_without_python_loops_and_match_pymc():
+    """Deterministic wrappers are stripped before vectorising (a Blockwise over them loops in Python per draw); the
+    values equal PyMC's own per-draw computation."""
+    from pytensor.tensor.blockwise import Blockwise
+
+    from bayes_sacral import batched
+    from bayes_sacral.config import resolve
+    from bayes_sacral.fitting import build_run_model, prepare_run
+
+    run = resolve({"run": {"name": "b", "seed": 1}, "model": {"kind": "secondary_procedures"}})
+    inp, _ = prepare_run(run)
+    model = build_run_model(run, inp)
+    rng = np.random.default_rng(0)
+    import xarray as xr
+
+    post = xr.Dataset({"p_event": (("chain", "draw", "arm", "fracture"), rng.uniform(0.05, 0.95, (2, 50, 2, 2)))},
+                      coords={"arm": list(model.coords["arm"]), "fracture": list(model.coords["fracture"])})
+    ours = batched.deterministics(model, post)
+    fn = batched.compiled_for(model, "deterministics", lambda: None)
+    assert not [n for n in fn.maker.fgraph.apply_nodes if isinstance(n.op, Blockwise)]
+    with model:
+        ref = pm.compute_deterministics(post, progressbar=False)
+    for v in ("risk_difference", "odds_ratio", "p_event_pooled", "risk_difference_pooled", "nnt_pooled"):
+        np.testing.assert_allclose(ours[v].transpose(*ref[v].dims).values, ref[v].values, rtol=1e-12)
+
+
+@pytest.mark.parametrize("model_doc", [
+    {"kind": "secondary_procedures", "variant": "hierarchical"},
+    {"kind": "narcotic_change", "variant": "ordered_logit", "pooling": "partial"},
+    {"kind": "msts", "route": "summary", "likelihood": "normal", "pooling": "partial"},
+    {"kind": "msts_domains", "route": "reconstructed", "pooling": "partial", "reconstructions": 2},
+])
+def test_vectorised_log_likelihood_and_deterministics_equal_pymcs_per_draw_loops(model_doc):
+    """The vectorised pointwise log-likelihood and deterministics (what LOO and every summary read) equal PyMC's own
+    per-draw computation, on models whose likelihood runs through deterministics and ordered logits."""
+    import xarray as xr
+
+    from bayes_sacral import batched
+    from bayes_sacral.config import resolve
+    from bayes_sacral.fitting import build_run_model, prepare_run
+
+    run = resolve({"run": {"name": "ll", "seed": 1}, "model": model_doc})
+    inp, _ = prepare_run(run)
+    model = build_run_model(run, inp)
+    with model:
+        prior = pm.sample_prior_predictive(draws=12, random_seed=3, var_names=[rv.name for rv in model.free_RVs])["prior"]
+    post = prior.to_dataset().squeeze("chain", drop=True).expand_dims(chain=[0]).transpose("chain", "draw", ...)
+    post = xr.concat([post, post.isel(draw=slice(None, None, -1)).assign_coords(draw=post.draw)], "chain").assign_coords(chain=[0, 1])
+    ours = batched.log_likelihood(model, post)
+    with model:
+        ref = pm.compute_log_likelihood(xr.DataTree.from_dict({"posterior": post}), progressbar=False,
+                                        extend_inferencedata=False)
+    ref = ref.to_dataset() if hasattr(ref, "to_dataset") else ref
+    for v in ours.data_vars:
+        np.testing.assert_allclose(ours[v].values, ref[v].transpose(*ours[v].dims).values, rtol=1e-9, atol=1e-9)
+    det = batched.deterministics(model, post)
+    with model:
+        ref_det = pm.compute_deterministics(post, progressbar=False)
+    for v in ref_det.data_vars:
+        np.testing.assert_allclose(det[v].transpose(*ref_det[v].dims).values, ref_det[v].values, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("model_doc", [
+    {"kind": "secondary_procedures", "variant": "hierarchical"},
+    {"kind": "narcotic_change", "variant": "ordered_logit", "pooling": "partial"},
+    {"kind": "msts", "route": "summary", "likelihood": "normal", "pooling": "partial"},
+])
+def test_vectorised_prior_predictive_has_pymcs_distribution(model_doc):
+    """The prior and prior predictive drawn in one vectorised call have the distribution of PyMC's per-draw sampler:
+    same variables, dims and sizes, and every element passes a two-sample KS test against PyMC's draws."""
+    from bayes_sacral import batched
+    from bayes_sacral.config import resolve
+    from bayes_sacral.fitting import build_run_model, prepare_run
+
+    run = resolve({"run": {"name": "pp", "seed": 1}, "model": model_doc})
+    inp, _ = prepare_run(run)
+    model = build_run_model(run, inp)
+    n = 2000
+    prior, pp = batched.prior_predictive(model, n, 1)
+    with model:
+        ref = pm.sample_prior_predictive(draws=n, random_seed=2)
+    for group, ds in (("prior", prior), ("prior_predictive", pp)):
+        want = ref[group].to_dataset()
+        assert set(ds.data_vars) == set(want.data_vars), group
+        for v in ds.data_vars:
+            assert ds[v].dims == want[v].dims and ds[v].shape == want[v].shape, v
+            a, b = ds[v].values.reshape(n, -1), want[v].values.reshape(n, -1)
+            for j in range(a.shape[1]):
+                x, y = a[:, j][np.isfinite(a[:, j])], b[:, j][np.isfinite(b[:, j])]
+                if np.ptp(np.concatenate([x, y])) > 0:
+                    assert stats.ks_2samp(x, y).pvalue > 1e-5, (group, v, j)
+    again, _ = batched.prior_predictive(model, n, 1)  # same seed, same draws
+    for v in prior.data_vars:
+        np.testing.assert_array_equal(again[v].values, prior[v].values)
+
+
+FN_SCRIPT = """
+import json, numpy as np
+import bayes_sacral as bs
+from bayes_sacral import compiled
+run = bs.fit({"run": {"name": "f", "seed": 4}, "model": {"kind": "secondary_procedures"},  # exact draws: no sampler compile
+              "sampler": {"draws": 100, "chains": 2, "prior_draws": 50, "predictive_draws": 100}})
+dt = run.idata
+out = {g: dt[g].to_dataset()[v].values.ravel().tolist() for g, v in
+       (("prior", "p_event"), ("prior_predictive", "events"), ("posterior_predictive", "events"), ("log_likelihood", "events"),
+        ("posterior", "risk_difference"))}
+print(json.dumps({"built": compiled.STATS.functions_built, "loaded": compiled.STATS.functions_loaded,
+                  "rejected": compiled.STATS.rejected, **out}))
+"""
+
+
+def test_vectorised_functions_are_loaded_by_later_processes_and_compute_the_same(tmp_path):
+    """Deterministics, log-likelihood and predictive functions are pickled into the compile cache: a later process
+    loads them (no rebuild) and every group of its run is identical."""
+    env = {**os.environ, "BAYES_SACRAL_CACHE": str(tmp_path)}
+
+    def fresh():
+        out = subprocess.run([sys.executable, "-c", FN_SCRIPT], env=env, capture_output=True, text=True, timeout=600, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first, second = fresh(), fresh()
+    assert first["built"] >= 3 and first["loaded"] == 0
+    assert second["built"] == 0 and second["loaded"] == first["built"]
+    groups = ("prior", "prior_predictive", "posterior_predictive", "log_likelihood", "posterior")
+    assert all(first[g] == second[g] for g in groups)
+    entries = sorted((tmp_path / "functions").glob("*.bsfn"))
+    assert len(entries) == first["built"]
+
+
+def test_a_corrupt_function_entry_is_rejected_and_rebuilt(tmp_path, monkeypatch):
+    from bayes_sacral import compiled
+
+    monkeypatch.setenv("BAYES_SACRAL_CACHE", str(tmp_path))
+    built = []
+    assert compiled.cached_function("k", "what", lambda: built.append(1) or {"answer": 42}) == {"answer": 42}
+    assert compiled.cached_function("k", "what", lambda: built.append(1) or {"answer": 0}) == {"answer": 42}  # loaded
+    (entry,) = (tmp_path / "functions").glob("*.bsfn")
+    raw = entry.read_bytes()
+    entry.write_bytes(raw[:-8] + bytes(8))  # damaged body: the checksum no longer matches
+    rejected = compiled.STATS.rejected
+    assert compiled.cached_function("k", "what", lambda: built.append(1) or {"answer": 7}) == {"answer": 7}  # rebuilt
+    assert compiled.STATS.rejected == rejected + 1 and len(built) == 2
+    assert compiled.cached_function("k", "other", lambda: "x") == "x"  # another function of the structure: its own entry
