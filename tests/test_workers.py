@@ -77,7 +77,7 @@ def test_figures_written_by_workers_are_byte_identical_to_serial_ones(tmp_path):
     assert outs[0][0][:8] == b"\x89PNG\r\n\x1a\n" and outs[0][2][:5] == b"%PDF-"
 
 
-def test_runs_fitted_in_parallel_draw_what_they_draw_one_by_one(tmp_path):
+def test_runs_fitted_in_parallel_draw_what_they_draw_one_by_one(tmp_path, monkeypatch):
     from bayes_sacral.config import resolve
     from bayes_sacral.reanalysis import fit_runs
 
@@ -86,6 +86,7 @@ def test_runs_fitted_in_parallel_draw_what_they_draw_one_by_one(tmp_path):
     docs.append({"run": {"name": "nuts", "seed": 7}, "model": {"kind": "secondary_procedures", "variant": "hierarchical"},
                  "sampler": {"draws": 100, "tune": 100, "chains": 2, "prior_draws": 20, "predictive_draws": 100}})
     runs = [resolve(d) for d in docs]
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bin/bayes-sacral", "reanalyze", "--jobs", "2"])
     lines: list[str] = []
     serial = fit_runs(runs, tmp_path / "serial", jobs=1, log=lines.append)
     parallel = fit_runs(runs, tmp_path / "parallel", jobs=2, log=lines.append)
@@ -94,4 +95,6 @@ def test_runs_fitted_in_parallel_draw_what_they_draw_one_by_one(tmp_path):
         for v in a.idata["posterior"].data_vars:
             np.testing.assert_array_equal(a.idata["posterior"][v].values, b.idata["posterior"][v].values)
         assert (tmp_path / "parallel" / b.name / "manifest.json").is_file()
+        # the manifest records the caller's command line, not the worker process's
+        assert a.manifest["command"] == b.manifest["command"] == "bayes-sacral reanalyze --jobs 2"
     assert any("2 at a time" in line for line in lines)

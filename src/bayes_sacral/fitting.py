@@ -88,8 +88,10 @@ def mask_not_estimable(post: xr.Dataset, run: ResolvedRun, bad: dict[str, str]) 
     return post
 
 
-def fit_resolved(run: ResolvedRun, data: StudyData | None = None, log=None, progressbar: bool = False) -> Run:
-    """Fit one resolved run in memory; returns the :class:`~bayes_sacral.run.Run` (save it with ``Run.save``)."""
+def fit_resolved(run: ResolvedRun, data: StudyData | None = None, log=None, progressbar: bool = False,
+                 command: str | None = None) -> Run:
+    """Fit one resolved run in memory; returns the :class:`~bayes_sacral.run.Run` (save it with ``Run.save``).
+    ``command``: the command line recorded in the manifest (default: this process's, when it is ``bayes-sacral``)."""
     log = log or (lambda msg: None)
     cfg = run.config
     t0 = time.perf_counter()
@@ -140,7 +142,7 @@ def fit_resolved(run: ResolvedRun, data: StudyData | None = None, log=None, prog
         "description": cfg.run.description,
         "primary": cfg.run.primary,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["bayes-sacral", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("bayes-sacral") else "",
+        "command": command if command is not None else current_command(),
         "study": {"name": card.name, "card": str(card.path) if card.path else None, "sha256": card.sha256,
                   "stratum_dim": card.stratum_dim, "stratified": card.stratified, "arms": card.arm_levels},
         "outcome": run.spec.outcome,
@@ -183,13 +185,18 @@ def _masked_vars(run: ResolvedRun, inp: ModelInput) -> set[str]:
     return set(run.kind.stratum_aggregates(run.spec)) | set(run.kind.estimands(run.spec))
 
 
+def current_command() -> str:
+    """This process's command line when it is the ``bayes-sacral`` CLI, else ""."""
+    return " ".join(["bayes-sacral", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("bayes-sacral") else ""
+
+
 def fit_run(run: ResolvedRun, out_root: Path = DEFAULT_STORE, overwrite: bool = False, log=None, progressbar: bool = False,
-            data: StudyData | None = None) -> Run:
+            data: StudyData | None = None, command: str | None = None) -> Run:
     """Fit one run and write its folder ``out_root/<run.name>`` (refusing to replace an existing run unless ``overwrite``)."""
     from .store import check_free
 
     check_free(Path(out_root) / run.config.run.name, overwrite)
-    res = fit_resolved(run, data, log, progressbar)
+    res = fit_resolved(run, data, log, progressbar, command)
     res.save(Path(out_root) / run.config.run.name, overwrite=overwrite)
     return res
 

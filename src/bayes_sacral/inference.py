@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -157,7 +156,9 @@ def _sample_nutpie(model: pm.Model, settings: SamplerSettings, seed: int, progre
 
 
 def _cores() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    from .workers import available_cores
+
+    return available_cores()
 
 
 def _sample_pymc(model: pm.Model, settings: SamplerSettings, seed: int, progressbar: bool) -> xr.DataTree:

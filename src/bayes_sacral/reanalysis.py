@@ -26,9 +26,10 @@ def _write_table(folder: Path, stem: str, records: list[dict]) -> None:
     df.to_csv(folder / f"{stem}.csv", index=False, lineterminator="\n")
 
 
-def fit_or_reuse(run, store: Path, reuse: bool) -> tuple[list[str], object]:
+def fit_or_reuse(run, store: Path, reuse: bool, command: str | None = None) -> tuple[list[str], object]:
     """Fit one run into ``store`` (or take the stored run, with ``reuse``, when refitting would reproduce it exactly);
-    returns (its log lines, the :class:`~bayes_sacral.run.Run`). Module-level: what a worker process runs."""
+    returns (its log lines, the :class:`~bayes_sacral.run.Run`). Module-level: what a worker process runs; ``command`` is
+    the command line to record (the caller's, not the worker's)."""
     from .fitting import diagnostics_line, fit_run, reusable_run
 
     lines: list[str] = []
@@ -36,7 +37,7 @@ def fit_or_reuse(run, store: Path, reuse: bool) -> tuple[list[str], object]:
     if res is not None:
         lines.append(f"reused {res.path} (same config, seed, data and code)")
     else:
-        res = fit_run(run, store, overwrite=True, log=lines.append)
+        res = fit_run(run, store, overwrite=True, log=lines.append, command=command)
     lines.append(diagnostics_line(res.manifest))
     return lines, res
 
@@ -57,6 +58,7 @@ def fit_runs(runs: list, store: Path, reuse: bool = False, jobs: int | None = No
 
     Each run is seeded by its config, so the draws do not depend on ``jobs`` or on the order the runs finish in.
     """
+    from .fitting import current_command
     from .workers import WorkerPool, available_cores
 
     jobs = min(len(runs), available_cores() if jobs is None else jobs)
@@ -74,7 +76,8 @@ def fit_runs(runs: list, store: Path, reuse: bool = False, jobs: int | None = No
     log(f"fitting {len(runs)} runs, {jobs} at a time in worker processes (longest first)")
     results: list = [None] * len(runs)
     with WorkerPool(jobs) as pool:
-        futures = {pool.submit(fit_or_reuse, runs[i], Path(store), reuse, what=f"run {runs[i].config.run.name}"): i for i in order}
+        futures = {pool.submit(fit_or_reuse, runs[i], Path(store), reuse, current_command(), what=f"run {runs[i].config.run.name}"): i
+                   for i in order}
         for fut in as_completed(futures):
             lines, res = fut.result()
             for line in lines:
