@@ -27,6 +27,8 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
+from .workers import available_cores
+
 __all__ = ["SamplerSettings", "Diagnostics", "sample", "sample_exact", "predictive", "thinned", "diagnose", "child_seeds", "THRESHOLDS", "quiet_pymc", "Refitter"]
 
 THRESHOLDS = {
@@ -148,17 +150,11 @@ def _sample_nutpie(model: pm.Model, settings: SamplerSettings, seed: int, progre
     cm = compiled_model(model)
     t = time.perf_counter()
     with quiet_pymc():
-        idata = nutpie.sample(cm, draws=settings.draws, tune=settings.tune, chains=settings.chains, cores=min(settings.chains, _cores()),
+        idata = nutpie.sample(cm, draws=settings.draws, tune=settings.tune, chains=settings.chains, cores=min(settings.chains, available_cores()),
                               seed=int(seed), save_warmup=False, progress_bar=progressbar, target_accept=settings.target_accept,
                               maxdepth=settings.max_treedepth)
     patch_nutpie_idata(idata, model, sampling_time=time.perf_counter() - t)
     return idata
-
-
-def _cores() -> int:
-    from .workers import available_cores
-
-    return available_cores()
 
 
 def _sample_pymc(model: pm.Model, settings: SamplerSettings, seed: int, progressbar: bool) -> xr.DataTree:
@@ -403,7 +399,7 @@ def sample_replicates(model: pm.Model, datasets: list[dict[str, np.ndarray]], se
         import nutpie
 
         cm = refit.with_data(data)
-        tree = nutpie.sample(cm, draws=settings.draws, tune=settings.tune, chains=C, cores=min(C, _cores()), seed=int(seeds[k]), progress_bar=False,
+        tree = nutpie.sample(cm, draws=settings.draws, tune=settings.tune, chains=C, cores=min(C, available_cores()), seed=int(seeds[k]), progress_bar=False,
                              save_warmup=False, target_accept=settings.target_accept, maxdepth=settings.max_treedepth)
         post = tree["posterior"].to_dataset()
         ss = tree["sample_stats"].to_dataset()[["diverging", "energy"]]

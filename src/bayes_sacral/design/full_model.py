@@ -26,7 +26,7 @@ from ..inference import Refitter
 from ..models.base import ModelInput
 from ..models.score import score_dataset
 from .context import Context
-from .simulate import _apply_looks, _draw_index, allocate, draw_strata, looks_for
+from .simulate import allocate, apply_looks, draw_index, draw_strata, looks_for
 
 __all__ = ["full_model_batch", "simulate_patients", "analysis_run", "Analyser", "analyser", "decision_cuts"]
 
@@ -186,7 +186,7 @@ def full_model_batch(ctx: Context, scenario: str, N: int, fractions: list[float]
     rng = np.random.default_rng(seed)
     looks = looks_for(fractions, N)
     D = len(ctx.truth[scenario]["delta"])
-    draws = _draw_index(offset, T, D)
+    draws = draw_index(offset, T, D)
     trials = [simulate_patients(ctx, scenario, rng, N, int(draws[t]), preop) for t in range(T)]
     an = analyser(ctx, fm, trials[0], decision_cuts(ctx, interims))
     fit_seeds = rng.integers(0, 2**31 - 1, size=(T, len(looks)))
@@ -219,8 +219,8 @@ def full_model_batch(ctx: Context, scenario: str, N: int, fractions: list[float]
     def ppos_at(k, mask):
         raise ValueError("predictive futility is not available with the full-model engine (it would need nested refits)")
 
-    out = _apply_looks(ctx, looks, interims, lambda k: (p0[k], pm[k], valid[k]), ppos_at, T)
-    ref = _apply_looks(ctx, looks, interims, lambda k: (r0[k], rm[k], valid[k]), ppos_at, T)
+    out = apply_looks(ctx, looks, interims, lambda k: (p0[k], pm[k], valid[k]), ppos_at, T)
+    ref = apply_looks(ctx, looks, interims, lambda k: (r0[k], rm[k], valid[k]), ppos_at, T)
     in_ref = np.arange(T) < n_ref
     out.update(escalated=escalated, flagged=flagged, khat=khat,
                ref_success=np.where(in_ref, ref["success"].astype(np.int8), -1).astype(np.int8),

@@ -16,7 +16,7 @@ from .context import Context, treatment_count
 from .exact import success_table
 
 __all__ = ["vectorized_batch", "looks_for", "BATCH_FIELDS", "FIT_FIELDS", "fit_defaults", "draw_strata", "allocate", "score_looks",
-           "split_treated"]
+           "split_treated", "apply_looks", "draw_index"]
 
 BATCH_FIELDS = ("success", "stop_look", "stop_reason", "n_used", "prob_benefit")
 #: Per-trial fit diagnostics of the full-model engine (the conjugate engines have none: see :func:`fit_defaults`):
@@ -38,7 +38,7 @@ def looks_for(fractions: list[float], N: int) -> list[int]:
     return [*looks, N]
 
 
-def _draw_index(offset: int, T: int, D: int) -> np.ndarray:
+def draw_index(offset: int, T: int, D: int) -> np.ndarray:
     """Trials cycle through the design-prior draws in order, so a trial's draw does not depend on batching."""
     return (offset + np.arange(T)) % D
 
@@ -188,7 +188,7 @@ def _score_ppos(ctx, rng, cnt, mean, ss, n_now, N, strata_counts, sig_plug):
     return ok.mean(axis=1)
 
 
-def _apply_looks(ctx, looks, interims, probs_at, ppos_at, T):
+def apply_looks(ctx, looks, interims, probs_at, ppos_at, T):
     """Interim stopping then the final rule; probs_at(k) -> (p0, pm, valid) at look k."""
     alive = np.ones(T, dtype=bool)
     success = np.zeros(T, dtype=bool)
@@ -220,7 +220,7 @@ def _apply_looks(ctx, looks, interims, probs_at, ppos_at, T):
 
 def _score_batch(ctx, rng, tr, T, N, looks, interims, offset):
     D = len(tr["delta"])
-    idx = _draw_index(offset, T, D)
+    idx = draw_index(offset, T, D)
     benefit = ctx.benefit(tr["delta"])[idx]
     sig = np.broadcast_to(tr["sigma"], (D,))[idx] if np.ndim(tr["sigma"]) else np.full(T, float(tr["sigma"]))
     stats_at = score_looks(ctx, rng, T, looks, benefit, sig)
@@ -244,7 +244,7 @@ def _score_batch(ctx, rng, tr, T, N, looks, interims, offset):
         out[sel] = _score_ppos(ctx, rng, cnt[sel], mean[sel], ss[sel], n, N, scount[sel], plug[sel])
         return out
 
-    return _apply_looks(ctx, looks, interims, probs_at, ppos_at, T)
+    return apply_looks(ctx, looks, interims, probs_at, ppos_at, T)
 
 
 # ---------------------------------------------------------------------- events
@@ -252,7 +252,7 @@ def _event_batch(ctx, rng, tr, T, N, looks, interims, offset):
     u_t_all = np.atleast_2d(tr["u_t"])
     u_c_all = np.atleast_2d(tr["u_c"])
     D = max(len(u_t_all), len(u_c_all))
-    idx = _draw_index(offset, T, D)
+    idx = draw_index(offset, T, D)
     u_t = np.broadcast_to(u_t_all, (D, ctx.K))[idx]
     u_c = np.broadcast_to(u_c_all, (D, ctx.K))[idx]
     frac = draw_strata(ctx, rng, (T, N))
@@ -304,7 +304,7 @@ def _event_batch(ctx, rng, tr, T, N, looks, interims, offset):
         out[sel] = res
         return out
 
-    return _apply_looks(ctx, looks, interims, probs_at, ppos_at, T)
+    return apply_looks(ctx, looks, interims, probs_at, ppos_at, T)
 
 
 def vectorized_batch(ctx: Context, scenario: str, N: int, fractions: list[float], interims: list, T: int, seed, offset: int) -> dict:
