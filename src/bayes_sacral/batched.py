@@ -164,10 +164,29 @@ def log_likelihood(model, post: xr.Dataset) -> xr.Dataset:
     return _dataset(model, [rv.name for rv in obs], fn(*args), shape, post)
 
 
+def _redraw(rv, replace: dict, batch, tag: str):
+    """``rv``'s distribution redrawn once per batch element: its parameters evaluated at the batched variables in
+    ``replace``, the batch prepended to its size, from a fresh generator (named ``<rv>_<tag>_rng``, seeded per call)."""
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.graph.replace import vectorize_graph
+    from pytensor.tensor.type_other import NoneTypeT
+
+    _rng, size, *params = rv.owner.inputs
+    vparams = vectorize_graph(params, replace=replace) if replace else list(params)
+    if not isinstance(size.type, NoneTypeT):
+        new_size = pt.concatenate([pt.stack([batch]), size])
+    elif any(vp is not p for vp, p in zip(vparams, params, strict=True)):
+        new_size = None  # the batch comes with the parameters
+    else:
+        new_size = pt.concatenate([pt.stack([batch]), pt.as_tensor(rv.shape, dtype="int64")])
+    rng = pytensor.shared(np.random.default_rng(0), name=f"{rv.name}_{tag}_rng")
+    return rv.owner.op.make_node(rng, new_size, *vparams).outputs[1]
+
+
 def posterior_predictive(model, post: xr.Dataset, seed: int) -> xr.Dataset:
     """One replicate of each observed variable per draw of ``post``, all draws in one vectorised call."""
     import pytensor
-    from pytensor.graph.replace import vectorize_graph
 
     obs = list(model.observed_RVs)
     if not obs:
@@ -175,9 +194,7 @@ def posterior_predictive(model, post: xr.Dataset, seed: int) -> xr.Dataset:
     free = [rv for rv in model.free_RVs]
 
     def build(mode):
-        import pytensor.tensor as pt
         from pytensor.tensor.random.op import RandomVariable
-        from pytensor.tensor.type_other import NoneTypeT
 
         _register_view_vectorisation()
         inputs = _batched_inputs(model)
@@ -186,14 +203,9 @@ def posterior_predictive(model, post: xr.Dataset, seed: int) -> xr.Dataset:
         for rv in obs:
             # the observed variable's distribution with its parameters evaluated at every draw and the batch prepended to
             # its size; a fresh generator (seeded per call)
-            op = rv.owner.op
-            if not isinstance(op, RandomVariable):
-                raise NotImplementedError(f"{rv.name}: {type(op).__name__} is not a plain random variable")
-            _rng, size, *params = rv.owner.inputs
-            vparams = vectorize_graph(params, replace=inputs)
-            new_size = None if isinstance(size.type, NoneTypeT) else pt.concatenate([pt.stack([batch]), size])
-            rng = pytensor.shared(np.random.default_rng(0), name=f"{rv.name}_pp_rng")
-            outs.append(op.make_node(rng, new_size, *vparams).outputs[1])
+            if not isinstance(rv.owner.op, RandomVariable):
+                raise NotImplementedError(f"{rv.name}: {type(rv.owner.op).__name__} is not a plain random variable")
+            outs.append(_redraw(rv, inputs, batch, "pp"))
         return pytensor.function([inputs[rv] for rv in free], outs, on_unused_input="ignore", mode=mode)
 
     args, shape = _flat(post, [rv.name for rv in free])
@@ -218,9 +230,7 @@ def prior_predictive(model, draws: int, seed: int) -> tuple[xr.Dataset, xr.Datas
     """
     import pytensor
     import pytensor.tensor as pt
-    from pytensor.graph.replace import vectorize_graph
     from pytensor.tensor.random.op import RandomVariable
-    from pytensor.tensor.type_other import NoneTypeT
 
     rvs = list(model.basic_RVs)  # free and observed, in the order they were defined (parents first)
     for rv in rvs:
@@ -234,18 +244,7 @@ def prior_predictive(model, draws: int, seed: int) -> tuple[xr.Dataset, xr.Datas
         batch = pt.scalar("n_draws", dtype="int64")
         replace = {}
         for rv in rvs:
-            op = rv.owner.op
-            _rng, size, *params = rv.owner.inputs
-            vparams = vectorize_graph(params, replace=replace) if replace else list(params)
-            batched = any(vp is not p for vp, p in zip(vparams, params, strict=True))
-            if not isinstance(size.type, NoneTypeT):
-                new_size = pt.concatenate([pt.stack([batch]), size])
-            elif batched:
-                new_size = None  # the batch comes with the parameters
-            else:
-                new_size = pt.concatenate([pt.stack([batch]), pt.as_tensor(rv.shape, dtype="int64")])
-            rng = pytensor.shared(np.random.default_rng(0), name=f"{rv.name}_prior_rng")
-            replace[rv] = op.make_node(rng, new_size, *vparams).outputs[1]
+            replace[rv] = _redraw(rv, replace, batch, "prior")
         return pytensor.function([batch], [replace[rv] for rv in free + obs], mode=mode)
 
     def draw(mode):

@@ -52,6 +52,7 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import InputError, Problem, cap_problems
+from ..memo import Memo, digest
 from ..study.card import UNSTRATIFIED_LEVEL, StudyCard
 from ..suggest import did_you_mean
 
@@ -70,7 +71,7 @@ TIMES = ("pre", "post")
 RELATIONS = ("=", "<", ">", "<=", ">=")
 #: statistics that describe a group of n patients, so n is required
 #: Design-level datasets of summary files already read, keyed by content (file and card SHA-256); oldest dropped first.
-_DATASETS: dict[tuple, tuple[xr.Dataset, tuple[str, ...]]] = {}
+_DATASETS = Memo(8)
 _NEEDS_N = ("percent", "mean", "sd", "median", "p_value")
 _STAT_UNITS = {"count": ("patients",), "percent": ("percent",), "p_value": ("probability",), "mentioned": ("none",)}
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -197,11 +198,12 @@ class SummaryData:
         if "dataset" in self._cache:
             return self._cache["dataset"].copy(deep=True)
         # the same file read against the same card gives the same numbers: reuse them across reads (every fit reads it)
-        key = (self.sha256, self.card.sha256, self.path, tuple(sorted(self.meta.items())))
-        if self.sha256 and key in _DATASETS:
-            ds, inferred = _DATASETS[key]
-            self._cache["dataset"], self._cache["inferred"] = ds, list(inferred)
-            return ds.copy(deep=True)
+        key = digest(self.sha256, self.card.sha256, self.path, sorted(self.meta.items()))
+        ds, inferred = _DATASETS.get_or_compute(key, self._build_dataset) if self.sha256 else self._build_dataset()
+        self._cache["dataset"], self._cache["inferred"] = ds, list(inferred)
+        return ds.copy(deep=True)
+
+    def _build_dataset(self) -> tuple[xr.Dataset, tuple[str, ...]]:
         inferred: list[str] = []
         parts = [self.cell_sizes().to_dataset(name="n")]
         for name, o in self.card.outcomes.items():
@@ -215,13 +217,7 @@ class SummaryData:
         ds = xr.merge(parts, compat="override", join="outer")
         ds.attrs = {"study": self.meta.get("study", self.card.name), "citation": self.meta.get("citation", ""),
                     "source_file": self.path, "source_sha256": self.sha256, "inferred": "\n".join(inferred)}
-        self._cache["dataset"] = ds
-        self._cache["inferred"] = inferred
-        if self.sha256:
-            _DATASETS[key] = (ds, tuple(inferred))
-            while len(_DATASETS) > 8:
-                _DATASETS.pop(next(iter(_DATASETS)))
-        return ds.copy(deep=True)
+        return ds, tuple(inferred)
 
 
 # ---------------------------------------------------------------------- reading
