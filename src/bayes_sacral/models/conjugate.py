@@ -11,6 +11,7 @@ even when a density is unbounded at 0 (Jeffreys priors, zero-event cells):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,10 +132,18 @@ def difference_pdf(t: np.ndarray, x: BetaPosterior, y: BetaPosterior, nodes: int
     return np.interp(t, fine, dens)
 
 
-def difference_cdf_grid(t: np.ndarray, x: BetaPosterior, y: BetaPosterior, nodes: int = 800) -> np.ndarray:
-    """P(Y − X ≤ t) on an array ``t`` at once (Gauss-Legendre in quantile space; for plotting and quick quantiles)."""
+@functools.lru_cache(maxsize=8)
+def gauss_legendre_unit(nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on [0, 1] (computed once per order: an eigenvalue problem of that size)."""
     u, w = np.polynomial.legendre.leggauss(nodes)
     u, w = (u + 1) / 2, w / 2
+    u.flags.writeable = w.flags.writeable = False
+    return u, w
+
+
+def difference_cdf_grid(t: np.ndarray, x: BetaPosterior, y: BetaPosterior, nodes: int = 800) -> np.ndarray:
+    """P(Y − X ≤ t) on an array ``t`` at once (Gauss-Legendre in quantile space; for plotting and quick quantiles)."""
+    u, w = gauss_legendre_unit(nodes)
     qx = x.dist.ppf(u)
     t = np.asarray(t, dtype=float)
     out = np.empty(t.shape)

@@ -26,7 +26,7 @@ from ..summarize import element_name
 from .style import DOUBLE, PALETTE, SINGLE, arm_colours, new_figure
 
 __all__ = ["FIGURE_KINDS", "forest", "effect_density", "prior_posterior", "ppc", "rates", "sensitivity", "prior_grid",
-           "summary_forest", "grid_cells", "rank", "trace", "figure_for", "density_curve"]
+           "summary_forest", "grid_cells", "rank", "trace", "figure_for", "density_curve", "gaussian_kde_grid"]
 
 def _draws(da: xr.DataArray) -> np.ndarray:
     return np.asarray(da.values, dtype=float).reshape(-1)
@@ -58,22 +58,40 @@ def _elements_raw(post: xr.Dataset, var: str, card=None) -> list[tuple[str, list
     return out
 
 
+def gaussian_kde_grid(x: np.ndarray, points: np.ndarray, bw: float) -> np.ndarray:
+    """The Gaussian kernel density estimate of the draws ``x`` with bandwidth ``bw`` at ``points``, computed by linear
+    binning onto a grid of spacing ``bw``/40 and a discrete convolution (as ArviZ and KernSmooth do): cost linear in the
+    number of draws instead of draws × points; within about 1e-4 of the direct sum, relative to the peak."""
+    delta = bw / 40
+    half = int(np.ceil(6 * bw / delta))
+    a = float(x.min()) - half * delta
+    t = (x - a) / delta
+    i = np.floor(t).astype(np.int64)
+    f = t - i
+    m = int(i.max()) + half + 2
+    w = np.bincount(i, 1 - f, minlength=m) + np.bincount(i + 1, f, minlength=m)
+    k = np.exp(-0.5 * (np.arange(-half, half + 1) * delta / bw) ** 2) / (np.sqrt(2 * np.pi) * bw * len(x))
+    dens = np.convolve(w[:m], k, mode="same")
+    return np.interp(points, a + delta * np.arange(m), dens, left=0.0, right=0.0)
+
+
 def density_curve(x: np.ndarray, support: tuple[float, float] = (-np.inf, np.inf), n: int = 512,
                   lim: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A Gaussian KDE (Scott's bandwidth) reflected at the finite ends of ``support``, on a grid that stays inside it."""
     x = np.asarray(x, dtype=float)
     x = x[np.isfinite(x)]
     L, H = support
-    kde = stats.gaussian_kde(x)
-    bw = float(np.sqrt(kde.covariance[0, 0]))
+    bw = float(np.std(x, ddof=1)) * len(x) ** (-1 / 5)  # Scott's rule in one dimension, as scipy.stats.gaussian_kde
     lo, hi = lim if lim is not None else (np.quantile(x, 0.001) - 3 * bw, np.quantile(x, 0.999) + 3 * bw)
     lo, hi = max(lo, L), min(hi, H)
     g = np.linspace(lo, hi, n)
-    d = kde(g)
+    if not bw > 0:  # every draw the same: a spike the grid cannot show
+        return g, np.zeros_like(g)
+    d = gaussian_kde_grid(x, g, bw)
     if np.isfinite(L):
-        d = d + kde(2 * L - g)
+        d = d + gaussian_kde_grid(x, 2 * L - g, bw)
     if np.isfinite(H):
-        d = d + kde(2 * H - g)
+        d = d + gaussian_kde_grid(x, 2 * H - g, bw)
     return g, d
 
 
