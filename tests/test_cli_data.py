@@ -68,10 +68,15 @@ def test_reanalyze_writes_report_folder(cli, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bs-tmp-")]
     quick = cli("reanalyze", "--out", tmp_path / "rep2", "--no-fit")
     assert quick.code == 0 and not (tmp_path / "rep2" / "summaries").exists()
-    # --reuse takes the stored run (same config, seed, data, code) and writes the same summary
-    again = cli("reanalyze", "--out", tmp_path / "rep3", "--configs", configs, "--store", tmp_path / "models", "--reuse")
+    assert "reused" not in r.out  # nothing stored yet: fitted
+    # by default (--reuse) a later reanalysis takes the stored run (same config, seed, data, code): the same summary
+    again = cli("reanalyze", "--out", tmp_path / "rep3", "--configs", configs, "--store", tmp_path / "models")
     assert again.code == 0 and "reused" in again.out
     assert (tmp_path / "rep3" / "summaries" / "compl.csv").read_bytes() == (out / "summaries" / "compl.csv").read_bytes()
+    # --refit fits it again, into the same draws
+    refit = cli("reanalyze", "--out", tmp_path / "rep5", "--configs", configs, "--store", tmp_path / "models", "--refit")
+    assert refit.code == 0 and "reused" not in refit.out
+    assert (tmp_path / "rep5" / "summaries" / "compl.csv").read_bytes() == (out / "summaries" / "compl.csv").read_bytes()
     # a missing or empty configs folder is an error, not a reanalysis with nothing fitted
     for bad, rule in ((tmp_path / "nowhere", "no such folder"), (tmp_path / "rep2", "no run configs")):
         r = cli("reanalyze", "--out", tmp_path / "rep4", "--configs", bad, "--store", tmp_path / "models")

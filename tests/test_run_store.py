@@ -251,3 +251,20 @@ def test_memo_digest_is_content_addressed():
     for k in ("a", "b", "a", "c", "b"):
         memo.get_or_compute(k, lambda k=k: calls.append(k) or k)
     assert calls == ["a", "b", "c", "b"]  # "a" served once from memory; "b" dropped when "c" came in (size 2)
+
+
+def test_memo_entries_recorded_in_one_process_fill_another():
+    """What a block reads or computes in named memos is recorded, and absorbed only into memos of the same name."""
+    from bayes_sacral.memo import Memo, absorb, recording
+
+    src, dst = Memo(8, "test.src"), Memo(8, "test.dst")
+    with pytest.raises(ValueError):
+        Memo(8, "test.src")
+    src.get_or_compute("k0", lambda: 0)
+    with recording() as rec:
+        src.get_or_compute("k0", lambda: -1)  # a hit is recorded too
+        src.get_or_compute("k1", lambda: 1)
+    assert rec == [("test.src", "k0", 0), ("test.src", "k1", 1)]
+    assert absorb([("test.dst", k, v) for _, k, v in rec] + [("test.nowhere", "k", 9)]) == 2
+    calls = []
+    assert [dst.get_or_compute(k, lambda: calls.append(k)) for k in ("k0", "k1")] == [0, 1] and calls == []

@@ -98,3 +98,21 @@ def test_runs_fitted_in_parallel_draw_what_they_draw_one_by_one(tmp_path, monkey
         # the manifest records the caller's command line, not the worker process's
         assert a.manifest["command"] == b.manifest["command"] == "bayes-sacral reanalyze --jobs 2"
     assert any("2 at a time" in line for line in lines)
+    # the workers computed each run's diagnostics and checks; this process absorbed them and computes none itself
+    from bayes_sacral import checks, summarize
+
+    expected = {a.name: summarize.summarize_run(a) for a in serial}
+    for memo in (summarize._DIAGNOSTICS, checks._LOO, checks._PPC):
+        memo.clear()
+    again = fit_runs(runs, tmp_path / "parallel", reuse=True, jobs=2, log=lines.append)  # reused from the store, read by the workers
+    assert sum("reused" in line for line in lines) == 3
+    import arviz as az
+
+    def not_here(*a, **k):
+        raise AssertionError("diagnostics recomputed in the main process")
+
+    monkeypatch.setattr(az, "ess", not_here)
+    monkeypatch.setattr(az, "rhat", not_here)
+    for b in again:
+        assert summarize.summarize_run(b) == expected[b.name]
+        checks.ppc_table(b)

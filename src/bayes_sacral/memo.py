@@ -3,6 +3,11 @@ checks several times (tables, figures, model checks), and recomputing them was a
 
 Keys are BLAKE2 digests of the arrays' bytes, dtypes and shapes, so a changed array is a new key and a stale result
 is never served; each cache is bounded (oldest dropped first).
+
+A named memo can be filled from another process: :func:`recording` collects the entries that a block of code read or
+computed, and :func:`absorb` puts them into this process's memos of the same names (the reanalysis computes each
+run's diagnostics and checks in the worker process that loaded it, and the report then finds them here). The keys are
+content digests, so an absorbed entry is served only for the same inputs.
 """
 
 from __future__ import annotations
@@ -10,10 +15,15 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["digest", "Memo"]
+__all__ = ["digest", "Memo", "recording", "absorb"]
+
+_NAMED: dict[str, Memo] = {}
+_RECORDERS: list[list] = []
+_RECORDERS_LOCK = threading.Lock()
 
 
 def digest(*parts) -> str:
@@ -38,21 +48,67 @@ def digest(*parts) -> str:
 
 
 class Memo:
-    """A bounded map from digests to results (thread-safe)."""
+    """A bounded map from digests to results (thread-safe); ``name`` (unique in the process) lets :func:`absorb` fill it."""
 
-    def __init__(self, size: int = 256):
+    def __init__(self, size: int = 256, name: str | None = None):
         self.size = size
+        self.name = name
         self._d: OrderedDict[str, object] = OrderedDict()
         self._lock = threading.Lock()
+        if name is not None:
+            if name in _NAMED:
+                raise ValueError(f"a memo named {name!r} exists")
+            _NAMED[name] = self
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
 
     def get_or_compute(self, key: str, compute):
         with self._lock:
-            if key in self._d:
+            hit = key in self._d
+            if hit:
                 self._d.move_to_end(key)
-                return self._d[key]
-        value = compute()
+                value = self._d[key]
+        if not hit:
+            value = compute()
+            self.put(key, value)
+        if self.name is not None and _RECORDERS:
+            with _RECORDERS_LOCK:
+                for rec in _RECORDERS:
+                    rec.append((self.name, key, value))
+        return value
+
+    def put(self, key: str, value) -> None:
         with self._lock:
             self._d[key] = value
+            self._d.move_to_end(key)
             while len(self._d) > self.size:
                 self._d.popitem(last=False)
-        return value
+
+
+@contextmanager
+def recording():
+    """Collect ``(memo name, key, value)`` for every named-memo entry read or computed inside the block (any thread)."""
+    entries: list = []
+    with _RECORDERS_LOCK:
+        _RECORDERS.append(entries)
+    try:
+        yield entries
+    finally:
+        with _RECORDERS_LOCK:
+            _RECORDERS.remove(entries)
+
+
+def absorb(entries) -> int:
+    """Put recorded entries into this process's memos of the same names (unknown names are skipped); returns how many."""
+    n = 0
+    for name, key, value in entries:
+        memo = _NAMED.get(name)
+        if memo is not None:
+            memo.put(key, value)
+            n += 1
+    return n

@@ -11,7 +11,7 @@ import pandas as pd
 from .serialize import to_jsonable
 from .store import DEFAULT_STORE
 
-__all__ = ["DEFAULT_REPORT_DIR", "DEFAULT_CONFIG_DIR", "run_reanalysis", "fit_runs", "fit_or_reuse"]
+__all__ = ["DEFAULT_REPORT_DIR", "DEFAULT_CONFIG_DIR", "run_reanalysis", "fit_runs", "fit_or_reuse", "prepare_run"]
 
 DEFAULT_REPORT_DIR = Path("reports/published-reanalysis")
 DEFAULT_CONFIG_DIR = Path("configs")
@@ -26,11 +26,17 @@ def _write_table(folder: Path, stem: str, records: list[dict]) -> None:
     df.to_csv(folder / f"{stem}.csv", index=False, lineterminator="\n")
 
 
-def fit_or_reuse(run, store: Path, reuse: bool, command: str | None = None) -> tuple[list[str], object]:
+def fit_or_reuse(run, store: Path, reuse: bool, command: str | None = None, prepare: bool = False) -> tuple[list[str], object, list]:
     """Fit one run into ``store`` (or take the stored run, with ``reuse``, when refitting would reproduce it exactly);
-    returns (its log lines, the :class:`~bayes_sacral.run.Run`). Module-level: what a worker process runs; ``command`` is
-    the command line to record (the caller's, not the worker's)."""
+    returns (its log lines, the :class:`~bayes_sacral.run.Run`, memo entries). Module-level: what a worker process
+    runs; ``command`` is the command line to record (the caller's, not the worker's).
+
+    ``prepare``: also read the run's draws and compute its diagnostics, PSIS-LOO and predictive checks here (see
+    :func:`prepare_run`), returned as :func:`bayes_sacral.memo.recording` entries for the caller to
+    :func:`~bayes_sacral.memo.absorb`: worker processes then do this per-run work in parallel.
+    """
     from .fitting import diagnostics_line, fit_run, reusable_run
+    from .memo import recording
 
     lines: list[str] = []
     res = reusable_run(run, store) if reuse else None
@@ -39,7 +45,33 @@ def fit_or_reuse(run, store: Path, reuse: bool, command: str | None = None) -> t
     else:
         res = fit_run(run, store, overwrite=True, log=lines.append, command=command)
     lines.append(diagnostics_line(res.manifest))
-    return lines, res
+    entries: list = []
+    if prepare:
+        with recording() as rec:
+            prepare_run(res)
+        entries = list({(name, key): (name, key, value) for name, key, value in rec}.values())
+    return lines, res, entries
+
+
+def _has_loo(res) -> bool:
+    """PSIS-LOO applies: a patient-level score or per-item run with one log-likelihood variable."""
+    dt = res.idata
+    return (res.manifest["model"]["kind"] in ("score", "items") and "log_likelihood" in dt.children
+            and len(dt["log_likelihood"].data_vars) == 1)
+
+
+def prepare_run(res) -> None:
+    """Compute what the model checks and the report read of one run (posterior summaries with their diagnostics, the
+    diagnostics table, PSIS-LOO, predictive checks); the results stay in this process's memos."""
+    from .checks import loo_table, ppc_table
+    from .report.tables import diagnostics_table
+    from .summarize import summarize_run
+
+    summarize_run(res)
+    diagnostics_table(res)
+    ppc_table(res)
+    if _has_loo(res):
+        loo_table(res.idata)
 
 
 def expected_cost(run) -> float:
@@ -59,13 +91,14 @@ def fit_runs(runs: list, store: Path, reuse: bool = False, jobs: int | None = No
     Each run is seeded by its config, so the draws do not depend on ``jobs`` or on the order the runs finish in.
     """
     from .fitting import current_command
+    from .memo import absorb
     from .workers import WorkerPool, available_cores
 
     jobs = min(len(runs), available_cores() if jobs is None else jobs)
     if jobs <= 1:
         out = []
         for run in runs:
-            lines, res = fit_or_reuse(run, store, reuse)
+            lines, res, _ = fit_or_reuse(run, store, reuse)
             for line in lines:
                 log(line)
             out.append(res)
@@ -76,10 +109,11 @@ def fit_runs(runs: list, store: Path, reuse: bool = False, jobs: int | None = No
     log(f"fitting {len(runs)} runs, {jobs} at a time in worker processes (longest first)")
     results: list = [None] * len(runs)
     with WorkerPool(jobs) as pool:
-        futures = {pool.submit(fit_or_reuse, runs[i], Path(store), reuse, current_command(), what=f"run {runs[i].config.run.name}"): i
+        futures = {pool.submit(fit_or_reuse, runs[i], Path(store), reuse, current_command(), True, what=f"run {runs[i].config.run.name}"): i
                    for i in order}
         for fut in as_completed(futures):
-            lines, res = fut.result()
+            lines, res, entries = fut.result()
+            absorb(entries)
             for line in lines:
                 log(line)
             results[futures[fut]] = res
@@ -93,9 +127,9 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
     ``study``: the study whose published summaries are checked and reproduced (default: the bundled study); each config
     is fitted with the study its ``[data] study`` names.
 
-    Run folders go to ``store`` (replaced: the reanalysis regenerates them from configs and seeds); the report
-    folder holds only deterministic numbers (no timings), so re-running it reproduces the committed copy. With
-    ``reuse``, a stored run that this code would reproduce exactly (same resolved config, seed, data hash and
+    Run folders go to ``store`` (a refitted run replaces its folder: runs are regenerated from configs and seeds); the
+    report folder holds only deterministic numbers (no timings), so re-running it reproduces the committed copy. With
+    ``reuse`` (the CLI's default), a stored run that this code would reproduce exactly (same resolved config, seed, data hash and
     versions, see :func:`~bayes_sacral.fitting.reusable_run`) is taken as it is instead of being refitted. ``jobs``: runs
     fitted at once in worker processes (default one per core; see :func:`fit_runs`).
     """
@@ -174,8 +208,7 @@ def _write_model_checks(folder: Path, fitted, log) -> None:
         _write_table(folder, f"ppc--{name}", ppc_table(res).to_dict(orient="records"))
         if m.get("replicates"):
             _write_table(folder, f"spread--{name}", spread_table(dt).to_dict(orient="records"))
-        ll = dt["log_likelihood"].to_dataset() if "log_likelihood" in dt.children else None
-        if m["model"]["kind"] in ("score", "items") and ll is not None and len(ll.data_vars) == 1:
+        if _has_loo(res):
             loo_rows.append({"run": name, **loo_table(dt)})
             key = (m["model"]["kind"], m["data"]["sha256"], m["model"].get("route"), m["model"].get("reconstructions"),
                    m["model"].get("pre_post_correlation"), m["model"].get("reconstruction_seed"))

@@ -15,32 +15,55 @@ SUMMARY_COLUMNS = ["name", "mean", "sd", "median", "hdi_low", "hdi_high", "eti_l
 BETWEEN_COLUMN = "between_share"
 
 
-def _block_diagnostics(da: xr.DataArray, blocks: np.ndarray):
+def _by_block(da: xr.DataArray, blocks: np.ndarray) -> xr.DataArray | None:
+    """The draws with ``chain`` split into (``block``, ``chain``): one block of chains per data set, so that ArviZ computes
+    every block's diagnostics in one vectorised call. None when the blocks hold different numbers of chains."""
+    labels, counts = np.unique(blocks, return_counts=True)
+    if len(set(counts.tolist())) != 1:
+        return None
+    order = np.argsort(blocks, kind="stable")
+    x = da.isel(chain=order).drop_vars([c for c in da.coords if "chain" in da[c].dims])
+    K, per = len(labels), int(counts[0])
+    values = x.transpose("chain", ...).values.reshape((K, per) + x.shape[1:])
+    dims = ("block", "chain") + tuple(d for d in x.transpose("chain", ...).dims if d != "chain")
+    coords = {c: x[c] for c in x.coords if set(x[c].dims) <= set(dims)}
+    return xr.DataArray(values, dims=dims, coords=coords)
+
+
+def _block_diagnostics(da: xr.DataArray, blocks: np.ndarray, prob: float = 0.95):
     """R-hat, bulk and tail ESS and MCSE of the mean computed within each block of chains (one data set each): the worst
     R-hat and ESS over blocks, the MCSE of the pooled mean, and the between-block share of the variance."""
     import arviz as az
 
-    rh, eb, et, mc, mq, means, variances = [], [], [], [], [], [], []
-    for k in np.unique(blocks):
-        sub = da.isel(chain=np.flatnonzero(blocks == k))
-        rh.append(az.rhat(sub) if sub.sizes["chain"] > 1 else xr.full_like(sub.isel(chain=0, draw=0), np.nan))
-        eb.append(az.ess(sub, method="bulk"))
-        et.append(az.ess(sub, method="tail"))
-        mc.append(az.mcse(sub, method="mean"))
-        mq.append(_interval_mcse(sub))
-        means.append(sub.mean(("chain", "draw")))
-        variances.append(sub.var(("chain", "draw")))
-    K = len(means)
-    cat = lambda xs: xr.concat(xs, "block")  # noqa: E731
-    between = cat(means).var("block", ddof=1) if K > 1 else xr.zeros_like(means[0])
-    within = cat(variances).mean("block")
+    split = _by_block(da, blocks)
+    if split is not None:  # one call per diagnostic, vectorised over the blocks
+        rh = az.rhat(split) if split.sizes["chain"] > 1 else xr.full_like(split.isel(chain=0, draw=0), np.nan, dtype=float)
+        eb, et = az.ess(split, method="bulk"), az.ess(split, method="tail")
+        mc, mq = az.mcse(split, method="mean"), _interval_mcse(split, prob)
+        means, variances = split.mean(("chain", "draw")), split.var(("chain", "draw"))
+    else:
+        parts: list[list] = [[] for _ in range(6)]
+        for k in np.unique(blocks):
+            sub = da.isel(chain=np.flatnonzero(blocks == k)).drop_vars([c for c in da.coords if "chain" in da[c].dims])
+            parts[0].append(az.rhat(sub) if sub.sizes["chain"] > 1 else xr.full_like(sub.isel(chain=0, draw=0), np.nan, dtype=float))
+            parts[1].append(az.ess(sub, method="bulk"))
+            parts[2].append(az.ess(sub, method="tail"))
+            parts[3].append(az.mcse(sub, method="mean"))
+            parts[4].append(_interval_mcse(sub, prob))
+            parts[5].append((sub.mean(("chain", "draw")), sub.var(("chain", "draw"))))
+        cat = lambda xs: xr.concat(xs, "block")  # noqa: E731
+        rh, eb, et, mc, mq = (cat(p) for p in parts[:5])
+        means, variances = cat([m for m, _ in parts[5]]), cat([v for _, v in parts[5]])
+    K = means.sizes["block"]
+    between = means.var("block", ddof=1) if K > 1 else xr.zeros_like(means.isel(block=0))
+    within = variances.mean("block")
     share = between / (between + within)
-    return (cat(rh).max("block"), cat(eb).min("block"), cat(et).min("block"), np.sqrt((cat(mc) ** 2).sum("block")) / K, share,
-            np.sqrt((cat(mq) ** 2).sum("block")) / K)
+    return (rh.max("block"), eb.min("block"), et.min("block"), np.sqrt((mc ** 2).sum("block")) / K, share,
+            np.sqrt((mq ** 2).sum("block")) / K)
 
 
 #: Diagnostics of recently summarised variables, keyed by their draws' content (see :mod:`bayes_sacral.memo`).
-_DIAGNOSTICS = Memo(512)
+_DIAGNOSTICS = Memo(4096, "summarize.diagnostics")
 
 
 def _diagnostics(da: xr.DataArray, blocks: np.ndarray | None, prob: float, has_chains: bool, finite_all: bool) -> tuple:
@@ -51,7 +74,7 @@ def _diagnostics(da: xr.DataArray, blocks: np.ndarray | None, prob: float, has_c
     def compute():
         share = None
         if blocks is not None and finite_all:
-            rhat, ess_b, ess_t, mcse, share, mcse_q = _block_diagnostics(da, blocks)
+            rhat, ess_b, ess_t, mcse, share, mcse_q = _block_diagnostics(da, blocks, prob)
         else:
             rhat = az.rhat(da) if has_chains and finite_all else None
             ess_b = az.ess(da, method="bulk") if finite_all else None

@@ -17,11 +17,12 @@ from .output import say
 def reanalyze(
     out: Path = typer.Option(DEFAULT_REPORT_DIR, "--out", help="Report folder (replaced atomically)."),
     configs: Path = typer.Option(DEFAULT_CONFIG_DIR, "--configs", help="Folder of run configs (*.toml), each fitted."),
-    store: Path = typer.Option(DEFAULT_STORE, "--store", help="Run store for the fitted runs (replaced: regenerated from configs and seeds)."),
+    store: Path = typer.Option(DEFAULT_STORE, "--store", help="Run store for the fitted runs (a run is replaced when it is refitted)."),
     study: Path | None = STUDY_OPT,
     no_fit: bool = typer.Option(False, "--no-fit", help="Only the data check and the frequentist reproduction."),
-    reuse: bool = typer.Option(False, "--reuse", help="Reuse stored runs that refitting would reproduce exactly (same resolved "
-                               "config, seed, study card, data hash, package versions and code fingerprint); refit the others."),
+    reuse: bool = typer.Option(True, "--reuse/--refit", help="--reuse: take a stored run as it is when refitting would reproduce "
+                               "it exactly (same resolved config, seed, study card, data hash, package versions and fitting-code "
+                               "fingerprint) and refit the others; --refit: refit every run."),
     jobs: int | None = typer.Option(None, "--jobs", "-j", min=1, help="Runs fitted at once, each in a worker process "
                                     "[default: one per core]; 1 fits them one after another in this process."),
 ) -> None:
