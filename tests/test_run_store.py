@@ -265,6 +265,14 @@ def test_memo_entries_recorded_in_one_process_fill_another():
         src.get_or_compute("k0", lambda: -1)  # a hit is recorded too
         src.get_or_compute("k1", lambda: 1)
     assert rec == [("test.src", "k0", 0), ("test.src", "k1", 1)]
-    assert absorb([("test.dst", k, v) for _, k, v in rec] + [("test.nowhere", "k", 9)]) == 2
+    assert absorb([("test.dst", k, v) for _, k, v in rec] + [("test.nowhere", "k", 9), ("no_such_module:m", "k", 9)]) == 2
     calls = []
     assert [dst.get_or_compute(k, lambda: calls.append(k)) for k in ("k0", "k1")] == [0, 1] and calls == []
+
+
+def test_absorbing_imports_the_module_that_owns_a_memo():
+    """A process that has not imported the module owning a memo yet still takes the entries (it imports the module)."""
+    code = ("import sys; from bayes_sacral.memo import absorb; assert 'bayes_sacral.checks' not in sys.modules; "
+            "assert absorb([('bayes_sacral.checks:loo', 'k', 1)]) == 1; from bayes_sacral import checks; "
+            "assert checks._LOO.get_or_compute('k', lambda: 2) == 1")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

@@ -48,7 +48,8 @@ def digest(*parts) -> str:
 
 
 class Memo:
-    """A bounded map from digests to results (thread-safe); ``name`` (unique in the process) lets :func:`absorb` fill it."""
+    """A bounded map from digests to results (thread-safe); ``name`` (unique in the process; ``module:memo`` for one
+    defined at a module's top level, so that :func:`absorb` can import the module) lets :func:`absorb` fill it."""
 
     def __init__(self, size: int = 256, name: str | None = None):
         self.size = size
@@ -103,11 +104,24 @@ def recording():
             _RECORDERS.remove(entries)
 
 
+def _named(name: str) -> Memo | None:
+    """The memo of that name, importing its module first when the name is ``module:memo`` and it is not loaded yet."""
+    if name not in _NAMED and ":" in name:
+        import importlib
+
+        try:
+            importlib.import_module(name.partition(":")[0])
+        except ImportError:
+            return None
+    return _NAMED.get(name)
+
+
 def absorb(entries) -> int:
-    """Put recorded entries into this process's memos of the same names (unknown names are skipped); returns how many."""
+    """Put recorded entries into this process's memos of the same names (a ``module:memo`` name imports its module;
+    unknown names are skipped); returns how many."""
     n = 0
     for name, key, value in entries:
-        memo = _NAMED.get(name)
+        memo = _named(name)
         if memo is not None:
             memo.put(key, value)
             n += 1
