@@ -267,7 +267,7 @@ def test_memo_entries_recorded_in_one_process_fill_another():
     assert rec == [("test.src", "k0", 0), ("test.src", "k1", 1)]
     assert absorb([("test.dst", k, v) for _, k, v in rec] + [("test.nowhere", "k", 9), ("no_such_module:m", "k", 9)]) == 2
     calls = []
-    assert [dst.get_or_compute(k, lambda: calls.append(k)) for k in ("k0", "k1")] == [0, 1] and calls == []
+    assert [dst.get_or_compute(k, lambda k=k: calls.append(k)) for k in ("k0", "k1")] == [0, 1] and calls == []
 
 
 def test_absorbing_imports_the_module_that_owns_a_memo():

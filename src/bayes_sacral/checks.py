@@ -24,8 +24,28 @@ def ceiling_of(o) -> int:
     return int(o.max - o.range // 15)
 
 
+#: blocks() of the trees seen lately, by object (a run's tree is read-only once loaded, see Run.idata); an entry goes
+#: when its tree is garbage-collected.
+_BLOCKS: dict[int, list] = {}
+
+
 def blocks(dt: xr.DataTree) -> list[tuple[int, xr.DataTree, xr.Dataset | None]]:
-    """(block number, sub-tree with posterior / log_likelihood / posterior_predictive / sample_stats, that block's data)."""
+    """(block number, sub-tree with posterior / log_likelihood / posterior_predictive / sample_stats, that block's data).
+
+    Split once per tree (LOO, predictive checks, comparisons and figures all read the blocks); the list is shared, so
+    treat it as read-only."""
+    import weakref
+
+    got = _BLOCKS.get(id(dt))
+    if got is not None:
+        return got
+    out = _split_blocks(dt)
+    _BLOCKS[id(dt)] = out
+    weakref.finalize(dt, _BLOCKS.pop, id(dt), None)
+    return out
+
+
+def _split_blocks(dt: xr.DataTree) -> list[tuple[int, xr.DataTree, xr.Dataset | None]]:
     post = dt["posterior"].to_dataset()
     if "reconstruction" not in post.coords:
         data = dt["constant_data"].to_dataset() if "constant_data" in dt.children else None

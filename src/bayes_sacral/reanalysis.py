@@ -64,11 +64,12 @@ def prepare_run(res) -> None:
     """Compute what the model checks and the report read of one run (posterior summaries with their diagnostics, the
     diagnostics table, PSIS-LOO, predictive checks); the results stay in this process's memos."""
     from .checks import loo_table, ppc_table
-    from .report.tables import diagnostics_table
+    from .report.tables import diagnostics_table, posterior_table
     from .summarize import summarize_run
 
     summarize_run(res)
     diagnostics_table(res)
+    posterior_table(res)
     ppc_table(res)
     if _has_loo(res):
         loo_table(res.idata)
