@@ -15,45 +15,38 @@ SUMMARY_COLUMNS = ["name", "mean", "sd", "median", "hdi_low", "hdi_high", "eti_l
 BETWEEN_COLUMN = "between_share"
 
 
-def _by_block(da: xr.DataArray, blocks: np.ndarray) -> xr.DataArray | None:
-    """The draws with ``chain`` split into (``block``, ``chain``): one block of chains per data set, so that ArviZ computes
-    every block's diagnostics in one vectorised call. None when the blocks hold different numbers of chains."""
+def _split_by_block(da: xr.DataArray, blocks: np.ndarray) -> list[xr.DataArray]:
+    """The draws with ``chain`` split into (``block``, ``chain``), one block of chains per data set, so that ArviZ computes
+    every block's diagnostics in one vectorised call: one array when the data sets have equally many chains, else one
+    array per data set."""
     labels, counts = np.unique(blocks, return_counts=True)
-    if len(set(counts.tolist())) != 1:
-        return None
-    order = np.argsort(blocks, kind="stable")
-    x = da.isel(chain=order).drop_vars([c for c in da.coords if "chain" in da[c].dims])
-    K, per = len(labels), int(counts[0])
-    values = x.transpose("chain", ...).values.reshape((K, per) + x.shape[1:])
-    dims = ("block", "chain") + tuple(d for d in x.transpose("chain", ...).dims if d != "chain")
-    coords = {c: x[c] for c in x.coords if set(x[c].dims) <= set(dims)}
-    return xr.DataArray(values, dims=dims, coords=coords)
+    x = da.drop_vars([c for c in da.coords if "chain" in da[c].dims])
+    if len(set(counts.tolist())) == 1:
+        groups = [(x.isel(chain=np.argsort(blocks, kind="stable")), len(labels))]
+    else:
+        groups = [(x.isel(chain=np.flatnonzero(blocks == k)), 1) for k in labels]
+    out = []
+    for g, K in groups:
+        g = g.transpose("chain", ...)
+        values = g.values.reshape((K, g.sizes["chain"] // K) + g.shape[1:])
+        out.append(xr.DataArray(values, dims=("block",) + g.dims, coords={c: g[c] for c in g.coords if "chain" not in g[c].dims}))
+    return out
+
+
+def _within_blocks(split: xr.DataArray, prob: float) -> tuple:
+    """R-hat, bulk and tail ESS, MCSE of the mean and of the interval, mean and variance of each block of ``split``."""
+    import arviz as az
+
+    rh = az.rhat(split) if split.sizes["chain"] > 1 else xr.full_like(split.isel(chain=0, draw=0), np.nan, dtype=float)
+    return (rh, az.ess(split, method="bulk"), az.ess(split, method="tail"), az.mcse(split, method="mean"),
+            _interval_mcse(split, prob), split.mean(("chain", "draw")), split.var(("chain", "draw")))
 
 
 def _block_diagnostics(da: xr.DataArray, blocks: np.ndarray, prob: float = 0.95):
     """R-hat, bulk and tail ESS and MCSE of the mean computed within each block of chains (one data set each): the worst
     R-hat and ESS over blocks, the MCSE of the pooled mean, and the between-block share of the variance."""
-    import arviz as az
-
-    split = _by_block(da, blocks)
-    if split is not None:  # one call per diagnostic, vectorised over the blocks
-        rh = az.rhat(split) if split.sizes["chain"] > 1 else xr.full_like(split.isel(chain=0, draw=0), np.nan, dtype=float)
-        eb, et = az.ess(split, method="bulk"), az.ess(split, method="tail")
-        mc, mq = az.mcse(split, method="mean"), _interval_mcse(split, prob)
-        means, variances = split.mean(("chain", "draw")), split.var(("chain", "draw"))
-    else:
-        parts: list[list] = [[] for _ in range(6)]
-        for k in np.unique(blocks):
-            sub = da.isel(chain=np.flatnonzero(blocks == k)).drop_vars([c for c in da.coords if "chain" in da[c].dims])
-            parts[0].append(az.rhat(sub) if sub.sizes["chain"] > 1 else xr.full_like(sub.isel(chain=0, draw=0), np.nan, dtype=float))
-            parts[1].append(az.ess(sub, method="bulk"))
-            parts[2].append(az.ess(sub, method="tail"))
-            parts[3].append(az.mcse(sub, method="mean"))
-            parts[4].append(_interval_mcse(sub, prob))
-            parts[5].append((sub.mean(("chain", "draw")), sub.var(("chain", "draw"))))
-        cat = lambda xs: xr.concat(xs, "block")  # noqa: E731
-        rh, eb, et, mc, mq = (cat(p) for p in parts[:5])
-        means, variances = cat([m for m, _ in parts[5]]), cat([v for _, v in parts[5]])
+    parts = [_within_blocks(split, prob) for split in _split_by_block(da, blocks)]
+    rh, eb, et, mc, mq, means, variances = (xr.concat(p, "block") if len(p) > 1 else p[0] for p in zip(*parts, strict=True))
     K = means.sizes["block"]
     between = means.var("block", ddof=1) if K > 1 else xr.zeros_like(means.isel(block=0))
     within = variances.mean("block")
