@@ -13,7 +13,7 @@ import xarray as xr
 
 from .memo import Memo, digest
 
-__all__ = ["blocks", "loo_table", "compare_runs", "ppc_table", "spread_table", "LOO_NOTE"]
+__all__ = ["blocks", "has_loo", "loo_table", "compare_runs", "ppc_table", "spread_table", "LOO_NOTE"]
 
 LOO_NOTE = ("Continuous likelihoods (normal, Student-t) give densities at integer scores; with a spacing of 1 point these equal "
             "probability masses to a good approximation, so their elpd is compared with the beta-binomial's probability masses.")
@@ -92,6 +92,13 @@ def _compute_loo(sub: xr.DataTree):
     with warnings.catch_warnings():  # high Pareto k is reported in the table, not as a warning
         warnings.filterwarnings("ignore", message=".*Pareto distribution.*")
         return az.loo(sub)
+
+
+def has_loo(run) -> bool:
+    """PSIS-LOO applies to this run: a patient-level score or per-item model with one log-likelihood variable."""
+    dt = run.idata
+    return (run.manifest["model"]["kind"] in ("score", "items") and "log_likelihood" in dt.children
+            and len(dt["log_likelihood"].data_vars) == 1)
 
 
 def loo_table(dt: xr.DataTree) -> dict:

@@ -53,17 +53,10 @@ def fit_or_reuse(run, store: Path, reuse: bool, command: str | None = None, prep
     return lines, res, entries
 
 
-def _has_loo(res) -> bool:
-    """PSIS-LOO applies: a patient-level score or per-item run with one log-likelihood variable."""
-    dt = res.idata
-    return (res.manifest["model"]["kind"] in ("score", "items") and "log_likelihood" in dt.children
-            and len(dt["log_likelihood"].data_vars) == 1)
-
-
 def prepare_run(res) -> None:
     """Compute what the model checks and the report read of one run (posterior summaries with their diagnostics, the
     diagnostics table, PSIS-LOO, predictive checks); the results stay in this process's memos."""
-    from .checks import loo_table, ppc_table
+    from .checks import has_loo, loo_table, ppc_table
     from .report.tables import diagnostics_table, posterior_table
     from .summarize import summarize_run
 
@@ -71,7 +64,7 @@ def prepare_run(res) -> None:
     diagnostics_table(res)
     posterior_table(res)
     ppc_table(res)
-    if _has_loo(res):
+    if has_loo(res):
         loo_table(res.idata)
 
 
@@ -197,7 +190,7 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
 
 def _write_model_checks(folder: Path, fitted, log) -> None:
     """PSIS-LOO and posterior predictive checks per patient-level run, reconstruction spread, likelihood comparisons."""
-    from .checks import compare_runs, loo_table, ppc_table, spread_table
+    from .checks import compare_runs, has_loo, loo_table, ppc_table, spread_table
 
     folder.mkdir()
     loo_rows = []
@@ -209,7 +202,7 @@ def _write_model_checks(folder: Path, fitted, log) -> None:
         _write_table(folder, f"ppc--{name}", ppc_table(res).to_dict(orient="records"))
         if m.get("replicates"):
             _write_table(folder, f"spread--{name}", spread_table(dt).to_dict(orient="records"))
-        if _has_loo(res):
+        if has_loo(res):
             loo_rows.append({"run": name, **loo_table(dt)})
             key = (m["model"]["kind"], m["data"]["sha256"], m["model"].get("route"), m["model"].get("reconstructions"),
                    m["model"].get("pre_post_correlation"), m["model"].get("reconstruction_seed"))

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_directory
-from ..checks import compare_runs, loo_table, ppc_table, spread_table
+from ..checks import compare_runs, has_loo, loo_table, ppc_table, spread_table
 from ..data.integrity import run_checks
 from ..data.source import load_data
 from ..models.base import GRID_STRENGTHS
@@ -695,13 +695,11 @@ def _appendix(w: _Writer, runs, reps, groups, info, figures, log, grids=None):
         w.text(sec, "No sensitivity variants among these runs (fit a config with a [sweep] over priors.set to add them).")
     loo_rows, cmp_groups = [], {}
     for r in reps:
-        m = r.manifest
-        ll = r.idata["log_likelihood"].to_dataset() if "log_likelihood" in r.idata.children else None
-        if m["model"]["kind"] in ("score", "items") and ll is not None and len(ll.data_vars) == 1:
+        if has_loo(r):
             loo_rows.append({"run": r.name, **loo_table(r.idata)})
     for r in runs:
         m = r.manifest
-        if m["model"]["kind"] == "score" and "log_likelihood" in r.idata.children and len(r.idata["log_likelihood"].to_dataset().data_vars) == 1:
+        if m["model"]["kind"] == "score" and has_loo(r):
             key = (m["data"]["sha256"], m["model"].get("route"), m["model"].get("reconstructions"), m["model"].get("pre_post_correlation"),
                    m["model"].get("reconstruction_seed"))
             cmp_groups.setdefault(key, {})[r.name] = r.idata
