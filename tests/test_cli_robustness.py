@@ -144,16 +144,24 @@ def test_workers_die_with_a_killed_design(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "bayes_sacral", "design", str(cfg), "--out", str(tmp_path / "out"), "--quiet",
                              "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parent = psutil.Process(proc.pid)
+
+    def command_line(p):
+        # a short-lived child may exit (or be a zombie awaiting its parent) between listing and reading it
+        try:
+            return " ".join(p.cmdline())
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            return None
+
     deadline = time.time() + 120
     kids = []
     while time.time() < deadline and len(kids) < 2:
         time.sleep(0.5)
-        kids = [k for k in parent.children(recursive=True) if "resource_tracker" not in " ".join(k.cmdline())]
+        kids = [k for k in parent.children(recursive=True) if (c := command_line(k)) is not None and "resource_tracker" not in c]
     assert len(kids) >= 2, "the design started its workers"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     gone, alive = psutil.wait_procs(kids, timeout=15)
-    assert not alive, [p.cmdline() for p in alive]
+    assert not alive, [command_line(p) for p in alive]
 
 
 # ---- 6. zero cells and pathological TOML
