@@ -32,7 +32,6 @@ import functools
 import hashlib
 import importlib
 import io
-import os
 import pickle
 import platform
 import sys
@@ -42,6 +41,8 @@ import weakref
 from pathlib import Path
 
 import numpy as np
+
+from .cachefile import cache_dir, read_entry, write_entry
 
 __all__ = ["cache_dir", "compiled_model", "cached_function", "structure_key", "shared_by_name", "logp_and_grad", "cache_info",
            "clear_cache", "CacheStats", "STATS"]
@@ -67,16 +68,6 @@ class CacheStats:
 
 
 STATS = CacheStats()
-
-
-def cache_dir() -> Path:
-    """Where compiled models are kept: ``$BAYES_SACRAL_CACHE``, else ``$XDG_CACHE_HOME/bayes-sacral``, else
-    ``~/.cache/bayes-sacral``."""
-    env = os.environ.get("BAYES_SACRAL_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "bayes-sacral"
 
 
 def _models_dir() -> Path:
@@ -374,26 +365,11 @@ _LOADED: dict[str, _Loaded] = {}
 
 
 def _read(path: Path, key: str) -> dict:
-    raw = path.read_bytes()
-    if raw[:4] != _MAGIC:
-        raise ValueError("not a bayes-sacral compiled model")
-    header_len = int.from_bytes(raw[4:8], "little")
-    header = pickle.loads(raw[8:8 + header_len])
-    body = raw[8 + header_len:]
-    if header.get("format") != FORMAT or header.get("key") != key:
-        raise ValueError("entry of another format or structure")
-    if hashlib.sha256(body).hexdigest() != header.get("sha256"):
-        raise ValueError("entry is corrupt (checksum mismatch)")
-    return pickle.loads(body)
+    return read_entry(path, _MAGIC, FORMAT, key)
 
 
 def _write(path: Path, key: str, payload: dict) -> None:
-    body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-    header = pickle.dumps({"format": FORMAT, "key": key, "sha256": hashlib.sha256(body).hexdigest(), "created": time.time()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(_MAGIC + len(header).to_bytes(4, "little") + header + body)
-    os.replace(tmp, path)  # atomic: readers see the old entry or the whole new one
+    write_entry(path, _MAGIC, FORMAT, key, payload)
 
 
 def compiled_model(model, log=None):

@@ -1,0 +1,60 @@
+"""The on-disk cache: where it lives and the format of one entry, shared by the compiled-model cache
+(:mod:`bayes_sacral.compiled`) and the rendered-figure cache (:mod:`bayes_sacral.report.figure_cache`).
+
+An entry is one file: four magic bytes naming its kind, then a header (format, key, SHA-256 of the body, creation
+time) and the pickled body. :func:`read_entry` raises :class:`ValueError` for a file of another kind, format or key,
+or whose body does not match its checksum, so a corrupt, truncated, stale or colliding entry is never used (callers
+delete and rebuild it). :func:`write_entry` writes a temporary file and renames it, so readers see the old entry or the
+whole new one, never half of one.
+
+The cache lives in ``$BAYES_SACRAL_CACHE`` (default ``$XDG_CACHE_HOME/bayes-sacral`` or ``~/.cache/bayes-sacral``) and is
+safe to delete at any time (``bayes-sacral cache clear``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import time
+from pathlib import Path
+
+__all__ = ["cache_dir", "read_entry", "write_entry"]
+
+
+def cache_dir() -> Path:
+    """``$BAYES_SACRAL_CACHE``, else ``$XDG_CACHE_HOME/bayes-sacral``, else ``~/.cache/bayes-sacral``."""
+    env = os.environ.get("BAYES_SACRAL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "bayes-sacral"
+
+
+def read_entry(path: Path, magic: bytes, fmt: int, key: str):
+    """The body of the entry at ``path``; :class:`ValueError` unless it is an intact entry of this kind, format and key."""
+    raw = Path(path).read_bytes()
+    if raw[:4] != magic:
+        raise ValueError(f"not a bayes-sacral cache entry of kind {magic!r}")
+    header_len = int.from_bytes(raw[4:8], "little")
+    header = pickle.loads(raw[8:8 + header_len])
+    body = raw[8 + header_len:]
+    if header.get("format") != fmt or header.get("key") != key:
+        raise ValueError("entry of another format or key")
+    if hashlib.sha256(body).hexdigest() != header.get("sha256"):
+        raise ValueError("entry is corrupt (checksum mismatch)")
+    return pickle.loads(body)
+
+
+def write_entry(path: Path, magic: bytes, fmt: int, key: str, payload) -> None:
+    """Write ``payload`` as the entry at ``path`` (atomically: a temporary file renamed over it)."""
+    path = Path(path)
+    body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    header = pickle.dumps({"format": fmt, "key": key, "sha256": hashlib.sha256(body).hexdigest(), "created": time.time()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(magic + len(header).to_bytes(4, "little") + header + body)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
