@@ -260,7 +260,9 @@ def test_reflected_kde_keeps_mass_at_a_bound():
     assert abs(d[0] - 10) < 2.0  # the true density at 0 is 10; an unreflected KDE gives about half
 
 
-def test_report_is_deterministic(runs, report, tmp_path):
+def test_report_is_deterministic(runs, report, tmp_path, monkeypatch):
+    # every figure written afresh (the report fixture may have copied some from the figure cache)
+    monkeypatch.setenv("BAYES_SACRAL_FIGURE_CACHE", "0")
     again = tmp_path / "again"
     build_report(runs, again, "Test report")
     for rel in ("report.md", "report.html", "tables/msts-summary--set-weakly_informative--posterior.csv", "tables/headline.csv"):

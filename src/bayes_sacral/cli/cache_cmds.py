@@ -1,4 +1,4 @@
-"""``bayes-sacral cache info|clear``: the persistent cache of compiled models."""
+"""``bayes-sacral cache info|clear``: the persistent cache of compiled models and rendered report figures."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import typer
 from .app import app
 from .output import OutputFormat, emit, say
 
-cache_app = typer.Typer(help="The cache of compiled models (reused across runs, sweeps and processes).", no_args_is_help=True)
+cache_app = typer.Typer(help="The cache of compiled models (reused across runs, sweeps and processes) and of rendered report figures.",
+                        no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
 
@@ -15,23 +16,30 @@ app.add_typer(cache_app, name="cache")
 def cache_info(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format.", case_sensitive=False),
 ) -> None:
-    """Where the compiled models live, how many there are and their size. Set BAYES_SACRAL_CACHE to move the cache."""
+    """Where the compiled models and rendered figures live, how many there are and their size. Set BAYES_SACRAL_CACHE to
+    move the cache."""
     from ..compiled import cache_info as info
+    from ..report import figure_cache
 
     d = info()
+    f = figure_cache.info()
     rows = [{"item": "compiled models and functions", "location": d["location"], "entries": str(d["entries"]), "MiB": f"{d['bytes'] / 2**20:.1f}"},
+            {"item": "rendered report figures", "location": f["location"], "entries": str(f["entries"]), "MiB": f"{f['bytes'] / 2**20:.1f}"},
             {"item": "PyTensor compiledir", "location": d["pytensor_compiledir"], "entries": "",
              "MiB": f"{d['pytensor_bytes'] / 2**20:.1f}"}]
-    emit(rows, fmt, columns=["item", "location", "entries", "MiB"], title="Compile cache",
-         footer="A stale or corrupt entry is detected (key, checksum and a logp check) and rebuilt; clearing is never required.")
+    emit(rows, fmt, columns=["item", "location", "entries", "MiB"], title="Cache",
+         footer="A stale or corrupt entry is detected (key and checksum; for compiled models also a logp check) and rebuilt, never used; "
+                "clearing is never required.")
 
 
 @cache_app.command("clear")
 def cache_clear(
     pytensor: bool = typer.Option(False, "--pytensor", help="Also delete PyTensor's compiledir (C code of every graph)."),
 ) -> None:
-    """Delete every compiled model; the next fit compiles again (about 2-10 s per model structure)."""
+    """Delete every compiled model and rendered figure; the next fit compiles again (about 2-10 s per model structure)
+    and the next report writes every figure again."""
     from ..compiled import clear_cache
+    from ..report import figure_cache
 
-    n = clear_cache(pytensor_too=pytensor)
+    n = clear_cache(pytensor_too=pytensor) + figure_cache.clear()
     say(f"removed {n} file{'s' if n != 1 else ''}")

@@ -427,7 +427,7 @@ def write_report(runs: list, tmp: Path, title: str = "Bayesian reanalysis", log=
         w.finish()
         _write_html(tmp / "report.html", title, w.sections)
         _write_md(tmp / "report.md", title, w.sections)
-        log(f"report: {w.n_tables} tables, {w.n_figures} figures")
+        log(f"report: {w.n_tables} tables, {w.n_figures} figures ({saver.cached} unchanged, copied from the figure cache)")
 
 
 def _summary_section(w: _Writer, runs, leads, info, grid_ranges, figures):

@@ -3,7 +3,8 @@
 bytes are those a serial save gives.
 
 Writing a figure (text layout, rasterising at 300 dpi, subsetting fonts into the PDF) costs more than drawing it, and
-a report has dozens.
+a report has dozens. A figure written before, by any process, is copied from the figure cache
+(:mod:`~bayes_sacral.report.figure_cache`) instead.
 """
 
 from __future__ import annotations
@@ -30,15 +31,21 @@ def _write(fig, stem: Path, preview_dpi: int = PREVIEW_DPI) -> bytes:
     return buf.getvalue()
 
 
-def render(payload: bytes, stem: str, preview_dpi: int = PREVIEW_DPI) -> bytes:
-    """Unpickle a figure and write it under the house style (what a worker runs); returns the preview PNG."""
+def render(payload: bytes, stem: str, preview_dpi: int = PREVIEW_DPI, key: str | None = None) -> bytes:
+    """Unpickle a figure and write it under the house style (what a worker runs); returns the preview PNG. With a
+    figure-cache ``key``, the files written are also kept in the cache."""
     import matplotlib
 
     matplotlib.use("Agg")
     from .style import house_style
 
     with house_style():
-        return _write(pickle.loads(payload), Path(stem), preview_dpi)
+        preview = _write(pickle.loads(payload), Path(stem), preview_dpi)
+    if key is not None:
+        from . import figure_cache
+
+        figure_cache.store(key, preview, Path(stem))
+    return preview
 
 
 def _workers() -> int:
@@ -61,17 +68,32 @@ class FigureSaver:
 
     ``workers`` = 0 writes each figure in the calling process (the default on one core;
     ``BAYES_SACRAL_FIGURE_WORKERS`` overrides the count). A figure that cannot be pickled is written in the calling
-    process too. Use as a context manager: leaving it waits for every figure and re-raises the first failure.
+    process too. With ``cache`` (the default unless ``BAYES_SACRAL_FIGURE_CACHE=0``) a figure found in the figure cache
+    (:mod:`~bayes_sacral.report.figure_cache`) is copied from it, and every figure written is added to it. Use as a
+    context manager: leaving it waits for every figure and re-raises the first failure.
     """
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, cache: bool | None = None):
         self.workers = _workers() if workers is None else workers
+        self.cache = os.environ.get("BAYES_SACRAL_FIGURE_CACHE", "1").strip() != "0" if cache is None else cache
+        self.cached = 0  # figures copied from the figure cache
         self._pool = None
         self._futures: list[Future] = []
 
     def submit(self, fig, stem: Path) -> Future:
         import matplotlib.pyplot as plt
 
+        from . import figure_cache
+
+        key = figure_cache.figure_key(fig) if self.cache else None
+        entry = figure_cache.load(key) if key is not None else None
+        if entry is not None:
+            plt.close(fig)
+            fut: Future = Future()
+            fut.set_result(figure_cache.write_files(entry, Path(stem)))
+            self.cached += 1
+            self._futures.append(fut)
+            return fut
         payload = None
         if self.workers:
             try:
@@ -79,15 +101,18 @@ class FigureSaver:
             except (pickle.PicklingError, AttributeError, TypeError):
                 payload = None  # a figure holding something unpicklable is written here instead
         if payload is None:
-            fut: Future = Future()
-            fut.set_result(_write(fig, Path(stem)))
+            fut = Future()
+            preview = _write(fig, Path(stem))
+            if key is not None:
+                figure_cache.store(key, preview, Path(stem))
+            fut.set_result(preview)
         else:
             from ..workers import WorkerPool
 
             plt.close(fig)
             if self._pool is None:
                 self._pool = WorkerPool(self.workers)
-            fut = self._pool.submit(render, payload, str(stem), what=f"figure {Path(stem).name}")
+            fut = self._pool.submit(render, payload, str(stem), PREVIEW_DPI, key, what=f"figure {Path(stem).name}")
         self._futures.append(fut)
         return fut
 
@@ -99,6 +124,10 @@ class FigureSaver:
             if exc_type is None:
                 for f in self._futures:
                     f.result()
+                if self.cache:
+                    from . import figure_cache
+
+                    figure_cache.prune()
         finally:
             if self._pool is not None:
                 self._pool.close(cancel=exc_type is not None)
