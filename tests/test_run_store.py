@@ -276,3 +276,34 @@ def test_absorbing_imports_the_module_that_owns_a_memo():
             "assert absorb([('bayes_sacral.checks:loo', 'k', 1)]) == 1; from bayes_sacral import checks; "
             "assert checks._LOO.get_or_compute('k', lambda: 2) == 1")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_run_reader_gives_the_tree_the_writer_wrote(fitted, tmp_path):
+    """Runs are written with h5netcdf and read with netCDF-C (faster): the trees must be identical, values, dtypes,
+    coordinates and attributes, for every kind of variable a run holds."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    chain, draw = np.arange(2), np.arange(5)
+    post = xr.Dataset({"mu": (("chain", "draw", "stratum"), rng.normal(size=(2, 5, 2))),
+                       "sigma": (("chain", "draw"), np.where(rng.random((2, 5)) < 0.2, np.nan, rng.gamma(2, size=(2, 5))))},
+                      coords={"chain": chain, "draw": draw, "stratum": ["pathological", "impending"]},
+                      attrs={"created_at": "2026-11-26T00:00:00", "sampler": "nutpie", "seed": 3, "list_attr": [1.5, 2.5]})
+    stats = xr.Dataset({"diverging": (("chain", "draw"), rng.random((2, 5)) < 0.1),
+                        "tree_depth": (("chain", "draw"), rng.integers(1, 8, (2, 5)).astype("int64")),
+                        "energy": (("chain", "draw"), rng.normal(size=(2, 5)).astype("float32"))}, coords={"chain": chain, "draw": draw})
+    recon = xr.Dataset({"patient_id": (("replicate", "patient"), np.array([["R001-01", "R001-02"], ["R002-01", "R002-02"]], dtype=object)),
+                        "score": (("replicate", "patient"), np.array([[1, 2], [3, 4]], dtype="int32"))},
+                       coords={"replicate": [0, 1], "arm": ("patient", ["psfs", "sacroplasty"])})
+    tree = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats, "reconstruction_data": recon})
+    path = tmp_path / "idata.nc"
+    tree.to_netcdf(path, engine="h5netcdf")  # how the store writes a run
+    with xr.open_datatree(path, engine="h5netcdf") as a, xr.open_datatree(path, engine="netcdf4") as b:
+        xr.testing.assert_identical(a.load(), b.load())
+        for group in ("posterior", "sample_stats", "reconstruction_data"):
+            for name, var in a[group].variables.items():
+                assert var.dtype == b[group][name].dtype, (group, name)
+    # and Run reads a stored run to the same tree
+    _, _, stored = fitted
+    with xr.open_datatree(stored / "idata.nc", engine="h5netcdf") as a:
+        xr.testing.assert_identical(a.load(), Run.load(stored).idata)

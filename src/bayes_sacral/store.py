@@ -34,7 +34,7 @@ __all__ = ["DEFAULT_STORE", "write_run", "check_free", "RunExistsError", "find_r
 DEFAULT_STORE = Path("models")
 RUN_FORMAT = "bayes-sacral-run/1"
 _DEPENDENCIES = ("bayes-sacral", "pymc", "pytensor", "arviz", "arviz-base", "arviz-stats", "arviz-plots", "nutpie", "numba",
-                 "numpy", "scipy", "pandas", "xarray", "h5netcdf", "h5py", "pydantic", "jax", "numpyro", "blackjax", "dask", "distributed")
+                 "numpy", "scipy", "pandas", "xarray", "h5netcdf", "h5py", "netCDF4", "pydantic", "jax", "numpyro", "blackjax", "dask", "distributed")
 
 
 def versions() -> dict[str, str]:
