@@ -13,6 +13,9 @@
    predictive and log-likelihood as a run has them), same draws; both timed from process start, imports included.
 5. Conjugate models: a secondary-procedure run by exact independent draws (backend auto) against the same run by NUTS
    with the compiled model reused, and against a plain PyMC script (the run as it was before), in one process.
+6. The whole reanalysis (`bayes-sacral reanalyze`, what `make reanalysis` runs) as a new user meets it: first ever
+   (empty compile cache, figure cache, PyTensor compiledir and run store), then a later run (everything stored), then
+   a refit of every run with the caches warm. Goals: the later run <= 90 s, the first <= 4 min (absolute, not ratios).
 
 Results are printed and written to benchmarks/results/latest.json (not in git).
 """
@@ -273,12 +276,32 @@ def bench_conjugate(tmp: Path, repeats: int = 5) -> dict:
             "speedup_vs_plain_mcmc_run": round(t_plain / t_exact, 1), "speedup_vs_compiled_nuts": round(t_nuts / t_exact, 1)}
 
 
+def bench_reanalysis(tmp: Path) -> dict:
+    """Wall time of `bayes-sacral reanalyze` in fresh processes: first ever, later (all runs reused), every run refitted."""
+    import subprocess
+
+    cli = str(Path(sys.executable).with_name("bayes-sacral"))
+    env = {**os.environ, "BAYES_SACRAL_CACHE": str(tmp / "reanalysis-cache"), "NUMBA_CACHE_DIR": str(tmp / "numba"),
+           "PYTENSOR_FLAGS": f"compiledir={tmp / 'pytensor'}"}
+    cmd = [cli, "reanalyze", "--out", str(tmp / "report"), "--store", str(tmp / "store"), "--configs", str(ROOT / "configs")]
+
+    def wall(*extra):
+        t = time.perf_counter()
+        subprocess.run(cmd + list(extra), capture_output=True, text=True, check=True, env=env)
+        return time.perf_counter() - t
+
+    first, later, refit = wall(), wall(), wall("--refit")
+    return {"first_ever_s": round(first, 1), "later_s": round(later, 1), "every_run_refitted_warm_caches_s": round(refit, 1),
+            "goal_first_ever_s": 240, "goal_later_s": 90}
+
+
 BENCHES = {
     "validate": ("validating a 200,000-row patient-level CSV", bench_validate_200k),
     "exact": ("exact engine: 8-point power curves", bench_exact),
     "vectorized": ("vectorized engine", bench_vectorized),
     "fit": ("a fit in a fresh process: bs.fit (warm compile cache) vs a plain PyMC script", bench_fresh_process_fit),
     "conjugate": ("a conjugate run: exact draws vs NUTS vs a plain PyMC script", bench_conjugate),
+    "reanalysis": ("the whole reanalysis: first ever, later, every run refitted", bench_reanalysis),
     "full_model_beta_binomial": ("full-model engine (beta-binomial) vs naive pm.sample loop", lambda tmp: bench_full_model(tmp, "beta_binomial")),
     "full_model_normal": ("full-model engine (normal) vs naive pm.sample loop", lambda tmp: bench_full_model(tmp, "normal")),
 }
