@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 DATA = Path(__file__).parent / "data"
+
+# Tests compute every diagnostic, LOO and predictive check (the persisted-memo tests switch this back on for themselves):
+# a result remembered on disk by an earlier session must not hide what a test checks. Worker processes inherit it.
+os.environ.setdefault("BAYES_SACRAL_RESULT_CACHE", "0")
 
 
 @pytest.fixture(scope="session")

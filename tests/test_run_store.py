@@ -2,8 +2,10 @@
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -307,3 +309,82 @@ def test_run_reader_gives_the_tree_the_writer_wrote(fitted, tmp_path):
     _, _, stored = fitted
     with xr.open_datatree(stored / "idata.nc", engine="h5netcdf") as a:
         xr.testing.assert_identical(a.load(), Run.load(stored).idata)
+
+
+@pytest.fixture
+def result_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BAYES_SACRAL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BAYES_SACRAL_RESULT_CACHE", "1")
+    return tmp_path / "cache" / "results"
+
+
+def test_persisted_memo_serves_a_later_process_and_only_the_same_code(result_cache, monkeypatch):
+    """Diagnostics remembered on disk are served to a fresh memo (a later process) for the same draws and code; other
+    code (versions, fingerprint), a damaged entry or the switch off means computing again."""
+    import bayes_sacral.memo as memo
+    import bayes_sacral.store as store
+
+    m = memo.Memo(8, "tests.persisted:m", persist=True)
+    calls = []
+
+    def value(x):
+        calls.append(x)
+        return {"x": np.full(3, x)}
+
+    key = memo.digest(np.arange(4.0))
+    assert m.get_or_compute(key, lambda: value(1))["x"][0] == 1
+    files = list(result_cache.rglob("*.bsmr"))
+    assert len(files) == 1
+    m.clear()  # what a later process starts with
+    assert m.get_or_compute(key, lambda: value(2))["x"][0] == 1 and calls == [1]
+    # another key is computed
+    m.get_or_compute(memo.digest(np.arange(5.0)), lambda: value(3))
+    assert calls == [1, 3]
+    # damaged: deleted and computed again
+    raw = bytearray(files[0].read_bytes())
+    raw[-5] ^= 0xFF
+    files[0].write_bytes(bytes(raw))
+    m.clear()
+    assert m.get_or_compute(key, lambda: value(4))["x"][0] == 4 and calls == [1, 3, 4]
+    # other code: the versions and fingerprint are part of the key on disk
+    m.clear()
+    real = store.versions()
+    monkeypatch.setattr(store, "versions", lambda: {**real, "bayes-sacral-fit-source": "0" * 16})
+    memo._code_identity.cache_clear()
+    try:
+        assert m.get_or_compute(key, lambda: value(5))["x"][0] == 5
+    finally:
+        memo._code_identity.cache_clear()
+    # switched off: nothing read or written
+    monkeypatch.setenv("BAYES_SACRAL_RESULT_CACHE", "0")
+    m.clear()
+    before = sorted(result_cache.rglob("*.bsmr"))
+    assert m.get_or_compute(memo.digest(np.arange(6.0)), lambda: value(6))["x"][0] == 6
+    assert sorted(result_cache.rglob("*.bsmr")) == before
+    with pytest.raises(ValueError, match="module:memo"):
+        memo.Memo(8, "no-module", persist=True)
+
+
+def test_diagnostics_remembered_by_one_process_are_read_by_the_next(result_cache, tmp_path):
+    """The reanalysis' path: a process computes a run's R-hat/ESS/MCSE; a later one (ArviZ's diagnostics patched to fail)
+    reads the same numbers from disk."""
+    rng = np.random.default_rng(3)
+    post = xr.Dataset({"a": (("chain", "draw"), rng.standard_normal((4, 300))),
+                       "b": (("chain", "draw", "k"), rng.standard_normal((4, 300, 2)))})
+    post.to_netcdf(tmp_path / "post.nc")
+    code = textwrap.dedent(f"""
+        import json, sys, xarray as xr
+        if sys.argv[1] == "later":
+            import arviz as az
+            def boom(*a, **k):
+                raise AssertionError("diagnostics computed again")
+            az.ess = az.rhat = az.mcse = boom
+        from bayes_sacral.summarize import summarize_posterior
+        post = xr.load_dataset({str(tmp_path / "post.nc")!r})
+        print(json.dumps(summarize_posterior(post, ["a", "b"]), default=float, sort_keys=True))
+    """)
+    env = {**os.environ}
+    first = subprocess.run([sys.executable, "-c", code, "first"], capture_output=True, text=True, env=env, check=True).stdout
+    later = subprocess.run([sys.executable, "-c", code, "later"], capture_output=True, text=True, env=env)
+    assert later.returncode == 0, later.stderr[-2000:]
+    assert later.stdout == first and '"ess_bulk"' in first

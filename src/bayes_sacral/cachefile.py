@@ -19,7 +19,7 @@ import pickle
 import time
 from pathlib import Path
 
-__all__ = ["cache_dir", "read_entry", "write_entry"]
+__all__ = ["cache_dir", "read_entry", "write_entry", "prune"]
 
 
 def cache_dir() -> Path:
@@ -58,3 +58,24 @@ def write_entry(path: Path, magic: bytes, fmt: int, key: str, payload) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def prune(files, max_bytes: int) -> int:
+    """Delete the least recently used of ``files`` (by modification time; readers touch what they use) until the rest
+    fit in ``max_bytes``; returns how many were deleted."""
+    stats = []
+    for p in files:
+        try:
+            st = Path(p).stat()
+        except OSError:
+            continue
+        stats.append((st.st_mtime, st.st_size, Path(p)))
+    total = sum(size for _, size, _ in stats)
+    n = 0
+    for _, size, p in sorted(stats, key=lambda t: t[0]):
+        if total <= max_bytes:
+            break
+        p.unlink(missing_ok=True)
+        total -= size
+        n += 1
+    return n

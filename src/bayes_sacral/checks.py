@@ -68,8 +68,8 @@ def _split_blocks(dt: xr.DataTree) -> list[tuple[int, xr.DataTree, xr.Dataset | 
 
 #: PSIS-LOO results and predictive-check tables already computed, keyed by their inputs' content (:mod:`bayes_sacral.memo`):
 #: the reanalysis' model checks and its report read the same ones.
-_LOO = Memo(512, "bayes_sacral.checks:loo")
-_PPC = Memo(128, "bayes_sacral.checks:ppc")
+_LOO = Memo(512, "bayes_sacral.checks:loo", persist=True)
+_PPC = Memo(128, "bayes_sacral.checks:ppc", persist=True)
 
 
 def _loo(sub: xr.DataTree):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .memo import prune_results
 from .serialize import to_jsonable
 from .store import DEFAULT_STORE
 
@@ -181,6 +182,7 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
             t0 = time.perf_counter()
             write_report(fitted, tmp, title, log=log)
             log(f"report: written in {time.perf_counter() - t0:.0f} s")
+    prune_results()  # keep the remembered diagnostics, LOO and predictive checks bounded
     counts = {s: sum(f.status == s for f in findings) for s in ("pass", "borderline", "fail")}
     log(f"integrity: {len(findings)} findings ({counts['pass']} pass, {counts['borderline']} borderline, {counts['fail']} fail)")
     log(f"reproduction: {len(repro)} tests; runs fitted: {len(fitted)}")

@@ -56,7 +56,7 @@ def _block_diagnostics(da: xr.DataArray, blocks: np.ndarray, prob: float = 0.95)
 
 
 #: Diagnostics of recently summarised variables, keyed by their draws' content (see :mod:`bayes_sacral.memo`).
-_DIAGNOSTICS = Memo(4096, "bayes_sacral.summarize:diagnostics")
+_DIAGNOSTICS = Memo(4096, "bayes_sacral.summarize:diagnostics", persist=True)
 
 
 def _diagnostics(da: xr.DataArray, blocks: np.ndarray | None, prob: float, has_chains: bool, finite_all: bool) -> tuple:

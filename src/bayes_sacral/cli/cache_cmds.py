@@ -7,7 +7,8 @@ import typer
 from .app import app
 from .output import OutputFormat, emit, say
 
-cache_app = typer.Typer(help="The cache of compiled models (reused across runs, sweeps and processes) and of rendered report figures.",
+cache_app = typer.Typer(help="The cache of compiled models (reused across runs, sweeps and processes), rendered report figures and "
+                             "remembered diagnostics.",
                         no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 
@@ -19,12 +20,16 @@ def cache_info(
     """Where the compiled models and rendered figures live, how many there are and their size. Set BAYES_SACRAL_CACHE to
     move the cache."""
     from ..compiled import cache_info as info
+    from ..memo import results_info
     from ..report import figure_cache
 
     d = info()
     f = figure_cache.info()
+    r = results_info()
     rows = [{"item": "compiled models and functions", "location": d["location"], "entries": str(d["entries"]), "MiB": f"{d['bytes'] / 2**20:.1f}"},
             {"item": "rendered report figures", "location": f["location"], "entries": str(f["entries"]), "MiB": f"{f['bytes'] / 2**20:.1f}"},
+            {"item": "remembered diagnostics, LOO, predictive checks", "location": r["location"], "entries": str(r["entries"]),
+             "MiB": f"{r['bytes'] / 2**20:.1f}"},
             {"item": "PyTensor compiledir", "location": d["pytensor_compiledir"], "entries": "",
              "MiB": f"{d['pytensor_bytes'] / 2**20:.1f}"}]
     emit(rows, fmt, columns=["item", "location", "entries", "MiB"], title="Cache",
@@ -36,10 +41,11 @@ def cache_info(
 def cache_clear(
     pytensor: bool = typer.Option(False, "--pytensor", help="Also delete PyTensor's compiledir (C code of every graph)."),
 ) -> None:
-    """Delete every compiled model and rendered figure; the next fit compiles again (about 2-10 s per model structure)
-    and the next report writes every figure again."""
+    """Delete every compiled model, rendered figure and remembered result; the next fit compiles again (about 2-10 s per
+    model structure) and the next report writes every figure and computes every diagnostic again."""
     from ..compiled import clear_cache
+    from ..memo import clear_results
     from ..report import figure_cache
 
-    n = clear_cache(pytensor_too=pytensor) + figure_cache.clear()
+    n = clear_cache(pytensor_too=pytensor) + figure_cache.clear() + clear_results()
     say(f"removed {n} file{'s' if n != 1 else ''}")

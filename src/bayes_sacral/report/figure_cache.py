@@ -25,6 +25,7 @@ import pickle
 from pathlib import Path
 
 from ..cachefile import cache_dir, read_entry, write_entry
+from ..cachefile import prune as cachefile_prune
 
 __all__ = ["figure_key", "load", "store", "write_files", "prune", "info", "clear", "MAX_BYTES"]
 
@@ -142,22 +143,7 @@ def _entries() -> list[Path]:
 
 def prune(max_bytes: int = MAX_BYTES) -> int:
     """Delete the least recently used entries until the rest fit in ``max_bytes``; returns how many were deleted."""
-    stats = []
-    for p in _entries():
-        try:
-            st = p.stat()
-        except OSError:
-            continue
-        stats.append((st.st_mtime, st.st_size, p))
-    total = sum(s for _, s, _ in stats)
-    n = 0
-    for _, size, p in sorted(stats, key=lambda t: t[0]):
-        if total <= max_bytes:
-            break
-        p.unlink(missing_ok=True)
-        total -= size
-        n += 1
-    return n
+    return cachefile_prune(_entries(), max_bytes)
 
 
 def info() -> dict:
