@@ -68,6 +68,13 @@ def test_a_changed_figure_is_written_afresh(cache, tmp_path):
     _, hits = write(tmp_path / "b", make(shift=1e-9))  # a change far below what a pixel shows is still another figure
     assert hits == 0 and len(list(cache.glob("*.bsfg"))) == 2
     assert figure_cache.figure_key(make()) != figure_cache.figure_key(make(shift=1e-9))
+    # the same figure saved under other settings (here the PDF font type) is another entry too
+    import matplotlib
+
+    fig = make()
+    key = figure_cache.figure_key(fig)
+    with matplotlib.rc_context({"pdf.fonttype": 42}):
+        assert figure_cache.figure_key(fig) != key
 
 
 def test_worker_processes_fill_the_cache(cache, tmp_path):

@@ -3,7 +3,8 @@
 (text layout, rasterising at 300 dpi, subsetting fonts into the PDF) costs about 2 s of CPU; drawing it costs far less.
 
 - **Key.** BLAKE2 of the figure's pickle plus the render settings (preview and print resolution, the versions of
-  matplotlib and FreeType, the bytes of the house style and of the render code). The pickle is the figure's whole
+  matplotlib and FreeType, the bytes of the house style and of the render code, and matplotlib's rcParams when the
+  figure is submitted, which decide how it is saved). The pickle is the figure's whole
   state (artists, data, text, sizes), so equal keys mean equal figures. matplotlib's transforms pickle their back
   references keyed by ``id()`` of the child, which differs in every process, and a figure pickles its pyplot number;
   the key's pickle renumbers those ids in order of appearance and leaves the number out, so the same figure drawn in
@@ -92,8 +93,11 @@ def figure_key(fig) -> str | None:
         _KeyPickler(buf).dump(fig)
     except (pickle.PicklingError, AttributeError, TypeError):
         return None
+    import matplotlib
+
     h = hashlib.blake2b(digest_size=20)
     h.update(_render_settings())
+    h.update(repr(sorted((k, v) for k, v in matplotlib.rcParams.items() if not k.startswith("backend"))).encode())
     h.update(buf.getbuffer())
     return h.hexdigest()
 
