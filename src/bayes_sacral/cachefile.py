@@ -1,5 +1,6 @@
 """The on-disk cache: where it lives and the format of one entry, shared by the compiled-model cache
-(:mod:`bayes_sacral.compiled`) and the rendered-figure cache (:mod:`bayes_sacral.report.figure_cache`).
+(:mod:`bayes_sacral.compiled`), the rendered-figure cache (:mod:`bayes_sacral.report.figure_cache`) and the remembered
+diagnostics (:mod:`bayes_sacral.memo`).
 
 An entry is one file: four magic bytes naming its kind, then a header (format, key, SHA-256 of the body, creation
 time) and the pickled body. :func:`read_entry` raises :class:`ValueError` for a file of another kind, format or key,

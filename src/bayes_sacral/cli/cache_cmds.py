@@ -1,4 +1,5 @@
-"""``bayes-sacral cache info|clear``: the persistent cache of compiled models and rendered report figures."""
+"""``bayes-sacral cache info|clear``: the persistent cache of compiled models, rendered report figures and remembered
+diagnostics."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ app.add_typer(cache_app, name="cache")
 def cache_info(
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="Output format.", case_sensitive=False),
 ) -> None:
-    """Where the compiled models and rendered figures live, how many there are and their size. Set BAYES_SACRAL_CACHE to
-    move the cache."""
+    """Where the compiled models, rendered figures and remembered diagnostics live, how many there are and their size.
+    Set BAYES_SACRAL_CACHE to move the cache."""
     from ..compiled import cache_info as info
     from ..memo import results_info
     from ..report import figure_cache
