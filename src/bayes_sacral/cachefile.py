@@ -20,7 +20,7 @@ import pickle
 import time
 from pathlib import Path
 
-__all__ = ["cache_dir", "read_entry", "write_entry", "prune"]
+__all__ = ["cache_dir", "read_entry", "lookup", "write_entry", "prune"]
 
 
 def cache_dir() -> Path:
@@ -45,6 +45,24 @@ def read_entry(path: Path, magic: bytes, fmt: int, key: str):
     if hashlib.sha256(body).hexdigest() != header.get("sha256"):
         raise ValueError("entry is corrupt (checksum mismatch)")
     return pickle.loads(body)
+
+
+def lookup(path: Path, magic: bytes, fmt: int, key: str) -> tuple[bool, object]:
+    """``(True, body)`` for an intact entry, touched as just used (for :func:`prune`); ``(False, None)`` when there is
+    none. A damaged, stale or foreign entry is deleted (the caller computes the value again) and never returned."""
+    path = Path(path)
+    try:
+        body = read_entry(path, magic, fmt, key)
+    except FileNotFoundError:
+        return False, None
+    except Exception:  # noqa: BLE001 - corrupt, truncated, stale or foreign: never used
+        path.unlink(missing_ok=True)
+        return False, None
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+    return True, body
 
 
 def write_entry(path: Path, magic: bytes, fmt: int, key: str, payload) -> None:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cachefile import cache_dir, read_entry, write_entry
+from .cachefile import cache_dir, lookup, read_entry, write_entry
 
 __all__ = ["cache_dir", "compiled_model", "cached_function", "structure_key", "shared_by_name", "logp_and_grad", "cache_info",
            "clear_cache", "CacheStats", "STATS"]
@@ -94,13 +94,11 @@ def cached_function(key: str, what: str, build):
     entry = f"{key}|{what}|{_code_fingerprint()}"  # the code that builds the function is part of what it is
     path = _functions_dir() / (hashlib.sha256(entry.encode()).hexdigest()[:40] + ".bsfn")
     if path.is_file():
-        try:
-            fn = _read(path, entry)["function"]
+        found, body = lookup(path, _MAGIC, FORMAT, entry)
+        if found:
             STATS.functions_loaded += 1
-            return fn
-        except Exception:  # noqa: BLE001 - corrupt, truncated or stale: never used, rebuilt below
-            STATS.rejected += 1
-            path.unlink(missing_ok=True)
+            return body["function"]
+        STATS.rejected += 1  # corrupt, truncated or stale: deleted by lookup, rebuilt below
     fn = build()
     STATS.functions_built += 1
     try:

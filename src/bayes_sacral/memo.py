@@ -115,21 +115,9 @@ class Memo:
         where = self._disk(key)
         if where is None:
             return False, None
-        path, full = where
-        from .cachefile import read_entry
+        from .cachefile import lookup
 
-        try:
-            value = read_entry(path, _MAGIC, _FORMAT, full)
-        except FileNotFoundError:
-            return False, None
-        except Exception:  # noqa: BLE001 - corrupt, truncated or foreign: never used, recomputed
-            path.unlink(missing_ok=True)
-            return False, None
-        try:
-            os.utime(path)  # last use, for pruning
-        except OSError:
-            pass
-        return True, value
+        return lookup(where[0], _MAGIC, _FORMAT, where[1])  # a damaged entry is deleted and recomputed
 
     def _store(self, key: str, value) -> None:
         where = self._disk(key)

@@ -21,11 +21,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-import os
 import pickle
 from pathlib import Path
 
-from ..cachefile import cache_dir, read_entry, write_entry
+from ..cachefile import cache_dir, lookup, write_entry
 from ..cachefile import prune as cachefile_prune
 
 __all__ = ["figure_key", "load", "store", "write_files", "prune", "info", "clear", "MAX_BYTES"]
@@ -104,19 +103,8 @@ def figure_key(fig) -> str | None:
 
 def load(key: str) -> dict | None:
     """The entry (``preview``, ``png`` and ``pdf`` bytes) of ``key``, or None; a damaged entry is deleted."""
-    path = _path(key)
-    try:
-        entry = read_entry(path, _MAGIC, FORMAT, key)
-    except FileNotFoundError:
-        return None
-    except Exception:  # noqa: BLE001 - corrupt, truncated or stale: never used; the figure is written afresh
-        path.unlink(missing_ok=True)
-        return None
-    try:
-        os.utime(path)  # last use, for pruning
-    except OSError:
-        pass
-    return entry
+    found, entry = lookup(_path(key), _MAGIC, FORMAT, key)
+    return entry if found else None
 
 
 def store(key: str, preview: bytes, stem: Path) -> None:
