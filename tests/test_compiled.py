@@ -39,22 +39,37 @@ def closed_form(y):
     return float(np.sum(y) / prec), float(prec**-0.5)
 
 
+def beta_binomial_model(y, n):
+    """A model whose gradient calls scipy's digamma through PyTensor's cached Cython function pointer."""
+    with pm.Model() as m:
+        a = pm.Gamma("a", 2.0, 0.5)
+        b = pm.Gamma("b", 2.0, 0.5)
+        pm.BetaBinomial("obs", n=pm.Data("n", np.asarray(n)), alpha=a, beta=b, observed=pm.Data("y", np.asarray(y)))
+    return m
+
+
 SCRIPT = """
 import json, sys, numpy as np, nutpie
+import numba.core.dispatcher as dispatcher
 sys.path.insert(0, {tests!r})
-from test_compiled import normal_model
+from test_compiled import normal_model, beta_binomial_model
 from bayes_sacral import compiled
-cm = compiled.compiled_model(normal_model([0.5, 1.5, 2.0]))
+objmode = []  # numba compiling an object-mode block (what a pointer slot left empty costs on first use)
+_compile = dispatcher.ObjModeLiftedWith.compile
+dispatcher.ObjModeLiftedWith.compile = lambda self, sig: objmode.append(1) or _compile(self, sig)
+cm = compiled.compiled_model({model})
 idata = nutpie.sample(cm, draws=300, tune=300, chains=2, cores=1, seed=5, progress_bar=False)
 s = compiled.STATS
-print(json.dumps({{"compiled": s.compiled, "loaded": s.loaded, "rejected": s.rejected,
-                  "mu": idata.posterior["mu"].values.ravel().tolist()}}))
+var = list(idata.posterior.data_vars)[0]
+print(json.dumps({{"compiled": s.compiled, "loaded": s.loaded, "rejected": s.rejected, "objmode": len(objmode),
+                  "slots": sum(len(x.payload["slots"]) for x in compiled._LOADED.values()),
+                  "mu": idata.posterior[var].values.ravel().tolist()}}))
 """
 
 
-def run_fresh(cache):
+def run_fresh(cache, model="normal_model([0.5, 1.5, 2.0])"):
     env = {**os.environ, "BAYES_SACRAL_CACHE": str(cache)}
-    code = SCRIPT.format(tests=os.path.dirname(__file__))
+    code = SCRIPT.format(tests=os.path.dirname(__file__), model=model)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -75,6 +90,18 @@ def test_fresh_process_loads_the_compiled_model_and_draws_identically(tmp_path):
     assert (third["compiled"], third["loaded"], third["rejected"]) == (1, 0, 1)
     assert third["mu"] == first["mu"]
     assert run_fresh(tmp_path)["loaded"] == 1  # the rebuilt entry is good
+
+
+def test_scipy_function_pointers_are_filled_at_load_not_looked_up_through_numba(tmp_path):
+    """The digamma in the beta-binomial's gradient is reached through a pointer slot the loader fills: a fresh process
+    that loads the entry compiles no object-mode block, and draws exactly what the compiling process drew."""
+    model = "beta_binomial_model([3, 7, 5, 9, 2], [10, 10, 10, 12, 10])"
+    first = run_fresh(tmp_path, model)
+    assert (first["compiled"], first["loaded"]) == (1, 0) and first["slots"] >= 1
+    second = run_fresh(tmp_path, model)
+    assert (second["compiled"], second["loaded"], second["rejected"]) == (0, 1, 0)
+    assert second["objmode"] == 0
+    assert second["mu"] == first["mu"]
 
 
 def test_same_structure_other_data_is_reused_and_fits_its_own_data(tmp_path, monkeypatch):

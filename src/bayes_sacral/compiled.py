@@ -8,12 +8,13 @@ numba cannot cache those callbacks ("uses dynamic globals"). This module caches 
   hyperparameters are shared variables, so their *values* are not part of the structure: one compiled model serves every
   data set, prior set, reconstruction, simulated trial and sweep member of that structure), the order of the free
   variables, and the versions of Python, nutpie, numba, llvmlite, PyTensor and PyMC and the host CPU.
-- **Entry.** The two compiled callbacks as LLVM bitcode in which every definition except the entry points is private and
-  the entry points carry the key in their name (so loading never clashes with code already in the process), the numba
-  environments they need, and the layout of nutpie's shared-data record. A header holds the format, the key and a
-  SHA-256 of the body.
-- **Use.** On a hit the bitcode is turned into machine code (about a second) and bound to the model at hand: its shared
-  data, coordinates and initial-point function. A freshly compiled model is written and then loaded the same way, so a
+- **Entry.** The two compiled callbacks as machine code (numba's object-code serialisation, made from LLVM bitcode in
+  which every definition except the entry points is private and the entry points carry the key in their name, so
+  loading never clashes with code already in the process), the numba environments they need, and the layout of nutpie's
+  shared-data record. A header holds the format, the key and a SHA-256 of the body. The key includes the host CPU, so
+  machine code is only ever loaded where it was generated.
+- **Use.** On a hit the machine code is linked into the process (tens of milliseconds) and bound to the model at hand:
+  its shared data, coordinates and initial-point function. A freshly compiled model is written and then loaded the same way, so a
   run's draws are the same whether its structure came from the cache or not.
 - **Trust.** Every bind checks the compiled log density at two points against PyTensor's own Python implementation of
   the same model and the gradient against finite differences; a corrupt, truncated, stale or colliding entry fails the
@@ -47,9 +48,10 @@ from .cachefile import cache_dir, lookup, read_entry, write_entry
 __all__ = ["cache_dir", "compiled_model", "cached_function", "structure_key", "shared_by_name", "logp_and_grad", "cache_info",
            "clear_cache", "CacheStats", "STATS"]
 
-FORMAT = 1
+FORMAT = 2  # 2: machine code (numba object code) instead of bitcode
 _MAGIC = b"BSCM"
 _ENV_PREFIX = "_ZN08NumbaEnv"
+_PTR_SLOT = "_ptr_cache_"  # PyTensor's per-process cache of a scipy Cython function's address (link/numba/cache.py)
 _LOCK = threading.Lock()
 
 
@@ -173,13 +175,15 @@ def _structure_key(model) -> str:
 
 
 # ---------------------------------------------------------------------- serialising nutpie's compiled callbacks
-def _isolated_bitcode(lib, entry: str, suffix: str) -> tuple[bytes, dict[str, str]]:
-    """Bitcode of a finalised numba library with every definition private except ``entry`` (renamed ``entry + suffix``)
-    and the environment globals (renamed with ``suffix``): it can be loaded beside anything else in the process."""
+def _isolated_bitcode(lib, entry: str, suffix: str) -> tuple[bytes, dict[str, str], dict[str, str]]:
+    """Bitcode of a finalised numba library with every definition private except ``entry`` (renamed ``entry + suffix``),
+    the environment globals and PyTensor's cached function-pointer slots (both renamed with ``suffix``): it can be
+    loaded beside anything else in the process. Returns the bitcode, the environments (old name -> new name) and the
+    pointer slots (new name -> ``module.function`` of the scipy Cython function whose address the slot holds)."""
     import llvmlite.binding as ll
 
     mod = ll.parse_bitcode(lib._final_module.as_bitcode())
-    envs = {}
+    envs, slots = {}, {}
     for f in mod.functions:
         if f.is_declaration:
             continue
@@ -194,9 +198,16 @@ def _isolated_bitcode(lib, entry: str, suffix: str) -> tuple[bytes, dict[str, st
             old = gv.name
             gv.name = old + suffix
             envs[old] = gv.name
+        elif gv.name.startswith(_PTR_SLOT):
+            # filled by the compiled code on its first call through an object-mode block that numba compiles (half a
+            # second, in every process); visible, the loader fills it instead (see _fill_slots)
+            target = gv.name[len(_PTR_SLOT):]
+            gv.name = gv.name + suffix
+            gv.linkage = "external"
+            slots[gv.name] = target
         else:
             gv.linkage = "internal"
-    return mod.as_bitcode(), envs
+    return mod.as_bitcode(), envs, slots
 
 
 def _dump(cm, key: str) -> dict:
@@ -205,15 +216,17 @@ def _dump(cm, key: str) -> dict:
 
     suffix = "_bs" + key[:16]
     payload: dict = {"key": key}
-    envs = []
+    envs, slots = [], {}
     for name, fn in (("logp", cm.compiled_logp_func), ("expand", cm.compiled_expand_func)):
-        bc, renamed = _isolated_bitcode(fn._library, fn.native_name, suffix + name)
-        payload[name] = (bc, fn.native_name + suffix + name)
+        bc, renamed, found = _isolated_bitcode(fn._library, fn.native_name, suffix + name)
+        slots.update(found)
+        payload[name] = (_object_code(bc, fn.native_name + suffix + name, name), fn.native_name + suffix + name)
         for old, new in renamed.items():
             env = lookup_environment(old)
             if env is not None:
                 envs.append((new, env.globals.get("__name__"), list(env.consts)))
     payload["envs"] = serialize.dumps(envs)
+    payload["slots"] = slots
     payload["shared_names"] = [(v.name, k) for v, k in cm.shared_var_keys.items()]
     payload["n_dim"] = cm._n_dim
     payload["n_expanded"] = cm.n_expanded
@@ -242,14 +255,48 @@ class _Fn:
         self.address = address
 
 
-def _load(payload: dict) -> _Loaded:
-    import numba
-    from numba.core.environment import Environment, lookup_environment
+def _codegen():
+    """numba's CPU code generator, with the runtime (NRT) whose symbols compiled models link against initialised (what
+    numba does before its first compilation; far cheaper than compiling something to get it)."""
     from numba.core.registry import cpu_target
+    from numba.core.runtime import rtsys
 
-    numba.njit(lambda n: np.empty(n))(1)  # numba's runtime must be initialised before its symbols are linked against
-    codegen = cpu_target.target_context.codegen()
-    libs = {k: codegen.unserialize_library((f"bayes-sacral-{k}", "bitcode", payload[k][0])) for k in ("logp", "expand")}
+    ctx = cpu_target.target_context
+    rtsys.initialize(ctx)
+    return ctx.codegen()
+
+
+def _fill_slots(codegen, slots: dict[str, str]) -> None:
+    """Write into each function-pointer slot of loaded code the address its compiled code would look up on first use:
+    the scipy Cython function ``module.function`` (what PyTensor's ``get_ptr_func`` returns)."""
+    from numba.core.extending import get_cython_function_address
+
+    for name, target in slots.items():
+        module, function = target.rsplit(".", 1)
+        address = codegen._engine.get_global_value_address(name)
+        if not address:
+            raise ValueError(f"loaded code has no pointer slot {name}")
+        ctypes.c_void_p.from_address(address).value = get_cython_function_address(module, function)
+
+
+def _object_code(bitcode: bytes, entry: str, name: str) -> tuple:
+    """numba's object-code serialisation of ``bitcode`` (machine code plus the declarations other code links against):
+    loading it is a link step, about 15x faster than generating machine code from bitcode again."""
+    import llvmlite.binding as ll
+
+    lib = _codegen().create_library(f"bayes-sacral-{name}")
+    lib.enable_object_caching()
+    lib._final_module = ll.parse_bitcode(bitcode)
+    lib._finalize_final_module()
+    lib.get_pointer_to_function(entry)  # generates the machine code, which numba's object cache hook keeps on the library
+    return lib.serialize_using_object_code()
+
+
+def _load(payload: dict) -> _Loaded:
+    from numba.core.environment import Environment, lookup_environment
+
+    codegen = _codegen()
+    libs = {k: codegen.unserialize_library(payload[k][0]) for k in ("logp", "expand")}
     keep = []
     for name, modname, consts in pickle.loads(payload["envs"]):
         env = lookup_environment(name)
@@ -260,6 +307,7 @@ def _load(payload: dict) -> _Loaded:
             Environment._memo[name] = env
         keep.append(env)
         codegen.set_env(name, env)
+    _fill_slots(codegen, payload["slots"])
     return _Loaded(payload, libs, libs["logp"].get_pointer_to_function(payload["logp"][1]),
                    libs["expand"].get_pointer_to_function(payload["expand"][1]), keep)
 
