@@ -131,6 +131,17 @@ def test_structure_key_separates_structures_not_data():
     assert compiled.structure_key(other) != k1
 
 
+def test_machine_code_is_keyed_by_the_cpus_instruction_set(monkeypatch):
+    """Entries hold machine code: a CPU of the same name with other features (a VM masking AVX-512, say) gets its own."""
+    import llvmlite.binding as ll
+
+    k1 = compiled.structure_key(normal_model([1.0, 2.0]))
+    features = ll.get_host_cpu_features()
+    features["avx512f"] = not features.get("avx512f", False)
+    monkeypatch.setattr(ll, "get_host_cpu_features", lambda: features)
+    assert compiled.structure_key(normal_model([1.0, 2.0])) != k1
+
+
 EVENTS_DOC = {"run": {"name": "t", "seed": 3}, "model": {"kind": "secondary_procedures"}, "priors": {"set": "jeffreys"},
               "sampler": {"draws": 2000, "chains": 2, "prior_draws": 100, "predictive_draws": 200}}
 

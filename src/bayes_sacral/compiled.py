@@ -7,12 +7,13 @@ numba cannot cache those callbacks ("uses dynamic globals"). This module caches 
   variable names), the bytes of every constant in it, the name, dtype and rank of every shared variable (data and prior
   hyperparameters are shared variables, so their *values* are not part of the structure: one compiled model serves every
   data set, prior set, reconstruction, simulated trial and sweep member of that structure), the order of the free
-  variables, and the versions of Python, nutpie, numba, llvmlite, PyTensor and PyMC and the host CPU.
+  variables, and the versions of Python, nutpie, numba, llvmlite, PyTensor and PyMC and the host CPU (its name and
+  instruction-set features, as numba's own cache does: machine code made for one CPU is never run on another).
 - **Entry.** The two compiled callbacks as machine code (numba's object-code serialisation, made from LLVM bitcode in
   which every definition except the entry points is private and the entry points carry the key in their name, so
   loading never clashes with code already in the process), the numba environments they need, and the layout of nutpie's
   shared-data record. A header holds the format, the key and a SHA-256 of the body. The key includes the host CPU, so
-  machine code is only ever loaded where it was generated.
+  machine code is only ever loaded on the kind of CPU it was generated for.
 - **Use.** On a hit the machine code is linked into the process (tens of milliseconds) and bound to the model at hand:
   its shared data, coordinates and initial-point function. A freshly compiled model is written and then loaded the same way, so a
   run's draws are the same whether its structure came from the cache or not.
@@ -120,7 +121,7 @@ def _versions() -> str:
 
     from . import __version__
 
-    return "|".join([sys.version, platform.machine(), ll.get_host_cpu_name(), nutpie.__version__, numba.__version__, llvmlite.__version__,
+    return "|".join([sys.version, platform.machine(), ll.get_host_cpu_name(), ll.get_host_cpu_features().flatten(), nutpie.__version__, numba.__version__, llvmlite.__version__,
                      pytensor.__version__, pymc.__version__, __version__, str(FORMAT)])
 
 
