@@ -193,3 +193,28 @@ def test_exact_prior_and_prior_predictive_follow_the_closed_form_prior():
     np.testing.assert_allclose(rd, (p.sel(arm="psfs") - p.sel(arm="sacroplasty")).values)
     # the predictive uses its own stream: not a function of the prior draws' uniforms
     assert abs(np.corrcoef(prior["p_event"].values.ravel(), pp["events"].values.ravel())[0, 1]) < 0.9
+
+
+def test_the_cache_stays_bounded_least_recently_used_first(tmp_path, monkeypatch):
+    """After a write the oldest-used entries go until the rest fit; loading an entry marks it used, so a structure in
+    daily use outlives entries nobody has loaded since (old package versions, retired models)."""
+    monkeypatch.setenv("BAYES_SACRAL_CACHE", str(tmp_path))
+    monkeypatch.setattr(compiled, "_LOADED", {})  # nothing already in memory from an earlier test
+    y = [0.5, 1.5, 2.0]
+    compiled.compiled_model(normal_model(y))  # a real entry
+    real = next((tmp_path / "models").glob("*.bscm"))
+    stale = []
+    for i in range(3):  # entries of another version: same size, never loaded again
+        p = tmp_path / "models" / f"{i:064x}.bscm"
+        p.write_bytes(real.read_bytes())
+        stale.append(p)
+    t0 = real.stat().st_mtime
+    for k, p in enumerate([real, *stale]):
+        os.utime(p, (t0 - 1000 + k, t0 - 1000 + k))  # the real entry is the oldest written
+    compiled._LOADED.clear()
+    compiled.compiled_model(normal_model(y))  # loaded from disk: marked as used
+    assert real.stat().st_mtime > t0 - 10
+    size = real.stat().st_size
+    assert compiled.prune(max_bytes=2 * size + size // 2) == 2
+    assert real.exists() and sum(p.exists() for p in stale) == 1 and stale[2].exists()
+    assert compiled.prune(max_bytes=10 * size) == 0

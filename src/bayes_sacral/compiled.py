@@ -22,7 +22,8 @@ numba cannot cache those callbacks ("uses dynamic globals"). This module caches 
   header or this check and is deleted and rebuilt, never used.
 
 The cache lives in ``$BAYES_SACRAL_CACHE`` (default ``$XDG_CACHE_HOME/bayes-sacral`` or ``~/.cache/bayes-sacral``); it is
-safe to delete at any time (``bayes-sacral cache clear``). PyTensor keeps its own compiled kernels in its compiledir
+safe to delete at any time (``bayes-sacral cache clear``) and kept within :data:`MAX_BYTES` (after each write the least
+recently used entries go, so entries of old package versions or retired structures do not pile up). PyTensor keeps its own compiled kernels in its compiledir
 (shown by ``bayes-sacral cache info``).
 """
 
@@ -34,6 +35,7 @@ import functools
 import hashlib
 import importlib
 import io
+import os
 import pickle
 import platform
 import sys
@@ -45,15 +47,17 @@ from pathlib import Path
 import numpy as np
 
 from .cachefile import cache_dir, lookup, read_entry, write_entry
+from .cachefile import prune as cachefile_prune
 
 __all__ = ["cache_dir", "compiled_model", "cached_function", "structure_key", "shared_by_name", "logp_and_grad", "cache_info",
-           "clear_cache", "CacheStats", "STATS"]
+           "clear_cache", "prune", "CacheStats", "STATS", "MAX_BYTES"]
 
 FORMAT = 2  # 2: machine code (numba object code) instead of bitcode
 _MAGIC = b"BSCM"
 _ENV_PREFIX = "_ZN08NumbaEnv"
 _PTR_SLOT = "_ptr_cache_"  # PyTensor's per-process cache of a scipy Cython function's address (link/numba/cache.py)
 _LOCK = threading.Lock()
+MAX_BYTES = 1024 * 2**20  # compiled models (about 0.5 MB each) and functions kept, least recently used deleted first
 
 
 @dataclasses.dataclass
@@ -108,6 +112,8 @@ def cached_function(key: str, what: str, build):
         _write(path, entry, {"function": fn})
     except Exception:  # noqa: BLE001 - unpicklable or read-only cache: kept in memory only
         pass
+    else:
+        prune()
     return fn
 
 
@@ -446,6 +452,7 @@ def compiled_model(model, log=None):
                 log(f"compile cache: entry {path.name[:12]} rejected ({exc}); rebuilding")
                 path.unlink(missing_ok=True)
             else:
+                _touch(path)
                 _LOADED[key] = loaded
                 STATS.loaded += 1
                 STATS.load_s += time.perf_counter() - t0
@@ -469,20 +476,41 @@ def compiled_model(model, log=None):
             _write(path, key, payload)
         except OSError as exc:
             log(f"compile cache: could not write {path} ({exc})")
+        else:
+            prune()
         _LOADED[key] = loaded
         STATS.compiled += 1
         STATS.compile_s += time.perf_counter() - t0
         return cm
 
 
+def _touch(path: Path) -> None:
+    """Mark an entry as just used (pruning deletes the least recently used first)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def _entries() -> list[Path]:
+    out = []
+    for d, pattern in ((_models_dir(), "*.bscm"), (_functions_dir(), "*.bsfn")):
+        if d.is_dir():
+            out += d.glob(pattern)
+    return out
+
+
+def prune(max_bytes: int = MAX_BYTES) -> int:
+    """Delete the least recently used compiled models and functions until the rest fit in ``max_bytes`` (run after
+    every write: entries of structures, package versions or CPUs no longer in use do not pile up). Returns how many."""
+    return cachefile_prune(_entries(), max_bytes)
+
+
 def cache_info() -> dict:
     """Location, entries and size of the compile cache, and PyTensor's compiledir."""
     import pytensor
 
-    d = _models_dir()
-    entries = sorted(d.glob("*.bscm")) if d.is_dir() else []
-    f = _functions_dir()
-    entries += sorted(f.glob("*.bsfn")) if f.is_dir() else []
+    entries = _entries()
     comp = Path(pytensor.config.compiledir)
     return {"location": str(cache_dir()), "entries": len(entries), "bytes": sum(e.stat().st_size for e in entries),
             "pytensor_compiledir": str(comp), "pytensor_bytes": sum(f.stat().st_size for f in comp.rglob("*") if f.is_file()) if comp.is_dir() else 0,
