@@ -35,7 +35,6 @@ import functools
 import hashlib
 import importlib
 import io
-import os
 import pickle
 import platform
 import sys
@@ -46,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cachefile import cache_dir, lookup, read_entry, write_entry
+from .cachefile import cache_dir, lookup, write_entry
 from .cachefile import prune as cachefile_prune
 
 __all__ = ["cache_dir", "compiled_model", "cached_function", "structure_key", "shared_by_name", "logp_and_grad", "cache_info",
@@ -417,10 +416,6 @@ def _verify(cm, model) -> None:
 _LOADED: dict[str, _Loaded] = {}
 
 
-def _read(path: Path, key: str) -> dict:
-    return read_entry(path, _MAGIC, FORMAT, key)
-
-
 def _write(path: Path, key: str, payload: dict) -> None:
     write_entry(path, _MAGIC, FORMAT, key, payload)
 
@@ -443,8 +438,12 @@ def compiled_model(model, log=None):
         path = _models_dir() / f"{key}.bscm"
         if path.is_file():
             t0 = time.perf_counter()
+            # an intact entry is marked as used (for prune); a damaged, stale or foreign one is already deleted
+            found, payload = lookup(path, _MAGIC, FORMAT, key)
             try:
-                loaded = _load(_read(path, key))
+                if not found:
+                    raise ValueError("damaged, stale or foreign entry")
+                loaded = _load(payload)
                 cm = _bind(loaded, model)
                 _verify(cm, model)
             except Exception as exc:  # noqa: BLE001 - any unreadable or wrong entry is rebuilt, never used
@@ -452,7 +451,6 @@ def compiled_model(model, log=None):
                 log(f"compile cache: entry {path.name[:12]} rejected ({exc}); rebuilding")
                 path.unlink(missing_ok=True)
             else:
-                _touch(path)
                 _LOADED[key] = loaded
                 STATS.loaded += 1
                 STATS.load_s += time.perf_counter() - t0
@@ -482,14 +480,6 @@ def compiled_model(model, log=None):
         STATS.compiled += 1
         STATS.compile_s += time.perf_counter() - t0
         return cm
-
-
-def _touch(path: Path) -> None:
-    """Mark an entry as just used (pruning deletes the least recently used first)."""
-    try:
-        os.utime(path)
-    except OSError:
-        pass
 
 
 def _entries() -> list[Path]:
