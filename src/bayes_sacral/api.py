@@ -78,6 +78,13 @@ def fit(config, data=None, *, study=None, out: str | Path | None = None, overwri
     >>> bool(0 <= run.summary().set_index("name").loc[f"risk_difference[{first}]", "prob_benefit"] <= 1)
     True
     """
+    from .gcpause import paused
+
+    with paused():  # imports and graph building allocate millions of long-lived objects (see gcpause)
+        return _fit(config, data, study, out, overwrite, log)
+
+
+def _fit(config, data, study, out, overwrite, log):
     from .config import ResolvedRun, expand, read_with_overrides
     from .fitting import fit_resolved, fit_run
 

@@ -14,6 +14,7 @@ import xarray as xr
 
 from .config import ResolvedRun, config_to_toml
 from .data.source import StudyData, load_data
+from .gcpause import paused
 from .inference import (
     THRESHOLDS,
     SamplerSettings,
@@ -92,6 +93,11 @@ def fit_resolved(run: ResolvedRun, data: StudyData | None = None, log=None, prog
                  command: str | None = None) -> Run:
     """Fit one resolved run in memory; returns the :class:`~bayes_sacral.run.Run` (save it with ``Run.save``).
     ``command``: the command line recorded in the manifest (default: this process's, when it is ``bayes-sacral``)."""
+    with paused():  # graph building and sampling allocate many long-lived objects (see gcpause)
+        return _fit_resolved(run, data, log, progressbar, command)
+
+
+def _fit_resolved(run: ResolvedRun, data: StudyData | None, log, progressbar: bool, command: str | None) -> Run:
     log = log or (lambda msg: None)
     cfg = run.config
     t0 = time.perf_counter()

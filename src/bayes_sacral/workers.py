@@ -162,4 +162,7 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
+    from .gcpause import freeze_for_exit
+
     _serve()
+    freeze_for_exit()

@@ -87,5 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     return rc if isinstance(rc, int) else 0
 
 
+def entry() -> int:
+    """The console command: :func:`main`, then the process exits without the collector's walk over every object."""
+    from ..gcpause import freeze_for_exit
+
+    rc = main()
+    freeze_for_exit()
+    return rc
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(entry())

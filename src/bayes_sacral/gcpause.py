@@ -1,0 +1,51 @@
+"""Python's cyclic garbage collector held off during a fit, and skipped over at the exit of our own processes.
+
+A fit imports PyMC, PyTensor, numba and ArviZ and builds PyTensor graphs: millions of long-lived objects. Each
+automatic collection of the oldest generation walks all of them, and the interpreter walks them once more at shutdown.
+Measured on the 30-patient MSTS fit in a fresh process (2-core machine), that is about 0.5 s during the fit and 0.9 s
+at exit, a quarter of the process's wall time.
+
+- :func:`paused` holds automatic collection off for one block (a fit) and restores the caller's setting afterwards.
+  The garbage a fit leaves is collected by the next automatic collection as usual; peak memory grows by a few MB
+  (403 -> 409 MB on that fit).
+- :func:`freeze_for_exit` moves every object into the collector's permanent generation just before one of *our*
+  processes exits (the console command, a worker), so that shutdown does not walk them. It is never called from the
+  library API: a user's process keeps its normal shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import threading
+
+__all__ = ["paused", "freeze_for_exit"]
+
+_lock = threading.Lock()
+_depth = 0
+_was_enabled = False
+
+
+@contextlib.contextmanager
+def paused():
+    """Hold automatic cyclic garbage collection off inside the block; nested and concurrent blocks are safe (the
+    collector is re-enabled when the last block ends, and only if it was enabled when the first one began)."""
+    global _depth, _was_enabled
+    with _lock:
+        if _depth == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0 and _was_enabled:
+                gc.enable()
+
+
+def freeze_for_exit() -> None:
+    """Called by our own processes right before they exit: shutdown then skips the collector's walk over every live
+    object (Python does not promise to finalize objects that are alive at exit; files are flushed by their owners)."""
+    gc.freeze()
