@@ -218,3 +218,46 @@ def test_the_cache_stays_bounded_least_recently_used_first(tmp_path, monkeypatch
     assert compiled.prune(max_bytes=2 * size + size // 2) == 2
     assert real.exists() and sum(p.exists() for p in stale) == 1 and stale[2].exists()
     assert compiled.prune(max_bytes=10 * size) == 0
+
+
+FLAGS_SCRIPT = """
+import json, pytensor
+from pytensor.link.c.cmodule import GCC_compiler
+probed = {probe}
+if probed:  # PyTensor's own probe, in a process where bayes_sacral sets nothing: the expected flags
+    GCC_compiler.compile_args()
+    print(json.dumps({{"flags": GCC_compiler.march_flags}}))
+else:
+    from bayes_sacral import compiled
+    used = compiled.pin_compiler_flags()
+    args = GCC_compiler.compile_args()  # what PyTensor then compiles and keys its kernels with
+    print(json.dumps({{"used": used, "flags": GCC_compiler.march_flags, "in_args": all(f in args for f in GCC_compiler.march_flags)}}))
+"""
+
+
+def flags_fresh(cache, probe=False):
+    env = {**os.environ, "BAYES_SACRAL_CACHE": str(cache)}
+    out = subprocess.run([sys.executable, "-c", FLAGS_SCRIPT.format(probe=probe)], env=env, capture_output=True, text=True,
+                         timeout=300, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not __import__("pytensor").config.cxx, reason="no C compiler: PyTensor probes no flags")
+def test_compiler_flags_are_probed_once_and_then_equal_pytensors_own(tmp_path, monkeypatch):
+    """The ``-march=native`` flags PyTensor probes (g++ runs and a test program) are stored once; a later process
+    uses the stored list, which equals what PyTensor's own probe finds in a process where we set nothing. A damaged
+    entry is deleted and the probe runs again."""
+    expected = flags_fresh(tmp_path, probe=True)["flags"]
+    first = flags_fresh(tmp_path)
+    assert first["used"] is False and first["flags"] == expected
+    (entry,) = (tmp_path / "compiler").glob("*.bsgf")
+    second = flags_fresh(tmp_path)
+    assert second["used"] is True and second["flags"] == expected and second["in_args"]
+    raw = bytearray(entry.read_bytes())
+    raw[-3] ^= 0xFF
+    entry.write_bytes(bytes(raw))
+    third = flags_fresh(tmp_path)
+    assert third["used"] is False and third["flags"] == expected
+    assert flags_fresh(tmp_path)["used"] is True  # rewritten intact
+    monkeypatch.setenv("BAYES_SACRAL_CACHE", str(tmp_path))
+    assert compiled.clear_cache() == 1 and not entry.exists()  # `cache clear` removes it with the compiled models

@@ -48,7 +48,7 @@ import numpy as np
 from .cachefile import cache_dir, lookup, write_entry
 from .cachefile import prune as cachefile_prune
 
-__all__ = ["cache_dir", "compiled_model", "cached_function", "structure_key", "shared_by_name", "logp_and_grad", "cache_info",
+__all__ = ["cache_dir", "compiled_model", "cached_function", "pin_compiler_flags", "structure_key", "shared_by_name", "logp_and_grad", "cache_info",
            "clear_cache", "prune", "CacheStats", "STATS", "MAX_BYTES"]
 
 FORMAT = 2  # 2: machine code (numba object code) instead of bitcode
@@ -97,6 +97,7 @@ def cached_function(key: str, what: str, build):
     PyTensor's compiledir), else ``build()`` and stored. A corrupt or foreign entry is deleted and rebuilt; a function
     that cannot be pickled, or a cache that cannot be written, is simply not stored. Its shared inputs hold the values of
     the model it was built from: callers rebind them (:func:`bayes_sacral.batched.rebind`)."""
+    pin_compiler_flags()
     entry = f"{key}|{what}|{_code_fingerprint()}"  # the code that builds the function is part of what it is
     path = _functions_dir() / (hashlib.sha256(entry.encode()).hexdigest()[:40] + ".bsfn")
     if path.is_file():
@@ -114,6 +115,53 @@ def cached_function(key: str, what: str, build):
     else:
         prune()
     return fn
+
+
+_GCC_MAGIC = b"BSGF"
+
+
+def _compiler_dir() -> Path:
+    return cache_dir() / "compiler"
+
+
+@functools.cache
+def pin_compiler_flags() -> bool:
+    """PyTensor's ``-march=native`` equivalent flags for its C kernels, remembered across processes.
+
+    PyTensor works the flags out once per process, the first time it compiles or links a C kernel (unpickling a cached
+    function does): two ``g++ -E -v`` runs and a test program compiled and run, 0.37 s. The list depends only on the
+    compiler, the CPU and PyTensor, so it is stored under a key of exactly those (compiler path, size and time, CPU
+    name and features, host name, PyTensor version, the user's ``gcc__cxxflags``) and set before PyTensor would probe.
+    The kernels' cache keys include the flags, so the same flags find the same compiled kernels. Returns whether the
+    stored flags were used. An entry that is damaged or of another key is deleted and the probe runs as before."""
+    import os
+    import shutil
+
+    import llvmlite.binding as ll
+    import pytensor
+    from pytensor.link.c.cmodule import GCC_compiler
+
+    cxx = pytensor.config.cxx
+    exe = shutil.which(cxx) if cxx else None
+    if not exe:
+        return False  # no C compiler: PyTensor uses its Python implementations and probes nothing
+    st = os.stat(os.path.realpath(exe))
+    key = "|".join([cxx, os.path.realpath(exe), str(st.st_size), str(st.st_mtime_ns), ll.get_host_cpu_name(),
+                    ll.get_host_cpu_features().flatten(), platform.node(), pytensor.__version__, pytensor.config.gcc__cxxflags])
+    path = _compiler_dir() / (hashlib.sha256(key.encode()).hexdigest()[:40] + ".bsgf")
+    if GCC_compiler.march_flags is None:
+        found, flags = lookup(path, _GCC_MAGIC, 1, key)
+        if found and isinstance(flags, list) and all(isinstance(f, str) for f in flags):
+            GCC_compiler.march_flags = list(flags)
+            return True
+        GCC_compiler.compile_args()  # PyTensor's own probe, once
+    elif path.is_file():
+        return False
+    try:
+        write_entry(path, _GCC_MAGIC, 1, key, list(GCC_compiler.march_flags or []))
+    except OSError:
+        pass
+    return False
 
 
 def _versions() -> str:
@@ -512,7 +560,7 @@ def clear_cache(pytensor_too: bool = False) -> int:
     import shutil
 
     n = 0
-    for d in (_models_dir(), _functions_dir()):
+    for d in (_models_dir(), _functions_dir(), _compiler_dir()):
         if d.is_dir():
             for f in d.iterdir():
                 if f.is_file():
