@@ -155,3 +155,38 @@ def test_a_corrupt_function_entry_is_rejected_and_rebuilt(tmp_path, monkeypatch)
     assert compiled.cached_function("k", "what", lambda: built.append(1) or {"answer": 7}) == {"answer": 7}  # rebuilt
     assert compiled.STATS.rejected == rejected + 1 and len(built) == 2
     assert compiled.cached_function("k", "other", lambda: "x") == "x"  # another function of the structure: its own entry
+
+
+def test_functions_with_blockwise_nodes_are_stored_and_load_identically(tmp_path, monkeypatch):
+    """The per-item model's log-likelihood has Blockwise nodes, which keep an unpicklable closure in their tag once
+    linked; the entry is still written (it was not, and every process rebuilt the function) and, loaded back, computes
+    the same values."""
+    import xarray as xr
+    from pytensor.tensor.blockwise import Blockwise
+
+    from bayes_sacral import batched, compiled
+    from bayes_sacral.config import resolve
+    from bayes_sacral.fitting import build_run_model, prepare_run
+
+    monkeypatch.setenv("BAYES_SACRAL_CACHE", str(tmp_path))
+    monkeypatch.setattr(batched, "_FNS", {})
+    run = resolve({"run": {"name": "bw", "seed": 1},
+                   "model": {"kind": "msts_domains", "route": "reconstructed", "pooling": "partial", "reconstructions": 2}})
+    inp, _ = prepare_run(run)
+    model = build_run_model(run, inp)
+    with model:
+        post = pm.sample_prior_predictive(draws=8, random_seed=3, var_names=[rv.name for rv in model.free_RVs])["prior"]
+    post = xr.Dataset({v: post[v] for v in post.data_vars})
+    built = compiled.STATS.functions_built
+    first = batched.log_likelihood(model, post)
+    fn = batched.compiled_for(model, "log_likelihood", lambda: None)
+    assert any(isinstance(n.op, Blockwise) for n in fn.maker.fgraph.apply_nodes)
+    assert compiled.STATS.functions_built == built + 1
+    assert len(list((tmp_path / "functions").glob("*.bsfn"))) == 1  # stored
+    batched._FNS.clear()
+    loaded = compiled.STATS.functions_loaded
+    again = batched.log_likelihood(model, post)
+    assert compiled.STATS.functions_loaded == loaded + 1
+    for v in first.data_vars:
+        np.testing.assert_array_equal(again[v].values, first[v].values)
+    np.testing.assert_array_equal(batched.log_likelihood(model, post)[v].values, first[v].values)  # the live one still runs

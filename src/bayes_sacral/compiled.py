@@ -109,11 +109,34 @@ def cached_function(key: str, what: str, build):
     fn = build()
     STATS.functions_built += 1
     try:
-        _write(path, entry, {"function": fn})
+        _write(path, entry, {"function": _picklable(fn)})
     except Exception:  # noqa: BLE001 - unpicklable or read-only cache: kept in memory only
         pass
     else:
         prune()
+    return fn
+
+
+class _DropGufuncs(pickle.Pickler):
+    """A dry run of pickling that deletes every ``gufunc`` it meets in a node's tag (see :func:`_picklable`)."""
+
+    def reducer_override(self, obj):
+        from pytensor.graph.utils import Scratchpad
+
+        if isinstance(obj, Scratchpad) and "gufunc" in obj.__dict__:
+            del obj.__dict__["gufunc"]
+        return NotImplemented
+
+
+def _picklable(fn):
+    """``fn`` without what PyTensor caches on its nodes at link time and cannot pickle: a Blockwise node keeps its
+    vectorised ``perform`` (a closure) in ``node.tag.gufunc``, also on nodes that rewriting replaced but the graph's
+    features still reference. Blockwise recreates it on its next call and on unpickling, so dropping it changes nothing
+    but lets the function be stored (the per-item model's functions were rebuilt in every process)."""
+    try:
+        _DropGufuncs(io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL).dump(fn)
+    except Exception:  # noqa: BLE001 - something else that cannot be pickled: the caller keeps it in memory only
+        pass
     return fn
 
 
