@@ -15,6 +15,7 @@ safe to delete at any time (``bayes-sacral cache clear``).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
 import time
@@ -65,10 +66,13 @@ def lookup(path: Path, magic: bytes, fmt: int, key: str) -> tuple[bool, object]:
     return True, body
 
 
-def write_entry(path: Path, magic: bytes, fmt: int, key: str, payload) -> None:
-    """Write ``payload`` as the entry at ``path`` (atomically: a temporary file renamed over it)."""
+def write_entry(path: Path, magic: bytes, fmt: int, key: str, payload, pickler: type[pickle.Pickler] = pickle.Pickler) -> None:
+    """Write ``payload`` as the entry at ``path`` (atomically: a temporary file renamed over it). ``pickler``: a
+    :class:`pickle.Pickler` subclass for payloads that need one (e.g. to leave out what cannot be pickled)."""
     path = Path(path)
-    body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    buf = io.BytesIO()
+    pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(payload)
+    body = buf.getvalue()
     header = pickle.dumps({"format": fmt, "key": key, "sha256": hashlib.sha256(body).hexdigest(), "created": time.time()})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -29,6 +29,7 @@ recently used entries go, so entries of old package versions or retired structur
 
 from __future__ import annotations
 
+import copyreg
 import ctypes
 import dataclasses
 import functools
@@ -109,7 +110,7 @@ def cached_function(key: str, what: str, build):
     fn = build()
     STATS.functions_built += 1
     try:
-        _write(path, entry, {"function": _picklable(fn)})
+        write_entry(path, _MAGIC, FORMAT, entry, {"function": fn}, pickler=_FunctionPickler)
     except Exception:  # noqa: BLE001 - unpicklable or read-only cache: kept in memory only
         pass
     else:
@@ -117,27 +118,19 @@ def cached_function(key: str, what: str, build):
     return fn
 
 
-class _DropGufuncs(pickle.Pickler):
-    """A dry run of pickling that deletes every ``gufunc`` it meets in a node's tag (see :func:`_picklable`)."""
+class _FunctionPickler(pickle.Pickler):
+    """Pickles a compiled PyTensor function without what PyTensor caches on its nodes at link time and cannot pickle:
+    a Blockwise node keeps its vectorised ``perform`` (a closure) in ``node.tag.gufunc``, also on nodes that rewriting
+    replaced but the graph's features still reference. Blockwise recreates it on its next call and on unpickling, so
+    leaving it out changes nothing but lets the function be stored (the per-item model's functions were rebuilt in
+    every process). The live function is not touched."""
 
     def reducer_override(self, obj):
         from pytensor.graph.utils import Scratchpad
 
         if isinstance(obj, Scratchpad) and "gufunc" in obj.__dict__:
-            del obj.__dict__["gufunc"]
+            return copyreg.__newobj__, (type(obj),), {k: v for k, v in obj.__dict__.items() if k != "gufunc"}
         return NotImplemented
-
-
-def _picklable(fn):
-    """``fn`` without what PyTensor caches on its nodes at link time and cannot pickle: a Blockwise node keeps its
-    vectorised ``perform`` (a closure) in ``node.tag.gufunc``, also on nodes that rewriting replaced but the graph's
-    features still reference. Blockwise recreates it on its next call and on unpickling, so dropping it changes nothing
-    but lets the function be stored (the per-item model's functions were rebuilt in every process)."""
-    try:
-        _DropGufuncs(io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL).dump(fn)
-    except Exception:  # noqa: BLE001 - something else that cannot be pickled: the caller keeps it in memory only
-        pass
-    return fn
 
 
 _GCC_MAGIC = b"BSGF"
@@ -168,8 +161,9 @@ def pin_compiler_flags() -> bool:
     exe = shutil.which(cxx) if cxx else None
     if not exe:
         return False  # no C compiler: PyTensor uses its Python implementations and probes nothing
-    st = os.stat(os.path.realpath(exe))
-    key = "|".join([cxx, os.path.realpath(exe), str(st.st_size), str(st.st_mtime_ns), ll.get_host_cpu_name(),
+    real = os.path.realpath(exe)
+    st = os.stat(real)
+    key = "|".join([cxx, real, str(st.st_size), str(st.st_mtime_ns), ll.get_host_cpu_name(),
                     ll.get_host_cpu_features().flatten(), platform.node(), pytensor.__version__, pytensor.config.gcc__cxxflags])
     path = _compiler_dir() / (hashlib.sha256(key.encode()).hexdigest()[:40] + ".bsgf")
     if GCC_compiler.march_flags is None:
