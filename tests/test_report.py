@@ -312,3 +312,24 @@ def test_cli_report_and_plot(cli, runs, tmp_path):
     bad = cli("plot", str(runs[0].path), "forrest")
     assert bad.code == 2 and "did you mean 'forest'" in bad.err
     assert cli("plot", str(runs[-1].path), "rates", "--out", tmp_path / "x.svg").code == 2
+
+
+def test_an_axis_label_wider_than_its_axis_is_rewrapped_inside_the_canvas(tmp_path):
+    """Long tick labels push the axis right; a long x label centred under it used to run past the right edge and lose
+    its end in the PNG and PDF. After saving, every line of it lies inside the canvas and no word is lost."""
+    from bayes_sacral.report.style import SINGLE, house_style, new_figure, save_figure
+
+    text = "Effect on the item score, PSFS − Sacroplasty alone (0-5)"
+    with house_style():
+        fig, ax = new_figure(SINGLE, 3.0)
+        ax.set_yticks(range(4), [f"pathological, Emotional acceptance {i}" for i in range(4)])
+        ax.plot([0, 1], [0, 3])
+        ax.set_xlabel(text)
+        label = ax.xaxis.label
+        save_figure(fig, tmp_path / "f")
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig).draw()  # save_figure closed it: measure on a fresh canvas
+        box = label.get_window_extent()
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.width
+        assert " ".join(label.get_text().split()) == text

@@ -23,8 +23,9 @@ PREVIEW_DPI = 110
 
 def _write(fig, stem: Path, preview_dpi: int = PREVIEW_DPI) -> bytes:
     """Write ``stem``.png and ``stem``.pdf (:func:`~bayes_sacral.report.style.save_figure`); return the preview PNG."""
-    from .style import save_figure
+    from .style import fit_axis_labels, save_figure
 
+    fit_axis_labels(fig)  # the preview shows what the files hold
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=preview_dpi, metadata={"Software": None})
     save_figure(fig, stem)  # closes it

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["SINGLE", "DOUBLE", "PALETTE", "arm_colours", "house_style", "save_figure", "new_figure", "MIN_FONT_PT", "DPI"]
+__all__ = ["SINGLE", "DOUBLE", "PALETTE", "arm_colours", "house_style", "save_figure", "fit_axis_labels", "new_figure", "MIN_FONT_PT", "DPI"]
 
 #: Column widths in inches: single (3.5 in, 89 mm) and double (7.2 in, 183 mm).
 SINGLE = 3.5
@@ -61,8 +61,38 @@ def new_figure(width: float = SINGLE, height: float = 2.4, nrows: int = 1, ncols
     return fig, axes
 
 
+def fit_axis_labels(fig, min_width: int = 12) -> None:
+    """Rewrap every x-axis label that runs past the edge of the canvas, narrower until it fits. A label is centred under
+    its axis, and long tick labels on the left push the axis right: a label wider than the axis then lost its end
+    (the per-item forest plot's "Effect on the item score, PSFS − Sacroplasty alone" was cut after "Sacro")."""
+    import textwrap
+
+    for _ in range(8):
+        fig.canvas.draw()
+        right = fig.bbox.width
+        moved = False
+        for ax in fig.axes:
+            label = ax.xaxis.label
+            text = label.get_text()
+            if not text:
+                continue
+            box = label.get_window_extent()
+            if box.x0 >= -0.5 and box.x1 <= right + 0.5:
+                continue
+            longest = max(len(line) for line in text.split("\n"))
+            width = int(longest * 0.85)
+            if width < min_width:
+                continue
+            label.set_text("\n".join(textwrap.wrap(" ".join(text.split()), width)))
+            moved = True
+        if not moved:
+            return
+
+
 def save_figure(fig, stem: Path) -> list[Path]:
-    """Write ``stem``.png (300 dpi) and ``stem``.pdf with no timestamps, so the same figure gives the same bytes."""
+    """Write ``stem``.png (300 dpi) and ``stem``.pdf with no timestamps, so the same figure gives the same bytes. An
+    x-axis label that would run past the canvas is rewrapped first (:func:`fit_axis_labels`)."""
+    fit_axis_labels(fig)
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     # Run names may contain dots (sweep values such as 0.5): append, never replace a "suffix".
