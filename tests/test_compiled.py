@@ -261,3 +261,32 @@ def test_compiler_flags_are_probed_once_and_then_equal_pytensors_own(tmp_path, m
     assert flags_fresh(tmp_path)["used"] is True  # rewritten intact
     monkeypatch.setenv("BAYES_SACRAL_CACHE", str(tmp_path))
     assert compiled.clear_cache() == 1 and not entry.exists()  # `cache clear` removes it with the compiled models
+
+
+def test_code_that_computes_another_density_is_rejected_and_rebuilt(tmp_path, monkeypatch):
+    """An entry found under a model's key is checked against that model's own log density before use: here the key of
+    a model with prior SD 3 leads to the code of the prior-SD-10 model (same shapes, other density)."""
+    monkeypatch.setenv("BAYES_SACRAL_CACHE", str(tmp_path))
+    monkeypatch.setattr(compiled, "_LOADED", {})
+    y = np.array([0.5, 1.5, 2.0])
+    wide = normal_model(y)
+    wide_key = compiled.structure_key(wide)
+    compiled.compiled_model(wide)
+    with pm.Model() as narrow:
+        mu = pm.Normal("mu", 0.0, 3.0)
+        pm.Deterministic("mu_doubled", 2 * mu)
+        pm.Normal("obs", mu, 1.0, observed=pm.Data("y", y))
+    monkeypatch.setattr(compiled, "structure_key", lambda model: wide_key)
+    for where, copies in (("memory", 2), ("disk", 1)):  # first the wrong code is in memory and on disk, then on disk
+        if where == "disk":
+            compiled._LOADED.clear()
+            compiled.compiled_model(wide)  # written again under the key
+            compiled._LOADED.clear()
+        rejected = compiled.STATS.rejected
+        cm = compiled.compiled_model(narrow)
+        assert compiled.STATS.rejected == rejected + copies, where
+        x = np.array([0.7])  # the rebuilt code computes the narrow model's density: N(0, 3²) prior + likelihood
+        expected = stats.norm(0, 3).logpdf(0.7) + stats.norm(0.7, 1).logpdf(y).sum()
+        rc, lp, grad = compiled.logp_and_grad(cm, x)
+        assert rc == 0 and np.isclose(lp, expected, rtol=1e-7), (where, lp, expected)  # PyMC rounds log(2π)
+        assert np.isclose(grad[0], -0.7 / 9 + np.sum(y - 0.7), rtol=1e-8)
