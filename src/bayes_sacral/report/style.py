@@ -68,8 +68,8 @@ def fit_axis_labels(fig, min_width: int = 12) -> None:
     import textwrap
 
     for _ in range(8):
-        fig.canvas.draw()
-        right = fig.bbox.width
+        fig.draw_without_rendering()  # the layout and text extents of a draw, without rasterising (a full draw cost
+        right = fig.bbox.width        # about a third of writing a report's figures)
         moved = False
         for ax in fig.axes:
             label = ax.xaxis.label
