@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +117,34 @@ def test_runs_fitted_in_parallel_draw_what_they_draw_one_by_one(tmp_path, monkey
     for b in again:
         assert summarize.summarize_run(b) == expected[b.name]
         checks.ppc_table(b)
+
+
+def test_the_second_run_of_a_structure_waits_for_the_first_while_other_work_is_left():
+    """Two workers, runs longest first: a, a (one structure), b, c. The second a would compile the same model again
+    beside the first, so b starts; a's second run starts once its first has finished, or when nothing else is left."""
+    from bayes_sacral.reanalysis import next_run
+
+    group = ["a", "a", "b", "c"]
+    pending, started, finished = [0, 1, 2, 3], set(), set()
+    order = []
+    for _ in range(2):  # both workers start
+        i = next_run(pending, group, started, finished)
+        pending.remove(i)
+        started.add(group[i])
+        order.append(i)
+    assert order == [0, 2]
+    assert next_run(pending, group, started, finished) == 3  # b finishes first: c, not the second a
+    finished.add("a")
+    assert next_run(pending, group, started, finished) == 1  # once a has a finished run, the longest again
+    assert next_run([1], group, {"a"}, set()) == 1  # nothing else left: no idle worker
+
+
+def test_sweep_members_and_prior_sets_of_one_config_share_a_structure_group():
+    from bayes_sacral.config import load_configs
+    from bayes_sacral.reanalysis import structure_group
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    sweep = load_configs(configs / "msts_reconstructed.toml")
+    assert len(sweep) > 1 and len({structure_group(r) for r in sweep}) == 1
+    others = load_configs(configs / "msts_reconstructed_normal.toml") + load_configs(configs / "msts_domains.toml")
+    assert len({structure_group(r) for r in sweep + others}) == 3

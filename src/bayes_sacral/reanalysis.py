@@ -12,7 +12,8 @@ from .memo import prune_results
 from .serialize import to_jsonable
 from .store import DEFAULT_STORE
 
-__all__ = ["DEFAULT_REPORT_DIR", "DEFAULT_CONFIG_DIR", "run_reanalysis", "fit_runs", "fit_or_reuse", "prepare_run"]
+__all__ = ["DEFAULT_REPORT_DIR", "DEFAULT_CONFIG_DIR", "run_reanalysis", "fit_runs", "fit_or_reuse", "prepare_run", "next_run",
+           "structure_group"]
 
 DEFAULT_REPORT_DIR = Path("reports/published-reanalysis")
 DEFAULT_CONFIG_DIR = Path("configs")
@@ -81,7 +82,8 @@ def expected_cost(run) -> float:
 
 def fit_runs(runs: list, store: Path, reuse: bool = False, jobs: int | None = None, log=print) -> list:
     """Fit (or reuse) every run, ``jobs`` at a time in worker processes (default: one per core; 1 = in this process),
-    longest first; returns the runs in the order given. A failed run stops the others and raises its error.
+    longest first, but never two runs of one :func:`structure_group` side by side until one has finished (see
+    :func:`next_run`); returns the runs in the order given. A failed run stops the others and raises its error.
 
     Each run is seeded by its config, so the draws do not depend on ``jobs`` or on the order the runs finish in.
     """
@@ -98,21 +100,50 @@ def fit_runs(runs: list, store: Path, reuse: bool = False, jobs: int | None = No
                 log(line)
             out.append(res)
         return out
-    from concurrent.futures import as_completed
+    from concurrent.futures import FIRST_COMPLETED, wait
 
-    order = sorted(range(len(runs)), key=lambda i: -expected_cost(runs[i]))
+    pending = sorted(range(len(runs)), key=lambda i: -expected_cost(runs[i]))
+    group = [structure_group(r) for r in runs]
+    started: set = set()
+    finished: set = set()
     log(f"fitting {len(runs)} runs, {jobs} at a time in worker processes (longest first)")
     results: list = [None] * len(runs)
+    in_flight: dict = {}
     with WorkerPool(jobs) as pool:
-        futures = {pool.submit(fit_or_reuse, runs[i], Path(store), reuse, current_command(), True, what=f"run {runs[i].config.run.name}"): i
-                   for i in order}
-        for fut in as_completed(futures):
-            lines, res, entries = fut.result()
-            absorb(entries)
-            for line in lines:
-                log(line)
-            results[futures[fut]] = res
+        while pending or in_flight:
+            while pending and len(in_flight) < jobs:
+                i = next_run(pending, group, started, finished)
+                pending.remove(i)
+                started.add(group[i])
+                in_flight[pool.submit(fit_or_reuse, runs[i], Path(store), reuse, current_command(), True,
+                                      what=f"run {runs[i].config.run.name}")] = i
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for fut in done:
+                i = in_flight.pop(fut)
+                lines, res, entries = fut.result()
+                absorb(entries)
+                for line in lines:
+                    log(line)
+                results[i] = res
+                finished.add(group[i])
     return results
+
+
+def next_run(pending: list[int], group: list, started: set, finished: set) -> int:
+    """The next run to start: the first of ``pending`` (longest first) whose group has not started or has a run
+    finished, so that a second run of a structure does not compile it again at the same time as the first (in the
+    first-ever reanalysis two sweep members compiled one model side by side, 40 s each); the longest when every run
+    left waits on a group."""
+    for i in pending:
+        if group[i] not in started or group[i] in finished:
+            return i
+    return pending[0]
+
+
+def structure_group(run) -> tuple:
+    """Runs that most likely share one compiled model: those of one config file and model kind (its sweep members and
+    prior sets differ in data and priors, which are shared variables of one structure)."""
+    return (run.source_file, run.config.model.kind)
 
 
 def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAULT_CONFIG_DIR, store: Path = DEFAULT_STORE,
