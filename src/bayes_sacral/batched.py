@@ -9,6 +9,7 @@ own shared values (data and prior hyperparameters are named shared variables).
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -17,25 +18,40 @@ import xarray as xr
 __all__ = ["deterministics", "log_likelihood", "posterior_predictive", "prior_predictive", "compiled_for", "rebind"]
 
 _FNS: dict[tuple[str, str], object] = {}  # (structure key, what) -> compiled function(s)
-# PyTensor's C backend: its compiled modules are cached on disk (the compiledir) and reused by later processes, where
-# the default numba backend compiles these functions again in every process (seconds each; the beta-binomial's random
-# draws even run in numba's object mode)
-MODE = "CVM"
 _LOCK = threading.Lock()
 _NUMBA_ONLY: set[str] = set()
 
 
+@functools.cache
+def python_mode():
+    """The mode these functions are compiled in: PyTensor's rewrites, then its Python implementations (a numpy call per
+    graph node, each over every draw at once). Elementwise fusion is left out (a fused loop runs per element in Python)
+    and so are in-place rewrites.
+
+    There is nothing to compile: the C backend ran g++ for each structure's new kernels (the first fit of the per-item
+    model took about 125 s instead of 77 s, the MSTS example 37 s instead of 14 s) and evaluated no faster once they
+    were built, and the numba backend compiles again in every process (seconds each; the beta-binomial's random draws
+    even ran in numba's object mode)."""
+    from pytensor.compile.mode import Mode
+
+    return Mode(linker="py", optimizer="fast_run").excluding("fusion", "inplace")
+
+
+def _mode_name(mode) -> str:
+    return "numba" if mode is None else "py"
+
+
 def with_draw_mode(model, draw):
-    """``draw(mode)`` with the C backend, or with the default (numba) backend for a model whose random draws the
-    Python implementations refuse (numpy's binomial rejects a count given as a float, which numba's accepts; scipy's
-    beta-binomial fails on read-only broadcast parameters); remembered per structure."""
+    """``draw(mode)`` with :func:`python_mode`, or with the default (numba) backend (``mode`` None) for a model whose
+    random draws the Python implementations refuse (numpy's binomial rejects a count given as a float, which numba's
+    accepts; scipy's beta-binomial fails on read-only broadcast parameters); remembered per structure."""
     from .compiled import structure_key
 
     key = structure_key(model)
     if key in _NUMBA_ONLY:
         return draw(None)
     try:
-        return draw(MODE)
+        return draw(python_mode())
     except (TypeError, ValueError):
         _NUMBA_ONLY.add(key)
         return draw(None)
@@ -134,7 +150,7 @@ def deterministics(model, post: xr.Dataset) -> xr.Dataset:
         _register_view_vectorisation()
         inputs = _batched_inputs(model)
         outs = vectorize_graph(list(model.deterministics), replace=inputs)
-        return pytensor.function([inputs[rv] for rv in free], outs, on_unused_input="ignore", mode=MODE)
+        return pytensor.function([inputs[rv] for rv in free], outs, on_unused_input="ignore", mode=python_mode())
 
     fn = _compiled(model, "deterministics", build)
     args, shape = _flat(post, [rv.name for rv in free])
@@ -157,7 +173,7 @@ def log_likelihood(model, post: xr.Dataset) -> xr.Dataset:
         inputs = _batched_inputs(model)
         graphs = [pm.logp(rv, model.rvs_to_values[rv]) for rv in obs]
         outs = vectorize_graph(graphs, replace=inputs)
-        return pytensor.function([inputs[rv] for rv in free], outs, on_unused_input="ignore", mode=MODE)
+        return pytensor.function([inputs[rv] for rv in free], outs, on_unused_input="ignore", mode=python_mode())
 
     fn = _compiled(model, "log_likelihood", build)
     args, shape = _flat(post, [rv.name for rv in free])
@@ -211,7 +227,7 @@ def posterior_predictive(model, post: xr.Dataset, seed: int) -> xr.Dataset:
     args, shape = _flat(post, [rv.name for rv in free])
 
     def draw(mode):
-        fn = _compiled(model, f"posterior_predictive:{mode}", lambda: build(mode))
+        fn = _compiled(model, f"posterior_predictive:{_mode_name(mode)}", lambda: build(mode))
         _seed(fn, seed)
         return fn(*args)
 
@@ -248,7 +264,7 @@ def prior_predictive(model, draws: int, seed: int) -> tuple[xr.Dataset, xr.Datas
         return pytensor.function([batch], [replace[rv] for rv in free + obs], mode=mode)
 
     def draw(mode):
-        fn = _compiled(model, f"prior_predictive:{mode}", lambda: build(mode))
+        fn = _compiled(model, f"prior_predictive:{_mode_name(mode)}", lambda: build(mode))
         _seed(fn, seed)
         return fn(draws)
 
