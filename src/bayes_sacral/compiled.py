@@ -457,8 +457,9 @@ def _verify(cm, model) -> None:
     values = [model.rvs_to_values[v] for v in model.free_RVs]
     names = [v.name for v in values]
     # the very graph the structure key hashed (``model.logp()``, Jacobian included), with PyTensor's Python
-    # implementations: nothing for g++ to compile (FAST_COMPILE's linker still builds C kernels), and a quarter of the
-    # time of ``model.compile_logp``, which builds the graph again
+    # implementations: a quarter of the time of ``model.compile_logp``, which builds the graph again, and almost nothing
+    # for g++ (FAST_COMPILE's VM linker builds C kernels for every op that has them; ops with an inner graph, such as
+    # softmax and LogSumExp, still link theirs with C, once per machine)
     logp_py = pytensor.function(values, _logp(model), mode=Mode(linker="py", optimizer="fast_compile"), on_unused_input="ignore")
     shapes = {n: np.shape(v) for n, v in model.initial_point().items()}
     for seed in (11, 12):
