@@ -148,3 +148,20 @@ def test_sweep_members_and_prior_sets_of_one_config_share_a_structure_group():
     assert len(sweep) > 1 and len({structure_group(r) for r in sweep}) == 1
     others = load_configs(configs / "msts_reconstructed_normal.toml") + load_configs(configs / "msts_domains.toml")
     assert len({structure_group(r) for r in sweep + others}) == 3
+
+
+def test_expected_cost_counts_likelihood_terms_per_patient():
+    """The per-item model (one ordered-logit term per item and patient) ranks by iterations × data sets × items: with
+    the bundled configs it comes before the total-score reconstructions, which have twice its data sets but one term per
+    patient (it ran about 4x as long per iteration, and started last when ranked by iterations alone)."""
+    from bayes_sacral.config import load_configs
+    from bayes_sacral.reanalysis import expected_cost
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    items = load_configs(configs / "msts_domains.toml")[0]
+    score = load_configs(configs / "msts_reconstructed_normal.toml")[0]
+    for run, terms in ((items, len(items.spec.o.items)), (score, 1)):
+        s = run.config.sampler
+        assert expected_cost(run) == s.chains * (s.draws + s.tune) * run.options.reconstructions * terms
+    assert len(items.spec.o.items) > 1
+    assert expected_cost(items) > expected_cost(score)

@@ -289,6 +289,11 @@ class ModelKind:
         """Variables whose posterior mean/sd do not exist (reported as null), with the reason."""
         return {}
 
+    def likelihood_terms_per_unit(self, spec: ModelSpec) -> int:
+        """Likelihood terms each patient (or cell) adds to the log density: a rough relative cost of one sampler
+        iteration, for scheduling the longest fits first (a model of several outcomes per patient costs more)."""
+        return 1
+
     def observed_names(self) -> list[str]:
         """Names of the ``pm.Data`` containers holding observed values (swapped by calibration/simulation)."""
         raise NotImplementedError

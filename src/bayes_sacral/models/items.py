@@ -150,6 +150,10 @@ class ItemsModel(ModelKind):
             out["domain_effect_mean"] = d
         return out
 
+    def likelihood_terms_per_unit(self, spec):
+        """One ordered-logit term per item and patient."""
+        return len(spec.o.items)
+
     def default_thresholds(self, spec):
         """None: the card's MCID is on the total score, not on one item."""
         return {}
