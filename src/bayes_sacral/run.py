@@ -11,15 +11,6 @@ import xarray as xr
 __all__ = ["Run"]
 
 
-def _read_engine() -> str:
-    """netCDF4 (the netCDF-C library) reads a run's ~50 variables in 0.15-0.35 s where h5netcdf takes about 1 s (it looks
-    up every variable's dimension scales in Python); h5netcdf, which writes the file, where netCDF4 is not installed.
-    Both give identical DataTrees (tested)."""
-    import importlib.util
-
-    return "netcdf4" if importlib.util.find_spec("netCDF4") is not None else "h5netcdf"
-
-
 class Run:
     """A fitted run.
 
@@ -77,7 +68,9 @@ class Run:
         """The DataTree (posterior, prior, prior_predictive, posterior_predictive, log_likelihood, observed_data,
         sample_stats), loaded into memory once; treat it as read-only."""
         if self._idata is None:
-            with xr.open_datatree(self.path / "idata.nc", engine=_read_engine()) as dt:
+            from .store import netcdf_engine
+
+            with xr.open_datatree(self.path / "idata.nc", engine=netcdf_engine()) as dt:
                 self._idata = dt.load()
         return self._idata
 

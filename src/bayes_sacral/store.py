@@ -3,7 +3,7 @@
 A run folder ``<root>/<name>/`` holds:
 
 - ``idata.nc``: the ArviZ DataTree (posterior, prior, prior_predictive, posterior_predictive, log_likelihood,
-  observed_data, constant_data, sample_stats) as netCDF4 (h5netcdf engine);
+  observed_data, constant_data, sample_stats) as netCDF4, written and read with netCDF-C (see :func:`netcdf_engine`);
 - ``config.toml``: the resolved config (defaults and every prior written out);
 - ``study.toml``: the study card the run was fitted with;
 - ``manifest.json``: versions of the package and its dependencies, seeds, data hash, study card hash, wall time,
@@ -29,7 +29,7 @@ from .atomic import TMP_PREFIX, TargetExists, atomic_directory
 from .errors import BayesSacralError
 from .serialize import to_jsonable
 
-__all__ = ["DEFAULT_STORE", "write_run", "check_free", "RunExistsError", "find_run", "list_runs", "versions", "source_fingerprint", "RUN_FORMAT"]
+__all__ = ["DEFAULT_STORE", "write_run", "netcdf_engine", "check_free", "RunExistsError", "find_run", "list_runs", "versions", "source_fingerprint", "RUN_FORMAT"]
 
 DEFAULT_STORE = Path("models")
 RUN_FORMAT = "bayes-sacral-run/1"
@@ -86,6 +86,17 @@ def check_free(target: Path, overwrite: bool = False) -> None:
                              "or choose another run.name")
 
 
+def netcdf_engine() -> str:
+    """The xarray engine runs are written and read with: netCDF4 (the netCDF-C library) where installed, else h5netcdf.
+
+    h5netcdf looks up every variable's dimension scales in Python: it took about 1 s to read a run's ~50 variables
+    (netCDF4: 0.15-0.35 s) and 0.35 s to write one (netCDF4: 0.09 s). The files are netCDF4/HDF5 either way; each engine
+    reads what the other wrote to an identical DataTree (tested), so runs stored by earlier versions still load."""
+    import importlib.util
+
+    return "netcdf4" if importlib.util.find_spec("netCDF4") is not None else "h5netcdf"
+
+
 def write_run(target: Path, idata: xr.DataTree, config_toml: str, manifest: dict, card_text: str, overwrite: bool = False) -> Path:
     """Write a run folder atomically; refuses to replace an existing run unless ``overwrite`` (also when another process
     finishes the same run name first: the later one is not saved and says so)."""
@@ -99,7 +110,7 @@ def write_run(target: Path, idata: xr.DataTree, config_toml: str, manifest: dict
         raise lost()
     try:
         with atomic_directory(target, overwrite=overwrite) as tmp:
-            idata.to_netcdf(tmp / "idata.nc", engine="h5netcdf")
+            idata.to_netcdf(tmp / "idata.nc", engine=netcdf_engine())
             (tmp / "config.toml").write_text(config_toml, encoding="utf-8")
             (tmp / "study.toml").write_text(card_text, encoding="utf-8")
             (tmp / "manifest.json").write_text(json.dumps(to_jsonable(manifest), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
