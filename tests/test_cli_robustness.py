@@ -124,6 +124,93 @@ def test_race_through_the_cli(cli, tmp_path, monkeypatch):
     assert (tmp_path / "m" / "race" / "manifest.json").read_text() == '{"seed": 99}'
 
 
+def test_an_output_folder_replaces_only_an_earlier_output(tmp_path):
+    """atomic_directory with overwrite: an earlier output (its marker file present) or an empty folder is replaced; a
+    file, or a folder of someone's files, is refused and left as it was, at the start and at the final swap."""
+    from bayes_sacral.atomic import NotReplaceable, atomic_directory, output_folder_problem
+
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "report.md").write_text("old")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for target in (earlier, empty):
+        assert output_folder_problem(target, "report.md") is None
+        with atomic_directory(target, overwrite=True, marker="report.md") as tmp:
+            (tmp / "report.md").write_text("new")
+        assert (target / "report.md").read_text() == "new"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep")
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep")
+    for target, what in ((mine, "no report.md"), (afile, "not a folder")):
+        assert what in output_folder_problem(target, "report.md")
+        with pytest.raises(NotReplaceable):
+            with atomic_directory(target, overwrite=True, marker="report.md") as tmp:
+                (tmp / "report.md").write_text("new")
+    later = tmp_path / "later"
+    with pytest.raises(NotReplaceable):
+        with atomic_directory(later, overwrite=True, marker="report.md") as tmp:
+            (tmp / "report.md").write_text("new")
+            later.mkdir()  # someone's folder appears while the output is written
+            (later / "data.csv").write_text("keep")
+    assert (mine / "thesis.tex").read_text() == afile.read_text() == (later / "data.csv").read_text() == "keep"
+    assert sorted(p.name for p in mine.iterdir()) == ["thesis.tex"] and sorted(p.name for p in later.iterdir()) == ["data.csv"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bs-tmp-")]
+    assert "is a file, not a folder" in output_folder_problem(afile / "sub", "report.md")
+
+
+@pytest.mark.parametrize("args,option,fragment", [
+    (["reanalyze", "--out", "{file}", "--no-fit"], "--out", "not a folder"),
+    (["reanalyze", "--out", "{mine}", "--no-fit"], "--out", "no integrity.json"),
+    (["reanalyze", "--out", "{file}/report", "--no-fit"], "--out", "is a file, not a folder"),
+    (["reanalyze", "--store", "{file}", "--configs", "{tmp}/configs"], "--store", "not a folder"),
+    (["report", "r", "--store", "{tmp}/m", "--out", "{mine}"], "--out", "no report.md"),
+    (["fit", "{tmp}/c.toml", "--out", "{file}"], "--out", "not a folder"),
+])
+def test_bad_output_locations_fail_before_any_work_and_touch_nothing(cli, tmp_path, args, option, fragment):
+    """A mistyped --out or --store (a file, a folder of the user's own files, a path through a file) is one line naming
+    the option, exit 2, before anything is fitted; what is there is left as it was (reanalyze --out used to replace a
+    file with the report folder)."""
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "c.toml").write_text(TINY.format(name="r", seed=1))
+    (tmp_path / "c.toml").write_text(TINY.format(name="r", seed=1))
+    if args[0] == "report":
+        assert cli("fit", tmp_path / "c.toml", "--out", tmp_path / "m", "--quiet").code == 0
+    r = cli(*[a.replace("{tmp}", str(tmp_path)).replace("{file}", str(afile)).replace("{mine}", str(mine)) for a in args])
+    err = one_line_error(r)
+    assert option in err and fragment in err, err
+    assert afile.read_text() == "keep" and sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
+    assert not (tmp_path / "configs" / "r").exists() and not [p for p in tmp_path.rglob(".bs-tmp-*")]
+
+
+def test_overwrite_replaces_run_folders_only(cli, tmp_path):
+    """fit --overwrite replaces an earlier run folder of the same name, never a folder that is not a run (no
+    manifest.json), in the command line and in bs.fit(out=..., overwrite=True)."""
+    import bayes_sacral as bs
+    from bayes_sacral.errors import BayesSacralError
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY.format(name="r", seed=1))
+    store = tmp_path / "m"
+    assert cli("fit", cfg, "--out", store, "--quiet").code == 0
+    assert cli("fit", cfg, "--out", store, "--quiet", "--overwrite").code == 0  # an earlier run: replaced
+    cfg.write_text(TINY.format(name="mine", seed=1))
+    (store / "mine").mkdir()
+    (store / "mine" / "thesis.tex").write_text("keep")
+    err = one_line_error(cli("fit", cfg, "--out", store, "--quiet", "--overwrite"))
+    assert "no manifest.json" in err
+    with pytest.raises(BayesSacralError, match="no manifest.json"):
+        bs.fit(cfg, out=store, overwrite=True)
+    assert sorted(p.name for p in (store / "mine").iterdir()) == ["thesis.tex"]
+
+
 # ---- 5. design: an unreachable scheduler fails fast and writes nothing; no orphan workers after SIGKILL
 def test_unreachable_scheduler(cli, tmp_path):
     cfg = tmp_path / "d.toml"

@@ -104,6 +104,12 @@ def _fit(config, data, study, out, overwrite, log):
                 d["source"] = source
                 d.pop("path", None)
         runs = expand(doc, fname, over, base_dir=base, study=st, data_in_memory=sdata is not None)
+    if out is not None:
+        from .store import check_free, check_store
+
+        check_store(Path(out), "out")
+        for r in runs:
+            check_free(Path(out) / r.config.run.name, overwrite)
     results = []
     for r in runs:
         if out is not None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_directory", "TMP_PREFIX", "TargetExists", "stale_temporaries",
-           "remove_stale"]
+           "remove_stale", "NotReplaceable", "output_folder_problem", "writable_folder_problem"]
 
 #: Prefix of every temporary path; such paths are never mistaken for finished outputs.
 TMP_PREFIX = ".bs-tmp-"
@@ -25,6 +25,10 @@ TMP_PREFIX = ".bs-tmp-"
 
 class TargetExists(FileExistsError):
     """The final path appeared while the output was being written (another process finished first)."""
+
+
+class NotReplaceable(TargetExists):
+    """The path holds something that is not an earlier output of this kind (a file, or a folder without its marker)."""
 
 
 def _umask() -> int:
@@ -79,8 +83,60 @@ def _rename_exclusive(src: Path, dst: Path) -> None:
         raise
 
 
+def _can_create_in(parent: Path) -> str | None:
+    """None when a folder can be made in ``parent`` (created first if missing), else why not."""
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot be created: {existing} is a file, not a folder"
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=TMP_PREFIX + "probe.", dir=parent))
+    except OSError as exc:
+        return f"cannot be written in {existing}: {exc.strerror or exc}"
+    return None
+
+
+def _replace_refusal(path: Path, marker: str | None) -> str | None:
+    """Why the existing ``path`` must not be replaced by an output folder, or None."""
+    if not (path.exists() or path.is_symlink()):
+        return None
+    if not path.is_dir() or path.is_symlink():
+        return "exists and is not a folder; it is never replaced (choose a folder name)"
+    if marker is not None and not (path / marker).exists():
+        try:
+            empty = not any(path.iterdir())
+        except OSError as exc:
+            return f"cannot be read: {exc.strerror or exc}"
+        if not empty:
+            return (f"is a folder that holds no earlier output of this kind (no {marker} in it), so it is never replaced; "
+                    "choose a new or empty folder")
+    return None
+
+
+def output_folder_problem(path: str | os.PathLike, marker: str | None = None) -> str | None:
+    """Why an output folder cannot be written at ``path`` by :func:`atomic_directory` with ``overwrite`` (replacing an
+    earlier one), or None when it can: checked before the work that fills it, so a mistyped path costs nothing.
+
+    ``marker`` is a file every earlier output of this kind holds (a report's ``report.md``, a run's ``manifest.json``):
+    an existing path that is not a folder, or a non-empty folder without the marker, is someone's files and is never
+    replaced. The parent folder must be one that a folder can be created in."""
+    path = Path(path)
+    return _replace_refusal(path, marker) or _can_create_in(path.parent)
+
+
+def writable_folder_problem(path: str | os.PathLike) -> str | None:
+    """Why outputs cannot be written into the folder ``path`` (a run store: created when missing, never replaced), or
+    None when they can."""
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not path.is_dir():
+        return "exists and is not a folder"
+    return _can_create_in(path)
+
+
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_directory(path: str | os.PathLike, overwrite: bool = False, marker: str | None = None) -> Iterator[Path]:
     """Build a directory under a temporary name and rename it into place on success.
 
     Parameters
@@ -90,6 +146,9 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     overwrite : bool, default False
         Replace an existing directory at ``path``. Without it an existing directory is an error, checked at the start
         and again, exclusively, at the final rename (:class:`TargetExists`).
+    marker : str, optional
+        A file every earlier output of this kind holds: with ``overwrite``, a non-empty directory without it is not
+        replaced (:class:`TargetExists`). A path that is not a directory is never replaced.
 
     Yields
     ------
@@ -100,6 +159,9 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     path = Path(path)
     if path.exists() and not overwrite:
         raise TargetExists(f"{path} already exists; refusing to overwrite it")
+    refusal = _replace_refusal(path, marker if overwrite else None)
+    if refusal is not None:
+        raise NotReplaceable(f"{path} {refusal}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=_tmp_name(path), dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
@@ -109,7 +171,10 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
             (tmp / ".complete").write_text("")  # an empty folder could be renamed over an existing empty one
         if not overwrite:
             _rename_exclusive(tmp, path)
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
+            refusal = _replace_refusal(path, marker)  # again: it may have changed while the output was being written
+            if refusal is not None:
+                raise NotReplaceable(f"{path} {refusal}")
             # Swap: move the old one aside first so there is never a moment with a half-copied tree.
             old = Path(tempfile.mkdtemp(prefix=_tmp_name(path) + "old.", dir=path.parent))
             old.rmdir()

@@ -17,6 +17,8 @@ __all__ = ["DEFAULT_REPORT_DIR", "DEFAULT_CONFIG_DIR", "run_reanalysis", "fit_ru
 
 DEFAULT_REPORT_DIR = Path("reports/published-reanalysis")
 DEFAULT_CONFIG_DIR = Path("configs")
+#: every reanalysis folder holds it; --out replaces only a folder that does (or an empty one)
+REPORT_MARKER = "integrity.json"
 
 
 def _write_table(folder: Path, stem: str, records: list[dict]) -> None:
@@ -161,13 +163,21 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
     versions, see :func:`~bayes_sacral.fitting.reusable_run`) is taken as it is instead of being refitted. ``jobs``: runs
     fitted at once in worker processes (default one per core; see :func:`fit_runs`).
     """
-    from .atomic import atomic_directory
+    from .atomic import atomic_directory, output_folder_problem
     from .config import load_configs
     from .data.integrity import findings_frame, run_checks
+    from .errors import InputError, Problem
     from .stats.frequentist import reproduce_from_summary, results_frame
+    from .store import check_store
     from .study import load_study
     from .summarize import summarize_run
 
+    # a mistyped --out or --store fails now, not after the fits; --out replaces only an earlier reanalysis folder
+    problem = output_folder_problem(out_dir, REPORT_MARKER)
+    if problem is not None:
+        raise InputError([Problem(str(out_dir), "--out", str(out_dir), f"the report folder {problem}")])
+    if fit:
+        check_store(Path(store), "--store")
     study = study or load_study()
     sd = study.require_summary("the reanalysis")
     findings = run_checks(sd)
@@ -176,8 +186,6 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
     if fit:
         cfgs = sorted(Path(configs_dir).glob("*.toml"))
         if not cfgs:
-            from .errors import InputError, Problem
-
             rule = "no run configs (*.toml) in this folder" if Path(configs_dir).is_dir() else "no such folder"
             raise InputError([Problem(str(configs_dir), "--configs", str(configs_dir), rule + " (pass --no-fit to skip fitting)")])
         for cfg in cfgs:
@@ -186,7 +194,7 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
     fitted = fit_runs(runs, store, reuse, jobs, log) if runs else []
     if fitted:
         log(f"runs: {len(fitted)} in {time.perf_counter() - t0:.0f} s")
-    with atomic_directory(out_dir, overwrite=True) as tmp:
+    with atomic_directory(out_dir, overwrite=True, marker=REPORT_MARKER) as tmp:
         ff = findings_frame(findings)
         _write_table(tmp, "integrity", ff.to_dict(orient="records"))
         _write_table(tmp, "reproduction", results_frame(repro).to_dict(orient="records"))

@@ -25,14 +25,22 @@ from pathlib import Path
 
 import xarray as xr
 
-from .atomic import TMP_PREFIX, TargetExists, atomic_directory
+from .atomic import (
+    TMP_PREFIX,
+    NotReplaceable,
+    TargetExists,
+    atomic_directory,
+    output_folder_problem,
+    writable_folder_problem,
+)
 from .errors import BayesSacralError
 from .serialize import to_jsonable
 
-__all__ = ["DEFAULT_STORE", "write_run", "netcdf_engine", "check_free", "RunExistsError", "find_run", "list_runs", "versions", "source_fingerprint", "RUN_FORMAT"]
+__all__ = ["DEFAULT_STORE", "write_run", "netcdf_engine", "check_store", "check_free", "RunExistsError", "find_run", "list_runs", "versions", "source_fingerprint", "RUN_FORMAT"]
 
 DEFAULT_STORE = Path("models")
 RUN_FORMAT = "bayes-sacral-run/1"
+RUN_MARKER = "manifest.json"  # every run folder holds one; --overwrite replaces only folders that do
 _DEPENDENCIES = ("bayes-sacral", "pymc", "pytensor", "arviz", "arviz-base", "arviz-stats", "arviz-plots", "nutpie", "numba",
                  "numpy", "scipy", "pandas", "xarray", "h5netcdf", "h5py", "netCDF4", "pydantic", "jax", "numpyro", "blackjax", "dask", "distributed")
 
@@ -79,11 +87,27 @@ def _seed_of(target: Path) -> str:
         return "unknown"
 
 
+def check_store(root: Path, option: str = "--out") -> None:
+    """Refuse, before any fitting, a run store folder that is a file or cannot be created or written (``option``: how
+    the caller names it)."""
+    from .errors import InputError, Problem
+
+    problem = writable_folder_problem(root)
+    if problem is not None:
+        raise InputError([Problem(str(root), option, str(root), f"the run store folder {problem}")])
+
+
 def check_free(target: Path, overwrite: bool = False) -> None:
-    """Refuse early when a run folder already exists (the final rename checks again, exclusively)."""
-    if Path(target).exists() and not overwrite:
-        raise RunExistsError(f"run folder {target} already exists (seed {_seed_of(Path(target))}); pass --overwrite to replace it "
+    """Refuse early when a run folder already exists (the final rename checks again, exclusively), and with
+    ``overwrite`` when what is there is not a run folder (no manifest.json: never replaced)."""
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise RunExistsError(f"run folder {target} already exists (seed {_seed_of(target)}); pass --overwrite to replace it "
                              "or choose another run.name")
+    if overwrite:
+        problem = output_folder_problem(target, RUN_MARKER)
+        if problem is not None:
+            raise RunExistsError(f"{target} {problem}")
 
 
 def netcdf_engine() -> str:
@@ -109,11 +133,13 @@ def write_run(target: Path, idata: xr.DataTree, config_toml: str, manifest: dict
     if target.exists() and not overwrite:
         raise lost()
     try:
-        with atomic_directory(target, overwrite=overwrite) as tmp:
+        with atomic_directory(target, overwrite=overwrite, marker=RUN_MARKER) as tmp:
             idata.to_netcdf(tmp / "idata.nc", engine=netcdf_engine())
             (tmp / "config.toml").write_text(config_toml, encoding="utf-8")
             (tmp / "study.toml").write_text(card_text, encoding="utf-8")
             (tmp / "manifest.json").write_text(json.dumps(to_jsonable(manifest), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except NotReplaceable as exc:
+        raise RunExistsError(str(exc)) from None
     except TargetExists:
         raise lost() from None
     return target

@@ -78,12 +78,12 @@ def fit(
 
     from ..config import load_configs
     from ..fitting import diagnostics_line, fit_run
-    from ..store import check_free
+    from ..store import check_free, check_store
 
     runs = load_configs(config, set_ or [])
-    if not overwrite:
-        for r in runs:
-            check_free(out / r.config.run.name)
+    check_store(out, "--out")
+    for r in runs:
+        check_free(out / r.config.run.name, overwrite)
     results = []
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=progress_console(), disable=quiet, transient=False)
