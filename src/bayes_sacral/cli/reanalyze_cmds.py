@@ -15,7 +15,7 @@ from .output import say
 
 @app.command("reanalyze")
 def reanalyze(
-    out: Path = typer.Option(DEFAULT_REPORT_DIR, "--out", help="Report folder (replaced atomically)."),
+    out: Path = typer.Option(DEFAULT_REPORT_DIR, "--out", help="Report folder (replaced atomically; only an earlier reanalysis folder or an empty one is replaced)."),
     configs: Path = typer.Option(DEFAULT_CONFIG_DIR, "--configs", help="Folder of run configs (*.toml), each fitted."),
     store: Path = typer.Option(DEFAULT_STORE, "--store", help="Run store for the fitted runs (a run is replaced when it is refitted)."),
     study: Path | None = STUDY_OPT,

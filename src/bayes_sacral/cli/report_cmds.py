@@ -17,7 +17,7 @@ STORE_OPT = typer.Option(DEFAULT_STORE, "--store", help="The run store folder.")
 @app.command("report")
 def report(
     runs: list[str] = typer.Argument(..., help="One or more runs (folders or names under --store)."),
-    out: Path = typer.Option(..., "--out", help="Report folder (written atomically; replaced if it exists)."),
+    out: Path = typer.Option(..., "--out", help="Report folder (written atomically; an existing one is replaced only if it holds an earlier report)."),
     title: str = typer.Option("Bayesian reanalysis", "--title", help="Report title."),
     store: Path = STORE_OPT,
     no_figures: bool = typer.Option(False, "--no-figures", help="Tables and text only."),
