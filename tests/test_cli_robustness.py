@@ -190,6 +190,26 @@ def test_bad_output_locations_fail_before_any_work_and_touch_nothing(cli, tmp_pa
     assert not (tmp_path / "configs" / "r").exists() and not [p for p in tmp_path.rglob(".bs-tmp-*")]
 
 
+def test_an_output_path_through_a_file_is_one_line(cli, tmp_path):
+    """Every command that writes a file or folder: an output path that cannot be written (here: under a file) is one
+    line naming the path and why, exit 2, never an unexpected OSError; nothing is left behind."""
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY.format(name="r", seed=1))
+    assert cli("fit", cfg, "--out", tmp_path / "m", "--quiet").code == 0
+    design = tmp_path / "d.toml"
+    design.write_text('[design]\nname = "d"\nseed = 1\nendpoint = "msts"\nsample_sizes = [40]\n'
+                      "[truth.msts]\ntreatment_effect = 4.0\nsigma = 5.0\n")
+    bad = afile / "x"
+    for args in (["data", "check", "-o", f"{bad}.csv"], ["summarize", "r", "--store", tmp_path / "m", "-o", f"{bad}.csv"],
+                 ["plot", "r", "forest", "--store", tmp_path / "m", "--out", f"{bad}.png"],
+                 ["data", "reconstruct", "--out", bad, "-k", "2"], ["design", design, "--out", bad]):
+        err = one_line_error(cli(*args))
+        assert str(afile) in err and "is a file, not a folder" in err, (args, err)
+    assert afile.read_text() == "keep" and not [p for p in tmp_path.rglob(".bs-tmp-*")]
+
+
 def test_overwrite_replaces_run_folders_only(cli, tmp_path):
     """fit --overwrite replaces an earlier run folder of the same name, never a folder that is not a run (no
     manifest.json), in the command line and in bs.fit(out=..., overwrite=True)."""

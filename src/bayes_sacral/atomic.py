@@ -48,17 +48,36 @@ def _tmp_sibling(path: Path, suffix: str = "") -> Path:
     return Path(name)
 
 
+def _output_error(path: Path, exc: OSError):
+    """The :class:`~bayes_sacral.errors.OutputError` for an output that could not be written at ``path``."""
+    from .errors import OutputError
+
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return OutputError(f"cannot write {path}: {existing} is a file, not a folder")
+    return OutputError(f"cannot write {path}: {exc.strerror or exc}")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (same-filesystem temp file + ``os.replace``)."""
+    """Write ``data`` to ``path`` atomically (same-filesystem temp file + ``os.replace``). A location that cannot be
+    written raises :class:`~bayes_sacral.errors.OutputError` naming it, and leaves nothing behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_sibling(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp_sibling(path)
+    except OSError as exc:
+        raise _output_error(path, exc) from None
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _output_error(path, exc) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -84,15 +103,15 @@ def _rename_exclusive(src: Path, dst: Path) -> None:
 
 
 def _can_create_in(parent: Path) -> str | None:
-    """None when a folder can be made in ``parent`` (created first if missing), else why not."""
+    """None when a folder can be made in ``parent`` (or, when it does not exist yet, in its nearest existing ancestor,
+    where it would be created), else why not. Creates nothing: a probe folder is made and removed at once."""
     existing = parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
         return f"cannot be created: {existing} is a file, not a folder"
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        os.rmdir(tempfile.mkdtemp(prefix=TMP_PREFIX + "probe.", dir=parent))
+        os.rmdir(tempfile.mkdtemp(prefix=TMP_PREFIX + "probe.", dir=existing))
     except OSError as exc:
         return f"cannot be written in {existing}: {exc.strerror or exc}"
     return None
@@ -127,8 +146,8 @@ def output_folder_problem(path: str | os.PathLike, marker: str | None = None) ->
 
 
 def writable_folder_problem(path: str | os.PathLike) -> str | None:
-    """Why outputs cannot be written into the folder ``path`` (a run store: created when missing, never replaced), or
-    None when they can."""
+    """Why outputs cannot be written into the folder ``path`` (a run store, a design folder: created when missing, never
+    replaced), or None when they can. Creates nothing."""
     path = Path(path)
     if (path.exists() or path.is_symlink()) and not path.is_dir():
         return "exists and is not a folder"
@@ -162,8 +181,11 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False, marker: s
     refusal = _replace_refusal(path, marker if overwrite else None)
     if refusal is not None:
         raise NotReplaceable(f"{path} {refusal}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=_tmp_name(path), dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_name(path), dir=path.parent))
+    except OSError as exc:
+        raise _output_error(path, exc) from None
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp

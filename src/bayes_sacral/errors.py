@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Problem", "InputError", "BayesSacralError", "FitFailed", "cap_problems", "MAX_PER_KIND"]
+__all__ = ["Problem", "InputError", "BayesSacralError", "FitFailed", "OutputError", "cap_problems", "MAX_PER_KIND"]
 
 #: At most this many problems of one kind are listed; the rest are counted.
 MAX_PER_KIND = 20
@@ -15,6 +15,11 @@ class BayesSacralError(Exception):
     (exit code 2, like bad input); see :class:`FitFailed` for exit code 1."""
 
     exit_code = 2
+
+
+class OutputError(BayesSacralError):
+    """An output cannot be written where it was asked for (a folder that cannot be created or written, a file in the
+    way): names the path and the reason (exit code 2)."""
 
 
 class FitFailed(BayesSacralError):

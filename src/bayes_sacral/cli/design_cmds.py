@@ -36,11 +36,12 @@ def design(
 
     from ..design.config import load_design
     from ..design.output import tidy
-    from ..design.runner import run_design
+    from ..design.runner import check_output, run_design
     from ..study import load_study
 
     cfg = load_design(config, set_ or [], study=load_study(study) if study is not None else None)
     out = out or Path("reports/designs") / cfg.design.name
+    check_output(cfg, out, resume)  # before the progress bar: a bad --out is one line
     prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=progress_console(), disable=quiet)
     import time

@@ -20,15 +20,15 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..atomic import atomic_write_bytes, atomic_write_text
-from ..errors import BayesSacralError
+from ..atomic import atomic_write_bytes, atomic_write_text, writable_folder_problem
+from ..errors import BayesSacralError, InputError, Problem
 from ..store import versions
 from .config import DesignConfig, InterimSection, design_to_toml
 from .context import Context, build_context
 from .exact import exact_success, exact_unavailable
 from .simulate import BATCH_FIELDS, FIT_FIELDS, fit_defaults, vectorized_batch
 
-__all__ = ["Task", "Job", "run_design", "make_tasks", "run_task", "choose_engine", "smallest_n"]
+__all__ = ["Task", "Job", "run_design", "check_output", "make_tasks", "run_task", "choose_engine", "smallest_n"]
 
 
 @dataclass(frozen=True)
@@ -385,6 +385,23 @@ def choose_engine(cfg: DesignConfig, ctx: Context) -> tuple[str, str]:
     return engine, ""
 
 
+def check_output(cfg: DesignConfig, out: Path, resume: bool = False) -> None:
+    """Refuse, before any simulation, an output folder that exists (without ``resume``), was started with another
+    config or study card (with ``resume``), or cannot be created or written."""
+    out = Path(out)
+    if out.exists() and not resume:
+        raise BayesSacralError(f"{out} already exists; pass --resume to continue it or choose another --out")
+    if out.exists() and resume:
+        for fname, text in (("config.toml", design_to_toml(cfg)), ("study.toml", cfg.card.text)):
+            old = (out / fname).read_text(encoding="utf-8") if (out / fname).exists() else None
+            if old is not None and old != text:
+                raise BayesSacralError(f"{out} was started with a different {'config' if fname == 'config.toml' else 'study card'}; "
+                                       "--resume needs the same one")
+    problem = writable_folder_problem(out)
+    if problem is not None:
+        raise InputError([Problem(str(out), "--out", str(out), f"the design folder {problem}")])
+
+
 def run_design(cfg: DesignConfig, out: Path | None = None, scheduler: str | None = None, resume: bool = False,
                workers: int | None = None, progress=None, log=None) -> xr.Dataset:
     """Run a design; with ``out``, also write its outputs there (resumable). Returns the results Dataset."""
@@ -397,14 +414,7 @@ def run_design(cfg: DesignConfig, out: Path | None = None, scheduler: str | None
     client = connect_scheduler(scheduler) if scheduler not in (None, "local") else None
     if out is not None:
         out = Path(out)
-        if out.exists() and not resume:
-            raise BayesSacralError(f"{out} already exists; pass --resume to continue it or choose another --out")
-        if out.exists() and resume:
-            for fname, text in (("config.toml", config_text), ("study.toml", card_text)):
-                old = (out / fname).read_text(encoding="utf-8") if (out / fname).exists() else None
-                if old is not None and old != text:
-                    raise BayesSacralError(f"{out} was started with a different {'config' if fname == 'config.toml' else 'study card'}; "
-                                           "--resume needs the same one")
+        check_output(cfg, out, resume)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.toml", config_text)
         atomic_write_text(out / "study.toml", card_text)
