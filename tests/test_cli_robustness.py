@@ -405,3 +405,20 @@ def test_summaries_of_random_numbers_never_crash():
     recs = [{"name": "x[a, b]", "v": v} for v in (np.nan, np.inf, 1e300, -0.0, None)]
     for w in (20, 80, 200):
         assert "x[a, b]" in render_table(recs, ["name", "v"], w)
+
+
+def test_a_cache_location_that_is_a_file_names_the_variable(cli, tmp_path, monkeypatch):
+    """BAYES_SACRAL_CACHE pointing at a file: one line naming the variable, exit 2, wherever the cache is used (a fit
+    that reached the disk cache stopped with an unexpected NotADirectoryError); the file is left as it was."""
+    from bayes_sacral.cachefile import cache_dir
+    from bayes_sacral.errors import InputError
+
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep")
+    monkeypatch.setenv("BAYES_SACRAL_CACHE", str(afile))
+    with pytest.raises(InputError, match="BAYES_SACRAL_CACHE"):
+        cache_dir()
+    for args in (["cache", "info"], ["cache", "clear"]):
+        err = one_line_error(cli(*args))
+        assert "BAYES_SACRAL_CACHE" in err and "is a file" in err, err
+    assert afile.read_text() == "keep"

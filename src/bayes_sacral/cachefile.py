@@ -25,12 +25,18 @@ __all__ = ["cache_dir", "read_entry", "lookup", "write_entry", "prune"]
 
 
 def cache_dir() -> Path:
-    """``$BAYES_SACRAL_CACHE``, else ``$XDG_CACHE_HOME/bayes-sacral``, else ``~/.cache/bayes-sacral``."""
+    """``$BAYES_SACRAL_CACHE``, else ``$XDG_CACHE_HOME/bayes-sacral``, else ``~/.cache/bayes-sacral``. A location that
+    is a file is an input error naming the variable (a folder that cannot be written only leaves things uncached)."""
     env = os.environ.get("BAYES_SACRAL_CACHE")
-    if env:
-        return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "bayes-sacral"
+    path = Path(env).expanduser() if env else (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "bayes-sacral"
+    if path.exists() and not path.is_dir():
+        from .errors import InputError, Problem
+
+        var = "BAYES_SACRAL_CACHE" if env else ("XDG_CACHE_HOME" if xdg else "HOME")
+        raise InputError([Problem("environment", var, str(path), "the cache location is a file; it must be a folder (created when "
+                                  "missing): point BAYES_SACRAL_CACHE at one")])
+    return path
 
 
 def read_entry(path: Path, magic: bytes, fmt: int, key: str):
@@ -54,10 +60,13 @@ def lookup(path: Path, magic: bytes, fmt: int, key: str) -> tuple[bool, object]:
     path = Path(path)
     try:
         body = read_entry(path, magic, fmt, key)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return False, None
     except Exception:  # noqa: BLE001 - corrupt, truncated, stale or foreign: never used
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
         return False, None
     try:
         os.utime(path)
