@@ -48,13 +48,18 @@ def _tmp_sibling(path: Path, suffix: str = "") -> Path:
     return Path(name)
 
 
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (where a missing folder would be created)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def _output_error(path: Path, exc: OSError):
     """The :class:`~bayes_sacral.errors.OutputError` for an output that could not be written at ``path``."""
     from .errors import OutputError
 
-    existing = path.parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = _nearest_existing(path.parent)
     if not existing.is_dir():
         return OutputError(f"cannot write {path}: {existing} is a file, not a folder")
     return OutputError(f"cannot write {path}: {exc.strerror or exc}")
@@ -105,9 +110,7 @@ def _rename_exclusive(src: Path, dst: Path) -> None:
 def _can_create_in(parent: Path) -> str | None:
     """None when a folder can be made in ``parent`` (or, when it does not exist yet, in its nearest existing ancestor,
     where it would be created), else why not. Creates nothing: a probe folder is made and removed at once."""
-    existing = parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = _nearest_existing(parent)
     if not existing.is_dir():
         return f"cannot be created: {existing} is a file, not a folder"
     try:
@@ -121,7 +124,9 @@ def _replace_refusal(path: Path, marker: str | None) -> str | None:
     """Why the existing ``path`` must not be replaced by an output folder, or None."""
     if not (path.exists() or path.is_symlink()):
         return None
-    if not path.is_dir() or path.is_symlink():
+    if path.is_symlink():
+        return "is a symbolic link; it is never replaced (give the folder it points to, or a new folder)"
+    if not path.is_dir():
         return "exists and is not a folder; it is never replaced (choose a folder name)"
     if marker is not None and not (path / marker).exists():
         try:
