@@ -105,11 +105,9 @@ def _fit(config, data, study, out, overwrite, log):
                 d.pop("path", None)
         runs = expand(doc, fname, over, base_dir=base, study=st, data_in_memory=sdata is not None)
     if out is not None:
-        from .store import check_free, check_store
+        from .store import check_targets
 
-        check_store(Path(out), "out")
-        for r in runs:
-            check_free(Path(out) / r.config.run.name, overwrite)
+        check_targets(Path(out), [r.config.run.name for r in runs], overwrite, "out")
     results = []
     for r in runs:
         if out is not None:

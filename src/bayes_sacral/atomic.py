@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_directory", "TMP_PREFIX", "TargetExists", "stale_temporaries",
-           "remove_stale", "NotReplaceable", "output_folder_problem", "writable_folder_problem"]
+           "remove_stale", "NotReplaceable", "output_folder_problem", "writable_folder_problem", "check_output_folder"]
 
 #: Prefix of every temporary path; such paths are never mistaken for finished outputs.
 TMP_PREFIX = ".bs-tmp-"
@@ -157,6 +157,17 @@ def writable_folder_problem(path: str | os.PathLike) -> str | None:
     if (path.exists() or path.is_symlink()) and not path.is_dir():
         return "exists and is not a folder"
     return _can_create_in(path)
+
+
+def check_output_folder(path: str | os.PathLike, option: str, what: str, marker: str | None = None, into: bool = False) -> None:
+    """Raise an :class:`~bayes_sacral.errors.InputError` naming ``option`` when ``path`` cannot take this output: a
+    folder replaced by :func:`atomic_directory` (:func:`output_folder_problem` with ``marker``), or with ``into`` a
+    folder written into (:func:`writable_folder_problem`). ``what`` names the folder in the message."""
+    problem = writable_folder_problem(path) if into else output_folder_problem(path, marker)
+    if problem is not None:
+        from .errors import InputError, Problem
+
+        raise InputError([Problem(str(path), option, str(path), f"the {what} {problem}")])
 
 
 @contextlib.contextmanager

@@ -163,7 +163,7 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
     versions, see :func:`~bayes_sacral.fitting.reusable_run`) is taken as it is instead of being refitted. ``jobs``: runs
     fitted at once in worker processes (default one per core; see :func:`fit_runs`).
     """
-    from .atomic import atomic_directory, output_folder_problem
+    from .atomic import atomic_directory, check_output_folder
     from .config import load_configs
     from .data.integrity import findings_frame, run_checks
     from .errors import InputError, Problem
@@ -173,9 +173,7 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
     from .summarize import summarize_run
 
     # a mistyped --out or --store fails now, not after the fits; --out replaces only an earlier reanalysis folder
-    problem = output_folder_problem(out_dir, REPORT_MARKER)
-    if problem is not None:
-        raise InputError([Problem(str(out_dir), "--out", str(out_dir), f"the report folder {problem}")])
+    check_output_folder(out_dir, "--out", "report folder", marker=REPORT_MARKER)
     if fit:
         check_store(Path(store), "--store")
     study = study or load_study()

@@ -30,13 +30,13 @@ from .atomic import (
     NotReplaceable,
     TargetExists,
     atomic_directory,
+    check_output_folder,
     output_folder_problem,
-    writable_folder_problem,
 )
 from .errors import BayesSacralError
 from .serialize import to_jsonable
 
-__all__ = ["DEFAULT_STORE", "write_run", "netcdf_engine", "check_store", "check_free", "RunExistsError", "find_run", "list_runs", "versions", "source_fingerprint", "RUN_FORMAT"]
+__all__ = ["DEFAULT_STORE", "write_run", "netcdf_engine", "check_store", "check_targets", "check_free", "RunExistsError", "find_run", "list_runs", "versions", "source_fingerprint", "RUN_FORMAT"]
 
 DEFAULT_STORE = Path("models")
 RUN_FORMAT = "bayes-sacral-run/1"
@@ -90,11 +90,15 @@ def _seed_of(target: Path) -> str:
 def check_store(root: Path, option: str = "--out") -> None:
     """Refuse, before any fitting, a run store folder that is a file or cannot be created or written (``option``: how
     the caller names it)."""
-    from .errors import InputError, Problem
+    check_output_folder(root, option, "run store folder", into=True)
 
-    problem = writable_folder_problem(root)
-    if problem is not None:
-        raise InputError([Problem(str(root), option, str(root), f"the run store folder {problem}")])
+
+def check_targets(root: Path, names: list[str], overwrite: bool = False, option: str = "--out") -> None:
+    """Before any fitting: the store ``root`` can be written (:func:`check_store`) and each run folder ``root/<name>``
+    is free, or with ``overwrite`` is an earlier run (:func:`check_free`)."""
+    check_store(Path(root), option)
+    for name in names:
+        check_free(Path(root) / name, overwrite)
 
 
 def check_free(target: Path, overwrite: bool = False) -> None:

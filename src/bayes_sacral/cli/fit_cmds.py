@@ -78,12 +78,10 @@ def fit(
 
     from ..config import load_configs
     from ..fitting import diagnostics_line, fit_run
-    from ..store import check_free, check_store
+    from ..store import check_targets
 
     runs = load_configs(config, set_ or [])
-    check_store(out, "--out")
-    for r in runs:
-        check_free(out / r.config.run.name, overwrite)
+    check_targets(out, [r.config.run.name for r in runs], overwrite, "--out")
     results = []
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=progress_console(), disable=quiet, transient=False)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..atomic import atomic_write_bytes, atomic_write_text, writable_folder_problem
+from ..atomic import atomic_write_bytes, atomic_write_text, check_output_folder
 from ..errors import BayesSacralError, InputError, Problem
 from ..store import versions
 from .config import DesignConfig, InterimSection, design_to_toml
@@ -152,8 +152,6 @@ SCHEDULER_TIMEOUT_S = 3
 def connect_scheduler(scheduler: str):
     """A Dask client for ``scheduler`` (an address), or an input error naming the option within a few seconds."""
     from dask.distributed import Client
-
-    from ..errors import InputError, Problem
 
     try:
         return Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
@@ -397,9 +395,7 @@ def check_output(cfg: DesignConfig, out: Path, resume: bool = False) -> None:
             if old is not None and old != text:
                 raise BayesSacralError(f"{out} was started with a different {'config' if fname == 'config.toml' else 'study card'}; "
                                        "--resume needs the same one")
-    problem = writable_folder_problem(out)
-    if problem is not None:
-        raise InputError([Problem(str(out), "--out", str(out), f"the design folder {problem}")])
+    check_output_folder(out, "--out", "design folder", into=True)
 
 
 def run_design(cfg: DesignConfig, out: Path | None = None, scheduler: str | None = None, resume: bool = False,

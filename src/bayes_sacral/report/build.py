@@ -399,12 +399,9 @@ def _data_info(runs: list) -> dict:
 def build_report(runs: list, out: Path, title: str = "Bayesian reanalysis", log=None, figures: bool = True) -> Path:
     """Write the report of ``runs`` (store.Run objects) to ``out`` atomically (replacing an earlier report there, and
     nothing else: a folder without report.md is refused before any work); returns ``out``."""
-    from ..atomic import output_folder_problem
-    from ..errors import InputError, Problem
+    from ..atomic import check_output_folder
 
-    problem = output_folder_problem(out, "report.md")
-    if problem is not None:
-        raise InputError([Problem(str(out), "--out", str(out), f"the report folder {problem}")])
+    check_output_folder(out, "--out", "report folder", marker="report.md")
     with atomic_directory(out, overwrite=True, marker="report.md") as tmp:
         write_report(runs, tmp, title, log, figures)
     return out
