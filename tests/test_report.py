@@ -333,3 +333,46 @@ def test_an_axis_label_wider_than_its_axis_is_rewrapped_inside_the_canvas(tmp_pa
         box = label.get_window_extent()
         assert box.x0 >= 0 and box.x1 <= fig.bbox.width
         assert " ".join(label.get_text().split()) == text
+
+
+def test_a_figure_is_laid_out_once_for_its_files_and_once_for_its_preview(tmp_path):
+    """write_figure lays the figure out at 300 dpi for the PNG and the PDF and again for the preview, instead of once
+    per file: the 300-dpi PNG and the preview are byte for byte what matplotlib's own constrained layout gives at
+    their resolutions (the 300-dpi PNG byte for byte; the preview's axes within a pixel: the layout engine starts from
+    the positions it finds), and writing the files moves no axes."""
+    import io
+
+    from bayes_sacral.report.style import DOUBLE, DPI, house_style, new_figure, write_figure
+
+    def build():
+        fig, axes = new_figure(DOUBLE, 2.4, 1, 2)
+        for ax in axes:
+            ax.set_yticks(range(3), ["pathological, Emotional acceptance", "impending", "pooled"])
+            ax.plot([0, 1], [0, 2])
+            ax.set_xlabel("Effect on the item score")
+        fig.suptitle("A title above both panels")
+        return fig
+
+    def plain(dpi):
+        buf, fig = io.BytesIO(), build()
+        fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+        return buf.getvalue(), np.array([ax.get_position().bounds for ax in fig.axes])
+
+    with house_style():
+        (expected_png, _), (_, expected_preview) = plain(DPI), plain(110)
+        fig = build()
+        moved = []
+        real_savefig = fig.savefig
+
+        def savefig(*a, **k):  # the axes' positions as each file is written
+            moved.append(np.array([ax.get_position().bounds for ax in fig.axes]))
+            return real_savefig(*a, **k)
+
+        fig.savefig = savefig
+        preview = write_figure(fig, tmp_path / "f", preview_dpi=110)
+    assert (tmp_path / "f.png").read_bytes() == expected_png
+    assert preview.startswith(b"\x89PNG")
+    assert len(moved) == 3 and np.array_equal(moved[0], moved[1])
+    pixel = np.array([1 / (DOUBLE * 110), 1 / (2.4 * 110)] * 2)
+    assert np.all(np.abs(np.array([ax.get_position().bounds for ax in fig.axes]) - expected_preview) <= pixel)
+    assert (tmp_path / "f.pdf").read_bytes().startswith(b"%PDF")

@@ -9,7 +9,6 @@ a report has dozens. A figure written before, by any process, is copied from the
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 from concurrent.futures import Future
@@ -22,14 +21,10 @@ PREVIEW_DPI = 110
 
 
 def _write(fig, stem: Path, preview_dpi: int = PREVIEW_DPI) -> bytes:
-    """Write ``stem``.png and ``stem``.pdf (:func:`~bayes_sacral.report.style.save_figure`); return the preview PNG."""
-    from .style import fit_axis_labels, save_figure
+    """Write ``stem``.png and ``stem``.pdf; return the preview PNG (:func:`~bayes_sacral.report.style.write_figure`)."""
+    from .style import write_figure
 
-    fit_axis_labels(fig)  # the preview shows what the files hold
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=preview_dpi, metadata={"Software": None})
-    save_figure(fig, stem)  # closes it
-    return buf.getvalue()
+    return write_figure(fig, stem, preview_dpi)
 
 
 def render(payload: bytes, stem: str, preview_dpi: int = PREVIEW_DPI, key: str | None = None) -> bytes:
