@@ -436,8 +436,8 @@ def prior_posterior(run, variables: list[str] | None = None):
 
 
 def ppc(run):
-    """Posterior predictive check: a patient-level score on its bounded scale (ECDF bands per cell); otherwise the observed
-    cell values against their predictive intervals."""
+    """Posterior predictive check: a patient-level score on its bounded scale (ECDF bands per cell); item scores by
+    category, per item and arm; otherwise the observed cell values against their predictive intervals."""
     dt = run.idata
     card = run.card
     k, sub, data = blocks(dt)[0]
@@ -481,6 +481,9 @@ def ppc(run):
         return fig
     obs_ds = dt["observed_data"].to_dataset()
     names = [v for v in pp.data_vars if v in obs_ds]
+    items = [v for v in names if "item" in pp[v].dims and "patient" in pp[v].dims]
+    if items and o is not None and getattr(o, "items", None) and data is not None:
+        return _ppc_item_categories(run, pp[items[0]], data, obs_ds[items[0]], o, reconstructed=k != 1 or "reconstruction" in dt["posterior"].coords)
     fig, axes = new_figure(DOUBLE, 1.0 + 0.9 * max(1, len(names)), len(names), 1, squeeze=False)
     for ax, v in zip(axes.ravel(), names, strict=True):
         ob = obs_ds[v]
@@ -496,6 +499,53 @@ def ppc(run):
         counts = bool(np.all(np.isfinite(flat_o)) and np.allclose(flat_o, np.round(flat_o)))
         ax.set_xlabel(f"{card.outcome_label(run.manifest['outcome'])}: {v.replace('_', ' ')}" + (" (patients)" if counts else ""))
     _legend_below(fig, axes.ravel()[0], ncols=2)
+    return fig
+
+
+def _ppc_item_categories(run, rep_da: xr.DataArray, data: xr.Dataset, observed: xr.DataArray, o, reconstructed: bool):
+    """Posterior predictive check of item scores (dims patient, item): per item, the share of each arm's patients at each
+    score after treatment, observed (diamonds) against the 90% predictive interval of that share (strata together).
+    One row per patient-item pair, as the generic check draws, is unreadable at 6 items × 30 patients."""
+    card = run.card
+    cats = np.arange(o.item_min, o.item_max + 1)
+    # the likelihood's categories count from the scale's minimum; the data keep both codings where they differ
+    obs = (np.asarray(data["item_post_from_min"].values) if "item_post_from_min" in data
+           else np.asarray(observed.transpose("patient", "item").values)) + o.item_min
+    rep = np.asarray(rep_da.stack(s=("chain", "draw")).transpose("s", "patient", "item").values) + o.item_min
+    if "arm_idx" in data:
+        arm_idx = np.asarray(data["arm_idx"].values)
+    else:  # patient-level route: the treatment indicator marks the card's first arm
+        arm_idx = np.where(np.asarray(data["treatment"].values) == 1, 0, 1)
+    names = [str(i) for i in rep_da["item"].values]
+    ncols = min(3, len(names))
+    nrows = int(np.ceil(len(names) / ncols))
+    fig, axes = new_figure(DOUBLE, 1.45 * nrows + 0.75, nrows, ncols, sharex=True, sharey=True, squeeze=False)
+    colours = arm_colours(card)
+    for j, (ax, item) in enumerate(zip(axes.ravel(), names, strict=False)):
+        for ai, arm in enumerate(card.arm_levels):
+            m = arm_idx == ai
+            if not m.any():
+                continue
+            x = cats + (ai - (len(card.arm_levels) - 1) / 2) * 0.28
+            share = (rep[:, m, j][:, :, None] == cats).mean(axis=1)  # (draw, category)
+            lo, med, hi = np.quantile(share, [0.05, 0.5, 0.95], axis=0)
+            c = colours[arm]
+            ax.vlines(x, lo, hi, color=c, lw=1.6, alpha=0.45, label=f"predictive 90%, {card.arm_label(arm)}")
+            ax.plot(x, med, "o", ms=2.2, color=c, alpha=0.7)
+            ax.plot(x, (obs[m, j][:, None] == cats).mean(axis=0), "D", ms=3.2, color=c, mec="black", mew=0.4,
+                    label=f"observed, {card.arm_label(arm)}")
+        ax.set_title(card.label("item", item))
+        ax.set_xticks(cats)
+        ax.set_ylim(0, 1.02)
+    for ax in axes.ravel()[len(names):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share of patients")
+    for ax in axes[-1]:
+        ax.set_xlabel(f"item score after treatment ({o.item_min}-{o.item_max})")
+    _legend_below(fig, axes[0, 0], ncols=4)
+    title = f"{card.outcome_label(run.manifest['outcome'])} items after treatment, by arm (strata combined)"
+    fig.suptitle(title + ("; reconstructed data set 1 (not real patients)" if reconstructed else ""), fontsize=8)
     return fig
 
 
@@ -691,7 +741,7 @@ FIGURE_KINDS = {
     "forest": "headline effects by stratum with the pooled estimate",
     "density": "posterior density of each headline effect, 0 and the threshold marked, P(> threshold) shaded",
     "prior-posterior": "prior against posterior for key parameters",
-    "ppc": "posterior predictive check (a patient-level score on its bounded scale; else observed cell values)",
+    "ppc": "posterior predictive check (a patient-level score on its bounded scale; item scores by category; else observed cell values)",
     "rates": "event rates by arm and stratum with the risk difference",
     "rank": "rank plots (MCMC diagnostics)",
     "trace": "trace plots (MCMC diagnostics)",
