@@ -190,9 +190,14 @@ def test_layout_check_detects_what_a_journal_would_reject():
         matplotlib.pyplot.close(fig)
 
 
-@pytest.mark.parametrize("kind", ["forest", "density", "prior-posterior", "ppc", "rates", "rank", "sensitivity", "prior-grid", "summary"])
+@pytest.mark.parametrize("kind", ["forest", "forest-limited", "density", "prior-posterior", "ppc", "rates", "rank", "sensitivity",
+                                  "prior-grid", "summary"])
 def test_figures_are_legible(runs, kind):
-    """Fonts of at least 7 pt, no overlapping text, nothing clipped at the canvas edge, no legend over data."""
+    """Fonts of at least 7 pt, no overlapping text, nothing clipped at the canvas edge, no legend over data; checked on
+    the figure as its files are written (long x-axis labels rewrapped). "forest-limited": a forest whose axis stops at
+    the plausible range, whose note on the arrows once overlapped the axis label."""
+    from bayes_sacral.report.style import fit_axis_labels
+
     lead = next(r for r in runs if r.manifest.get("primary"))
     grid = [r for r in runs if r.manifest["model"]["kind"] == "score"]
     with house_style():
@@ -202,8 +207,12 @@ def test_figures_are_legible(runs, kind):
             fig = F.prior_grid(grid)
         elif kind == "summary":
             fig = F.summary_forest([lead, runs[-1]])
+        elif kind == "forest-limited":
+            fig = F.forest([lead], limit=True)
+            assert "arrows" in fig.axes[0].get_xlabel()
         else:
             fig = F.figure_for(kind, runs[-1] if kind == "rates" else lead)
+        fit_axis_labels(fig)
         problems = layout_problems(fig)
         matplotlib.pyplot.close(fig)
     assert not problems, (kind, problems)
@@ -314,10 +323,12 @@ def test_cli_report_and_plot(cli, runs, tmp_path):
     assert cli("plot", str(runs[-1].path), "rates", "--out", tmp_path / "x.svg").code == 2
 
 
-def test_an_axis_label_wider_than_its_axis_is_rewrapped_inside_the_canvas(tmp_path):
+@pytest.mark.parametrize("writer", ["save_figure", "figure_bytes"])
+def test_an_axis_label_wider_than_its_axis_is_rewrapped_inside_the_canvas(tmp_path, writer):
     """Long tick labels push the axis right; a long x label centred under it used to run past the right edge and lose
-    its end in the PNG and PDF. After saving, every line of it lies inside the canvas and no word is lost."""
-    from bayes_sacral.report.style import SINGLE, house_style, new_figure, save_figure
+    its end in the PNG and PDF (and in `bayes-sacral plot`, which wrote the figure without the check). After saving,
+    every line of it lies inside the canvas and no word is lost."""
+    from bayes_sacral.report.style import SINGLE, figure_bytes, house_style, new_figure, save_figure
 
     text = "Effect on the item score, PSFS − Sacroplasty alone (0-5)"
     with house_style():
@@ -326,7 +337,10 @@ def test_an_axis_label_wider_than_its_axis_is_rewrapped_inside_the_canvas(tmp_pa
         ax.plot([0, 1], [0, 3])
         ax.set_xlabel(text)
         label = ax.xaxis.label
-        save_figure(fig, tmp_path / "f")
+        if writer == "save_figure":
+            save_figure(fig, tmp_path / "f")
+        else:
+            assert figure_bytes(fig, "png").startswith(b"\x89PNG")
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         FigureCanvasAgg(fig).draw()  # save_figure closed it: measure on a fresh canvas

@@ -47,7 +47,7 @@ def plot(
     """Render one figure of a run alone, in the house style (journal widths, fonts >= 7 pt, colour-blind-safe)."""
     from ..atomic import atomic_write_bytes
     from ..report.figures import FIGURE_KINDS, figure_for
-    from ..report.style import DPI, house_style
+    from ..report.style import figure_bytes, house_style
 
     if kind not in FIGURE_KINDS:
         from ..suggest import did_you_mean
@@ -57,20 +57,11 @@ def plot(
     out = out or Path(f"{r.name}--{kind}.png")
     if out.suffix not in (".png", ".pdf"):
         raise BayesSacralError(f"--out must end in .png or .pdf, not {out.suffix!r}")
-    import io
-
-    import matplotlib.pyplot as plt
-
     with house_style():
         try:
             fig = figure_for(kind, r)
         except ValueError as exc:
             raise BayesSacralError(f"{r.name}: {exc}") from None
-        buf = io.BytesIO()
-        if out.suffix == ".png":
-            fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-        else:
-            fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None})
-        plt.close(fig)
-    atomic_write_bytes(out, buf.getvalue())
+        data = figure_bytes(fig, out.suffix[1:])  # laid out as the report's files (long axis labels rewrapped)
+    atomic_write_bytes(out, data)
     say(str(out))

@@ -322,15 +322,14 @@ def forest(runs: list, labels: list[str] | None = None, limit: bool = False):
     if limits is not None:
         pad = 0.03 * (limits[1] - limits[0])
         ax.set_xlim(limits[0] - pad, limits[1] + pad)
-    ax.set_xlabel(_wrap(kind.axis_label(spec, var), 60 if k > 1 else 48))
+    # the note on arrows is part of the axis label, so the layout makes room for it (as a loose text it overlapped the label)
+    ax.set_xlabel(_wrap(kind.axis_label(spec, var) + ("; arrows: the interval continues beyond the axis" if limits is not None else ""),
+                        60 if k > 1 else 48))
     ax.set_ylim(-n_rows + 0.5, 0.5)
     if var in kind.points_vars(spec):
         _points_axis(ax, spec.o)
     if k > 1:
         fig.legend(loc="outside lower center", ncols=ncols, frameon=False, handlelength=1.0)
-    if limits is not None:
-        fig.text(0.99, 0.0, "arrows: interval continues beyond the axis", ha="right", va="bottom", fontsize=7, color="0.3") \
-            if k == 1 else None
     return fig
 
 
@@ -470,7 +469,7 @@ def ppc(run):
                 outside = float(np.mean((r < o.min - 0.5) | (r > o.max + 0.5)))
                 note = f"n = {int(m.sum())}" + (f"; {100 * outside:.0f}% of predictions outside {o.min}-{o.max}" if outside > 0.005 else "")
                 cell = card.arm_label(arm) + (f" × {card.stratum_label(lev)}" if card.stratified else "")
-                ax.set_title(f"{cell} ({note})")
+                ax.set_title(f"{cell}\n{note}")  # on one line, long cell names ran into the next panel's title
                 ax.set_ylim(0, 1.02)
             axes[0 if K == 1 else ai % K, 0].set_ylabel("cumulative share")
         for ax in axes[-1]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 from pathlib import Path
 
 import matplotlib
@@ -10,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["SINGLE", "DOUBLE", "PALETTE", "arm_colours", "house_style", "save_figure", "write_figure", "fit_axis_labels", "new_figure", "MIN_FONT_PT", "DPI"]
+__all__ = ["SINGLE", "DOUBLE", "PALETTE", "arm_colours", "house_style", "save_figure", "write_figure", "figure_bytes", "fit_axis_labels", "new_figure", "MIN_FONT_PT", "DPI"]
 
 #: Column widths in inches: single (3.5 in, 89 mm) and double (7.2 in, 183 mm).
 SINGLE = 3.5
@@ -90,46 +91,66 @@ def fit_axis_labels(fig, min_width: int = 12) -> None:
     fig.draw_without_rendering()  # the last rewrap laid out too, as when the loop returns early
 
 
+def _lay_out_for_files(fig):
+    """Rewrap x-axis labels that run past the canvas, measured at 300 dpi (:func:`fit_axis_labels`, whose last draw
+    runs the layout engine), and keep that layout (the engine set aside). Returns the engine set aside, or None."""
+    from matplotlib.layout_engine import PlaceHolderLayoutEngine
+
+    dpi = fig.dpi
+    fig.set_dpi(DPI)
+    try:
+        fit_axis_labels(fig)
+    finally:
+        fig.set_dpi(dpi)
+    engine = fig.get_layout_engine()
+    if engine is None or isinstance(engine, PlaceHolderLayoutEngine):
+        return None
+    fig.set_layout_engine("none")  # keeps the positions just computed
+    return engine
+
+
+def _save(fig, target, fmt: str) -> None:
+    if fmt == "png":
+        fig.savefig(target, format="png", dpi=DPI, metadata={"Software": None})
+    else:
+        fig.savefig(target, format="pdf", metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None})
+
+
 def write_figure(fig, stem: Path, preview_dpi: int | None = None) -> bytes | None:
     """Write ``stem``.png (300 dpi) and ``stem``.pdf with no timestamps (the same figure gives the same bytes), close
     the figure, and return a PNG preview at ``preview_dpi`` (None without one).
 
     The figure is laid out twice, not once per file and check: first at 300 dpi, where x-axis labels that run past the
-    canvas are rewrapped (:func:`fit_axis_labels`, whose last draw runs the layout engine), and that layout is kept
-    (the engine set aside) while the PNG and the PDF are written; then once more at the preview's resolution, where
-    hinting widens small text. Positions are fractions of the figure, so the 300-dpi layout carries over to the PDF
-    (its text is drawn at true glyph widths, closest to those at 300 dpi). Before, the preview, the PNG and the PDF
-    each ran the constrained layout again after the label check had run it twice: about a third of a report's
-    figure-writing time."""
-    import io
-
-    from matplotlib.layout_engine import PlaceHolderLayoutEngine
-
+    canvas are rewrapped (:func:`fit_axis_labels`), and that layout is kept while the PNG and the PDF are written;
+    then once more at the preview's resolution, where hinting widens small text. Positions are fractions of the
+    figure, so the 300-dpi layout carries over to the PDF (its text is drawn at true glyph widths, closest to those at
+    300 dpi). Before, the preview, the PNG and the PDF each ran the constrained layout again after the label check had
+    run it twice: about a third of a report's figure-writing time."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    # Run names may contain dots (sweep values such as 0.5): append, never replace a "suffix".
-    png = stem.with_name(stem.name + ".png")
-    pdf = stem.with_name(stem.name + ".pdf")
     try:
-        dpi = fig.dpi
-        fig.set_dpi(DPI)
-        try:
-            fit_axis_labels(fig)
-        finally:
-            fig.set_dpi(dpi)
-        engine = fig.get_layout_engine()
-        if engine is not None and not isinstance(engine, PlaceHolderLayoutEngine):
-            fig.set_layout_engine("none")  # keeps the positions just computed
-        else:
-            engine = None
-        fig.savefig(png, dpi=DPI, metadata={"Software": None})
-        fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None})
+        engine = _lay_out_for_files(fig)
+        # Run names may contain dots (sweep values such as 0.5): append, never replace a "suffix".
+        _save(fig, stem.with_name(stem.name + ".png"), "png")
+        _save(fig, stem.with_name(stem.name + ".pdf"), "pdf")
         if preview_dpi is None:
             return None
         if engine is not None:
             fig.set_layout_engine(engine)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=preview_dpi, metadata={"Software": None})
+        return buf.getvalue()
+    finally:
+        plt.close(fig)
+
+
+def figure_bytes(fig, fmt: str) -> bytes:
+    """One file of ``fig`` as bytes, ``fmt`` "png" (300 dpi) or "pdf", laid out and labelled as :func:`write_figure`
+    lays out its files (long x-axis labels rewrapped); closes the figure."""
+    try:
+        _lay_out_for_files(fig)
+        buf = io.BytesIO()
+        _save(fig, buf, fmt)
         return buf.getvalue()
     finally:
         plt.close(fig)
