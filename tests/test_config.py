@@ -133,3 +133,58 @@ def test_threshold_variables_checked():
     with pytest.raises(InputError) as exc:
         resolve(doc)
     assert "did you mean 'risk_difference'" in str(exc.value)
+
+
+def test_field_docs_read_what_pydantic_reads_from_attribute_docstrings():
+    """validation.field_docs (read when the commented config asks, not at import) gives the docstrings pydantic's
+    use_attribute_docstrings gives, inherited fields and multi-line ones included; a field without one is absent."""
+    from pydantic import BaseModel, ConfigDict
+
+    from bayes_sacral.validation import field_docs
+
+    class Base(BaseModel):
+        model_config = ConfigDict(use_attribute_docstrings=True)
+        seed: int = 1
+        """Seed of the run."""
+        name: str = "x"
+
+    class Child(Base):
+        model_config = ConfigDict(use_attribute_docstrings=True)
+        draws: int = 1000
+        """Draws per chain.
+
+            Kept after tuning."""
+        chains: int = 4
+        tune: int = 1000
+        """Tuning iterations."""
+
+    class PlainBase(BaseModel):
+        seed: int = 1
+        """Seed of the run."""
+        name: str = "x"
+
+    class Plain(PlainBase):
+        draws: int = 1000
+        """Draws per chain.
+
+            Kept after tuning."""
+        chains: int = 4
+        tune: int = 1000
+        """Tuning iterations."""
+
+    expected = {n: f.description for n, f in Child.model_fields.items() if f.description}
+    assert set(expected) == {"seed", "draws", "tune"}
+    assert field_docs(Plain) == expected
+
+
+def test_every_config_key_with_a_docstring_is_explained_in_the_commented_config():
+    """The commented config (`bayes-sacral config defaults KIND`) carries each documented key's docstring above it."""
+    from bayes_sacral.config import RunSection, SamplerSection
+    from bayes_sacral.validation import field_docs
+
+    text = defaults_toml("msts")
+    for cls in (RunSection, SamplerSection, KINDS["score"].options_class):
+        docs = field_docs(cls)
+        assert docs, cls
+        for doc in docs.values():
+            assert f"# {doc.splitlines()[0].strip()}" in text

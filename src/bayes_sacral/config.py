@@ -34,7 +34,7 @@ from .models import KINDS, KindOptions, ModelKind, ModelSpec
 from .priors import FAMILIES, PriorSpec, check_prior, prior_text
 from .study import Study, load_study
 from .suggest import did_you_mean
-from .validation import Strict, parse_toml, problems_from_validation, read_toml
+from .validation import Strict, field_docs, parse_toml, problems_from_validation, read_toml
 
 __all__ = [
     "RunConfig",
@@ -651,8 +651,9 @@ def defaults_toml(kind_name: str, study: Study | None = None) -> str:
         for name, fld in cls.model_fields.items():
             if name in skip:
                 continue
-            if fld.description:
-                for ln in fld.description.strip().splitlines():
+            doc = fld.description or field_docs(cls).get(name)
+            if doc:
+                for ln in doc.strip().splitlines():
                     lines.append(f"# {ln.strip()}")
             v = values.get(name)
             if v is None:
@@ -681,7 +682,7 @@ def defaults_toml(kind_name: str, study: Study | None = None) -> str:
     lines.append("")
     section("sampler", SamplerSection, SamplerSection().model_dump(mode="json"))
     lines.append("[decision]")
-    lines.append(f"# {DecisionSection.model_fields['prob'].description}")
+    lines.append(f"# {field_docs(DecisionSection)['prob']}")
     lines.append("prob = 0.95")
     lines.append("# Thresholds: benefit magnitudes; P(benefit beyond value) is reported as prob_beyond_<name>. A bare number applies")
     lines.append(f"# to the effect variables ({', '.join(kind.effect_variables(spec)) or 'none'}); a table names its variables.")
