@@ -13,7 +13,7 @@ import xarray as xr
 
 from .memo import Memo, digest
 
-__all__ = ["blocks", "has_loo", "loo_table", "compare_runs", "ppc_table", "spread_table", "LOO_NOTE"]
+__all__ = ["blocks", "has_loo", "loo_table", "compare_runs", "ppc_table", "spread_table", "item_scores", "LOO_NOTE"]
 
 LOO_NOTE = ("Continuous likelihoods (normal, Student-t) give densities at integer scores; with a spacing of 1 point these equal "
             "probability masses to a good approximation, so their elpd is compared with the beta-binomial's probability masses.")
@@ -166,11 +166,28 @@ def _cell_stats(y: np.ndarray, arm_idx: np.ndarray, s_idx: np.ndarray, card, cei
     return out
 
 
+def item_scores(data: xr.Dataset, var: str, item_min: int) -> tuple[np.ndarray, np.ndarray]:
+    """One block's item scores after treatment on the items' scale (patient, item) and each patient's arm index (the
+    card's arm order). A reconstructed block carries them (``item_post_from_min``, ``arm_idx``); a patient-level run's
+    data hold the observed ``var`` as the likelihood saw it (counted from the scale's minimum) and the indicator of the
+    card's first arm (``treatment``)."""
+    obs = data["item_post_from_min"] if "item_post_from_min" in data else data[var]
+    arm = data["arm_idx"].values if "arm_idx" in data else np.where(np.asarray(data["treatment"].values) == 1, 0, 1)
+    return np.asarray(obs.transpose("patient", "item").values) + item_min, np.asarray(arm)
+
+
+def _item_stats(y: np.ndarray, ceiling: int) -> dict[str, np.ndarray]:
+    """Mean, SD and share at the top of the scale of item scores y (..., patient)."""
+    n = y.shape[-1]
+    return {"mean": y.mean(-1), "sd": y.std(-1, ddof=1) if n > 1 else np.zeros(y.shape[:-1]), "at_ceiling": (y >= ceiling).mean(-1)}
+
+
 def ppc_table(run) -> pd.DataFrame:
     """Posterior predictive checks: observed statistic, predictive mean and 90% interval, P(replicated ≥ observed).
 
     Patient-level score runs: per arm × stratum cell, the mean, SD and share at the ceiling of the post-treatment score (in
-    points). Other runs: every observed value. Reconstructed runs: each block against its own data, averaged.
+    points). Item scores: per item and arm, their mean, SD and share at the top of the item scale. Other runs: every
+    observed value. Reconstructed runs: each block against its own data, averaged.
     """
     dt = run.idata
     parts = [dt[g].to_dataset() for g in ("posterior_predictive", "observed_data", "constant_data", "reconstruction_data")
@@ -205,9 +222,28 @@ def _compute_ppc_table(run) -> pd.DataFrame:
                                      "predictive_low": float(np.quantile(r, 0.05)), "predictive_high": float(np.quantile(r, 0.95)),
                                      "p_value": float((r >= o_).mean())})
                 continue
+            if ("item" in pp[var].dims and "patient" in pp[var].dims and o is not None and getattr(o, "items", None)
+                    and data is not None):
+                obs_items, arm_idx = item_scores(data, var, o.item_min)
+                rep_items = rep.astype(float) + o.item_min
+                for j, item in enumerate(pp[var]["item"].values):
+                    for a, arm in enumerate(card.arm_levels):
+                        m = arm_idx == a
+                        if not m.any():
+                            continue
+                        obs_s, rep_s = _item_stats(obs_items[m, j], o.item_max), _item_stats(rep_items[:, m, j], o.item_max)
+                        for stat, ob in obs_s.items():
+                            r = rep_s[stat]
+                            rows.append({"block": k, "variable": var, "element": f"{card.label('item', str(item))}, {card.arm_label(arm)}",
+                                         "statistic": stat, "observed": float(ob), "predictive_mean": float(r.mean()),
+                                         "predictive_low": float(np.quantile(r, 0.05)), "predictive_high": float(np.quantile(r, 0.95)),
+                                         "p_value": float((r >= ob).mean())})
+                continue
             obs_ds = dt["observed_data"].to_dataset() if "observed_data" in dt.children else None
             if obs_ds is None or var not in obs_ds:
                 continue
+            if "reconstruction" in dt["posterior"].coords:
+                continue  # the tree's observed data are one reconstruction's: no other block may be checked against them
             obs = obs_ds[var]
             flat_obs = np.asarray(obs.values, dtype=float).reshape(-1)
             flat_rep = rep.reshape(rep.shape[0], -1).astype(float)

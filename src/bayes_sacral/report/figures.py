@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from ..checks import blocks
+from ..checks import blocks, item_scores
 from ..precision import format_probability, probability_mcse
 from ..priors import prior_pdf
 from ..summarize import element_name
@@ -482,7 +482,7 @@ def ppc(run):
     names = [v for v in pp.data_vars if v in obs_ds]
     items = [v for v in names if "item" in pp[v].dims and "patient" in pp[v].dims]
     if items and o is not None and getattr(o, "items", None) and data is not None:
-        return _ppc_item_categories(run, pp[items[0]], data, obs_ds[items[0]], o, reconstructed=k != 1 or "reconstruction" in dt["posterior"].coords)
+        return _ppc_item_categories(run, pp[items[0]], data, o, reconstructed=k != 1 or "reconstruction" in dt["posterior"].coords)
     fig, axes = new_figure(DOUBLE, 1.0 + 0.9 * max(1, len(names)), len(names), 1, squeeze=False)
     for ax, v in zip(axes.ravel(), names, strict=True):
         ob = obs_ds[v]
@@ -501,20 +501,15 @@ def ppc(run):
     return fig
 
 
-def _ppc_item_categories(run, rep_da: xr.DataArray, data: xr.Dataset, observed: xr.DataArray, o, reconstructed: bool):
+def _ppc_item_categories(run, rep_da: xr.DataArray, data: xr.Dataset, o, reconstructed: bool):
     """Posterior predictive check of item scores (dims patient, item): per item, the share of each arm's patients at each
     score after treatment, observed (diamonds) against the 90% predictive interval of that share (strata together).
     One row per patient-item pair, as the generic check draws, is unreadable at 6 items × 30 patients."""
     card = run.card
     cats = np.arange(o.item_min, o.item_max + 1)
-    # the likelihood's categories count from the scale's minimum; the data keep both codings where they differ
-    obs = (np.asarray(data["item_post_from_min"].values) if "item_post_from_min" in data
-           else np.asarray(observed.transpose("patient", "item").values)) + o.item_min
+    obs, arm_idx = item_scores(data, str(rep_da.name), o.item_min)
+    # the likelihood's categories count from the scale's minimum
     rep = np.asarray(rep_da.stack(s=("chain", "draw")).transpose("s", "patient", "item").values) + o.item_min
-    if "arm_idx" in data:
-        arm_idx = np.asarray(data["arm_idx"].values)
-    else:  # patient-level route: the treatment indicator marks the card's first arm
-        arm_idx = np.where(np.asarray(data["treatment"].values) == 1, 0, 1)
     names = [str(i) for i in rep_da["item"].values]
     ncols = min(3, len(names))
     nrows = int(np.ceil(len(names) / ncols))
