@@ -476,3 +476,26 @@ def test_the_item_score_check_table_compares_each_data_set_with_its_own_items():
                 spread = max(spread, float(np.ptp(values)))
                 assert got.loc[(f"{card.label('item', item)}, {card.arm_label(arm)}", stat), "observed"] == pytest.approx(np.mean(values))
     assert spread > 0  # the data sets differ (their item means are the published ones), so checking both against one shows
+
+
+def test_the_score_check_names_each_arms_observed_line_and_is_legible():
+    """The patient-level score check: each arm's observed ECDF is in the legend in its arm's colour (the legend named
+    one "observed" line in the first arm's colour), and the two-line panel titles pass the legibility check."""
+    from bayes_sacral.config import resolve
+    from bayes_sacral.fitting import fit_resolved
+    from bayes_sacral.report.style import arm_colours, fit_axis_labels
+
+    run = fit_resolved(resolve({"run": {"name": "score", "seed": 3}, "data": {"source": "ipd", "path": "tests/data/ipd_valid.csv"},
+                                "model": {"kind": "msts"}, "sampler": {"draws": 100, "tune": 200, "chains": 2, "prior_draws": 0}}))
+    card = run.card
+    with house_style():
+        fig = F.figure_for("ppc", run)
+        legend = fig.legends[0]
+        shown = {t.get_text(): h for t, h in zip(legend.get_texts(), legend.legend_handles, strict=True)}
+        for arm, colour in arm_colours(card).items():
+            handle = shown[f"observed, {card.arm_label(arm)}"]
+            assert matplotlib.colors.same_color(handle.get_color(), colour)
+        fit_axis_labels(fig)
+        problems = layout_problems(fig)
+        matplotlib.pyplot.close(fig)
+    assert not problems, problems

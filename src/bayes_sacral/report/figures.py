@@ -465,7 +465,7 @@ def ppc(run):
                 ax.fill_between(grid, lo, hi, step="post", color="0.8", lw=0, label="predictive 90% band")
                 ax.step(grid, med, where="post", color="0.45", lw=0.8, ls="--", label="predictive median")
                 ax.step(grid, (obs[m][:, None] <= grid[None, :] + 0.5).mean(axis=0), where="post", color=colours[arm], lw=1.4,
-                        label="observed")
+                        label=f"observed, {card.arm_label(arm)}")
                 outside = float(np.mean((r < o.min - 0.5) | (r > o.max + 0.5)))
                 note = f"n = {int(m.sum())}" + (f"; {100 * outside:.0f}% of predictions outside {o.min}-{o.max}" if outside > 0.005 else "")
                 cell = card.arm_label(arm) + (f" × {card.stratum_label(lev)}" if card.stratified else "")
@@ -474,7 +474,9 @@ def ppc(run):
             axes[0 if K == 1 else ai % K, 0].set_ylabel("cumulative share")
         for ax in axes[-1]:
             ax.set_xlabel(f"{card.outcome_label(run.manifest['outcome'])} after treatment ({o.unit}, {o.min}-{o.max})")
-        _legend_below(fig, axes[0, 0], ncols=3)
+        # every arm's observed line in the legend, each in its arm's colour (one panel's handles named only one)
+        found = {lab: h for ax in axes.ravel() for h, lab in zip(*ax.get_legend_handles_labels(), strict=True)}
+        _legend_below(fig, ncols=4, handles=list(found.values()), labels=list(found))
         if k != 1 or "reconstruction" in dt["posterior"].coords:
             fig.suptitle("Reconstructed data set 1 (not real patients)", fontsize=8)
         return fig
