@@ -36,6 +36,20 @@ def runs(tmp_path_factory):
     return out
 
 
+IPD_CSV = "tests/data/ipd_valid.csv"
+SMALL_SAMPLER = {"draws": 100, "tune": 200, "chains": 2, "prior_draws": 0}
+
+
+@pytest.fixture(scope="module")
+def items_run():
+    """The per-item model fitted to the patient-level CSV, briefly (its predictive check's figure and table)."""
+    from bayes_sacral.config import resolve
+    from bayes_sacral.fitting import fit_resolved
+
+    return fit_resolved(resolve({"run": {"name": "items", "seed": 3}, "data": {"source": "ipd", "path": IPD_CSV},
+                                 "model": {"kind": "msts_domains"}, "sampler": SMALL_SAMPLER}))
+
+
 @pytest.fixture(scope="module")
 def report(runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("rep") / "report"
@@ -392,23 +406,18 @@ def test_a_figure_is_laid_out_once_for_its_files_and_once_for_its_preview(tmp_pa
     assert (tmp_path / "f.pdf").read_bytes().startswith(b"%PDF")
 
 
-def test_the_item_score_check_shows_each_arms_share_of_patients_at_each_score():
+def test_the_item_score_check_shows_each_arms_share_of_patients_at_each_score(items_run):
     """The per-item model's posterior predictive check: one panel per item, with each arm's observed share of patients
     at each item score (computed here from the CSV) against a 90% predictive interval of that share. The generic check
     drew one row per patient-item pair (180 overlapping tick labels); the figure passes the legibility check."""
     import pandas as pd
 
-    from bayes_sacral.config import resolve
-    from bayes_sacral.fitting import fit_resolved
     from bayes_sacral.report.figures import ppc
     from bayes_sacral.report.style import house_style
 
-    path = "tests/data/ipd_valid.csv"
-    run = fit_resolved(resolve({"run": {"name": "items", "seed": 3}, "data": {"source": "ipd", "path": path},
-                                "model": {"kind": "msts_domains"},
-                                "sampler": {"draws": 100, "tune": 200, "chains": 2, "prior_draws": 0}}))
+    run = items_run
     card, o = run.card, run.card.outcomes["msts"]
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(IPD_CSV)
     frame = frame.dropna(subset=[f"{i}_{t}" for t in ("pre", "post") for i in o.items])  # the model's patients
     scores = np.arange(o.item_min, o.item_max + 1)
     with house_style():
@@ -431,7 +440,7 @@ def test_the_item_score_check_shows_each_arms_share_of_patients_at_each_score():
     assert not problems, problems
 
 
-def test_the_item_score_check_table_compares_each_data_set_with_its_own_items():
+def test_the_item_score_check_table_compares_each_data_set_with_its_own_items(items_run):
     """The predictive-check table of the per-item model: per item and arm, the mean, SD and share at the top of the item
     scale. A patient-level run's observed means are the CSV's; a reconstructed run checks each data set against its own
     item scores and averages (the generic table compared every data set with the first one's observations)."""
@@ -441,12 +450,9 @@ def test_the_item_score_check_table_compares_each_data_set_with_its_own_items():
     from bayes_sacral.config import resolve
     from bayes_sacral.fitting import fit_resolved
 
-    sampler = {"draws": 100, "tune": 200, "chains": 2, "prior_draws": 0}
-    path = "tests/data/ipd_valid.csv"
-    ipd = fit_resolved(resolve({"run": {"name": "items", "seed": 3}, "data": {"source": "ipd", "path": path},
-                                "model": {"kind": "msts_domains"}, "sampler": sampler}))
+    ipd = items_run
     card, o = ipd.card, ipd.card.outcomes["msts"]
-    frame = pd.read_csv(path).dropna(subset=[f"{i}_{t}" for t in ("pre", "post") for i in o.items])
+    frame = pd.read_csv(IPD_CSV).dropna(subset=[f"{i}_{t}" for t in ("pre", "post") for i in o.items])
     tab = ppc_table(ipd).set_index(["element", "statistic"])
     assert len(tab) == len(o.items) * len(card.arm_levels) * 3
     for item in o.items:
@@ -460,7 +466,7 @@ def test_the_item_score_check_table_compares_each_data_set_with_its_own_items():
 
     rec = fit_resolved(resolve({"run": {"name": "items-rec", "seed": 3},
                                 "model": {"kind": "msts_domains", "route": "reconstructed", "reconstructions": 2},
-                                "sampler": sampler}))
+                                "sampler": SMALL_SAMPLER}))
     data = rec.idata["reconstruction_data"].to_dataset()
     got = ppc_table(rec).set_index(["element", "statistic"])
     spread = 0.0
@@ -485,8 +491,8 @@ def test_the_score_check_names_each_arms_observed_line_and_is_legible():
     from bayes_sacral.fitting import fit_resolved
     from bayes_sacral.report.style import arm_colours, fit_axis_labels
 
-    run = fit_resolved(resolve({"run": {"name": "score", "seed": 3}, "data": {"source": "ipd", "path": "tests/data/ipd_valid.csv"},
-                                "model": {"kind": "msts"}, "sampler": {"draws": 100, "tune": 200, "chains": 2, "prior_draws": 0}}))
+    run = fit_resolved(resolve({"run": {"name": "score", "seed": 3}, "data": {"source": "ipd", "path": IPD_CSV},
+                                "model": {"kind": "msts"}, "sampler": SMALL_SAMPLER}))
     card = run.card
     with house_style():
         fig = F.figure_for("ppc", run)

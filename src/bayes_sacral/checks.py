@@ -13,7 +13,7 @@ import xarray as xr
 
 from .memo import Memo, digest
 
-__all__ = ["blocks", "has_loo", "loo_table", "compare_runs", "ppc_table", "spread_table", "item_scores", "LOO_NOTE"]
+__all__ = ["blocks", "has_loo", "loo_table", "compare_runs", "ppc_table", "spread_table", "item_scores", "is_item_scores", "LOO_NOTE"]
 
 LOO_NOTE = ("Continuous likelihoods (normal, Student-t) give densities at integer scores; with a spacing of 1 point these equal "
             "probability masses to a good approximation, so their elpd is compared with the beta-binomial's probability masses.")
@@ -152,18 +152,34 @@ def compare_runs(runs: dict[str, xr.DataTree]) -> pd.DataFrame:
     return mean.reset_index(names="run")[["run", "rank", "elpd", "p", "elpd_diff", "dse", "weight", "blocks"]]
 
 
+def _score_stats(y: np.ndarray, ceiling: int) -> dict[str, np.ndarray]:
+    """Mean, SD and share at or above ``ceiling`` of scores y (..., patient); the SD of one patient is 0."""
+    return {"mean": y.mean(-1), "sd": y.std(-1, ddof=1) if y.shape[-1] > 1 else np.zeros(y.shape[:-1]),
+            "at_ceiling": (y >= ceiling).mean(-1)}
+
+
 def _cell_stats(y: np.ndarray, arm_idx: np.ndarray, s_idx: np.ndarray, card, ceiling: int) -> dict[str, dict[str, np.ndarray]]:
     """Cell mean, SD and fraction at the ceiling of y (..., patient), by the card's cell labels."""
     out = {}
     for a, arm in enumerate(card.arm_levels):
         for f, lev in enumerate(card.stratum_levels):
             m = (arm_idx == a) & (s_idx == f)
-            if not m.any():
-                continue
-            v = y[..., m]
-            out[card.cell_label(arm, lev)] = {"mean": v.mean(-1), "sd": v.std(-1, ddof=1) if m.sum() > 1 else np.zeros(v.shape[:-1]),
-                                              "at_ceiling": (v >= ceiling).mean(-1)}
+            if m.any():
+                out[card.cell_label(arm, lev)] = _score_stats(y[..., m], ceiling)
     return out
+
+
+def _check_row(block: int, var: str, element: str, statistic: str, observed: float, rep: np.ndarray) -> dict:
+    """One row of the predictive-check table: the observed statistic against its replicated draws ``rep``."""
+    return {"block": block, "variable": var, "element": element, "statistic": statistic, "observed": float(observed),
+            "predictive_mean": float(rep.mean()), "predictive_low": float(np.quantile(rep, 0.05)),
+            "predictive_high": float(np.quantile(rep, 0.95)), "p_value": float((rep >= observed).mean())}
+
+
+def is_item_scores(da: xr.DataArray, o) -> bool:
+    """Whether ``da`` holds the item scores of a score outcome ``o`` (dims patient and item): checked by category, per
+    item and arm, in the predictive-check table and figure."""
+    return "item" in da.dims and "patient" in da.dims and o is not None and bool(getattr(o, "items", None))
 
 
 def item_scores(data: xr.Dataset, var: str, item_min: int) -> tuple[np.ndarray, np.ndarray]:
@@ -174,12 +190,6 @@ def item_scores(data: xr.Dataset, var: str, item_min: int) -> tuple[np.ndarray, 
     obs = data["item_post_from_min"] if "item_post_from_min" in data else data[var]
     arm = data["arm_idx"].values if "arm_idx" in data else np.where(np.asarray(data["treatment"].values) == 1, 0, 1)
     return np.asarray(obs.transpose("patient", "item").values) + item_min, np.asarray(arm)
-
-
-def _item_stats(y: np.ndarray, ceiling: int) -> dict[str, np.ndarray]:
-    """Mean, SD and share at the top of the scale of item scores y (..., patient)."""
-    n = y.shape[-1]
-    return {"mean": y.mean(-1), "sd": y.std(-1, ddof=1) if n > 1 else np.zeros(y.shape[:-1]), "at_ceiling": (y >= ceiling).mean(-1)}
 
 
 def ppc_table(run) -> pd.DataFrame:
@@ -213,17 +223,9 @@ def _compute_ppc_table(run) -> pd.DataFrame:
                 ceiling = ceiling_of(o)
                 obs_s = _cell_stats(obs, data["arm_idx"].values, data["stratum_idx"].values, card, ceiling)
                 rep_s = _cell_stats(rep.astype(float) + shift, data["arm_idx"].values, data["stratum_idx"].values, card, ceiling)
-                for cell, stats in obs_s.items():
-                    for stat, ob in stats.items():
-                        r = rep_s[cell][stat]
-                        o_ = ob
-                        rows.append({"block": k, "variable": var, "element": cell, "statistic": stat,
-                                     "observed": float(o_), "predictive_mean": float(r.mean()),
-                                     "predictive_low": float(np.quantile(r, 0.05)), "predictive_high": float(np.quantile(r, 0.95)),
-                                     "p_value": float((r >= o_).mean())})
+                rows += [_check_row(k, var, cell, stat, ob, rep_s[cell][stat]) for cell, stats in obs_s.items() for stat, ob in stats.items()]
                 continue
-            if ("item" in pp[var].dims and "patient" in pp[var].dims and o is not None and getattr(o, "items", None)
-                    and data is not None):
+            if is_item_scores(pp[var], o) and data is not None:
                 obs_items, arm_idx = item_scores(data, var, o.item_min)
                 rep_items = rep.astype(float) + o.item_min
                 for j, item in enumerate(pp[var]["item"].values):
@@ -231,13 +233,9 @@ def _compute_ppc_table(run) -> pd.DataFrame:
                         m = arm_idx == a
                         if not m.any():
                             continue
-                        obs_s, rep_s = _item_stats(obs_items[m, j], o.item_max), _item_stats(rep_items[:, m, j], o.item_max)
-                        for stat, ob in obs_s.items():
-                            r = rep_s[stat]
-                            rows.append({"block": k, "variable": var, "element": f"{card.label('item', str(item))}, {card.arm_label(arm)}",
-                                         "statistic": stat, "observed": float(ob), "predictive_mean": float(r.mean()),
-                                         "predictive_low": float(np.quantile(r, 0.05)), "predictive_high": float(np.quantile(r, 0.95)),
-                                         "p_value": float((r >= ob).mean())})
+                        obs_s, rep_s = _score_stats(obs_items[m, j], o.item_max), _score_stats(rep_items[:, m, j], o.item_max)
+                        element = f"{card.label('item', str(item))}, {card.arm_label(arm)}"
+                        rows += [_check_row(k, var, element, stat, ob, rep_s[stat]) for stat, ob in obs_s.items()]
                 continue
             obs_ds = dt["observed_data"].to_dataset() if "observed_data" in dt.children else None
             if obs_ds is None or var not in obs_ds:
@@ -250,10 +248,7 @@ def _compute_ppc_table(run) -> pd.DataFrame:
             labels = list(np.ndindex(*obs.shape)) if obs.ndim else [()]
             for j, idx in enumerate(labels):
                 name = ", ".join(str(obs[d].values[i]) for d, i in zip(obs.dims, idx, strict=True)) if obs.ndim else ""
-                r = flat_rep[:, j]
-                rows.append({"block": k, "variable": var, "element": name, "statistic": "value", "observed": float(flat_obs[j]),
-                             "predictive_mean": float(r.mean()), "predictive_low": float(np.quantile(r, 0.05)),
-                             "predictive_high": float(np.quantile(r, 0.95)), "p_value": float((r >= flat_obs[j]).mean())})
+                rows.append(_check_row(k, var, name, "value", flat_obs[j], flat_rep[:, j]))
     df = pd.DataFrame(rows)
     if df.empty:
         return df

@@ -52,6 +52,8 @@ from .text import SMALL_CELL, methods_paragraph, results_paragraph
 __all__ = ["build_report", "write_report", "SECTIONS", "lead_runs"]
 
 SECTIONS = ["Summary", "Methods", "Results", "Appendix"]
+#: every report folder holds it; --out replaces only a folder that does (or an empty one)
+REPORT_FILE = "report.md"
 _DEFAULT_SETS = ("weakly_informative", "uniform")
 HDI_NOTE = ("Intervals are 95% highest-density intervals (HDI): the narrowest range holding 95% of the posterior probability; "
             "in forest plots the thick bar is the 50% HDI, the thin bar the 95% HDI and the circle the posterior median.")
@@ -401,8 +403,8 @@ def build_report(runs: list, out: Path, title: str = "Bayesian reanalysis", log=
     nothing else: a folder without report.md is refused before any work); returns ``out``."""
     from ..atomic import check_output_folder
 
-    check_output_folder(out, "--out", "report folder", marker="report.md")
-    with atomic_directory(out, overwrite=True, marker="report.md") as tmp:
+    check_output_folder(out, "--out", "report folder", marker=REPORT_FILE)
+    with atomic_directory(out, overwrite=True, marker=REPORT_FILE) as tmp:
         write_report(runs, tmp, title, log, figures)
     return out
 
@@ -430,7 +432,7 @@ def write_report(runs: list, tmp: Path, title: str = "Bayesian reanalysis", log=
         _appendix(w, runs, reps, groups, info, figures, log, grids)
         w.finish()
         _write_html(tmp / "report.html", title, w.sections)
-        _write_md(tmp / "report.md", title, w.sections)
+        _write_md(tmp / REPORT_FILE, title, w.sections)
         log(f"report: {w.n_tables} tables, {w.n_figures} figures ({saver.cached} unchanged, copied from the figure cache)")
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from ..checks import blocks, item_scores
+from ..checks import blocks, is_item_scores, item_scores
 from ..precision import format_probability, probability_mcse
 from ..priors import prior_pdf
 from ..summarize import element_name
@@ -482,8 +482,8 @@ def ppc(run):
         return fig
     obs_ds = dt["observed_data"].to_dataset()
     names = [v for v in pp.data_vars if v in obs_ds]
-    items = [v for v in names if "item" in pp[v].dims and "patient" in pp[v].dims]
-    if items and o is not None and getattr(o, "items", None) and data is not None:
+    items = [v for v in names if is_item_scores(pp[v], o)]
+    if items and data is not None:
         return _ppc_item_categories(run, pp[items[0]], data, o, reconstructed=k != 1 or "reconstruction" in dt["posterior"].coords)
     fig, axes = new_figure(DOUBLE, 1.0 + 0.9 * max(1, len(names)), len(names), 1, squeeze=False)
     for ax, v in zip(axes.ravel(), names, strict=True):
