@@ -20,23 +20,16 @@ __all__ = ["FigureSaver", "PREVIEW_DPI", "render"]
 PREVIEW_DPI = 110
 
 
-def _write(fig, stem: Path, preview_dpi: int = PREVIEW_DPI) -> bytes:
-    """Write ``stem``.png and ``stem``.pdf; return the preview PNG (:func:`~bayes_sacral.report.style.write_figure`)."""
-    from .style import write_figure
-
-    return write_figure(fig, stem, preview_dpi)
-
-
 def render(payload: bytes, stem: str, preview_dpi: int = PREVIEW_DPI, key: str | None = None) -> bytes:
     """Unpickle a figure and write it under the house style (what a worker runs); returns the preview PNG. With a
     figure-cache ``key``, the files written are also kept in the cache."""
     import matplotlib
 
     matplotlib.use("Agg")
-    from .style import house_style
+    from .style import house_style, write_figure
 
     with house_style():
-        preview = _write(pickle.loads(payload), Path(stem), preview_dpi)
+        preview = write_figure(pickle.loads(payload), Path(stem), preview_dpi)
     if key is not None:
         from . import figure_cache
 
@@ -98,7 +91,9 @@ class FigureSaver:
                 payload = None  # a figure holding something unpicklable is written here instead
         if payload is None:
             fut = Future()
-            preview = _write(fig, Path(stem))
+            from .style import write_figure
+
+            preview = write_figure(fig, Path(stem), PREVIEW_DPI)
             if key is not None:
                 figure_cache.store(key, preview, Path(stem))
             fut.set_result(preview)
