@@ -104,6 +104,16 @@ def test_scipy_function_pointers_are_filled_at_load_not_looked_up_through_numba(
     assert second["mu"] == first["mu"]
 
 
+def test_arviz_base_is_imported_before_pymc_scipy_stats_and_numba():
+    """ArviZ's base package probes for the optional JAX/NumPyro with inspect.stack(), whose cost grows with every module
+    already loaded; the model package imports it before PyMC, SciPy's stats and numba (a fresh process, import order
+    read from sys.modules, which keeps insertion order)."""
+    code = ("import sys, bayes_sacral.models, nutpie; m = list(sys.modules); "
+            "print(all(m.index('arviz_base') < m.index(x) for x in ('pymc', 'scipy.stats', 'numba')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
+
+
 def test_same_structure_other_data_is_reused_and_fits_its_own_data(tmp_path, monkeypatch):
     import nutpie
 
