@@ -49,6 +49,16 @@ def test_usage_errors_are_one_line(cli, tmp_path, args, fragment):
     assert "Value error" not in err and "Input should" not in err
 
 
+@pytest.mark.parametrize("group", [[], ["cache"], ["data"], ["config"], ["runs"]])
+def test_a_group_without_a_command_prints_its_help_as_help_lays_it_out(cli, group):
+    """`bayes-sacral` or `bayes-sacral cache` alone: the group's help on stderr, line for line what --help prints on
+    stdout (it was once squashed into one line), and exit 2 (no command is a usage error)."""
+    r = cli(*group)
+    helped = cli(*group, "--help")
+    assert r.code == 2 and helped.code == 0 and "Traceback" not in r.err
+    assert r.err.strip().splitlines() == helped.out.strip().splitlines() and len(r.err.splitlines()) > 5
+
+
 def test_unexpected_errors_name_debug(cli, monkeypatch):
     import bayes_sacral.data.integrity as integ
 

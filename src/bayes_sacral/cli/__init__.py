@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         name = type(exc).__name__
         if usage and isinstance(exc, usage):
-            if name == "NoArgsIsHelpError":
-                _print_error(_usage_message(exc))
+            if name == "NoArgsIsHelpError":  # a command group given no command: its help, laid out as --help lays it out
+                _print_error(exc.format_message().rstrip())
                 return 2
             _print_error(f"error: {_usage_message(exc)}")
             return 2
