@@ -7,8 +7,10 @@ prints to 0.1, of 0.006 to 0.01, of 0.0004 to 0.0001). Probabilities print with 
 at the ends. Exact numbers (closed forms, MCSE 0) print with ``max_decimals`` decimals.
 
 Across machines the draws differ (floating point differs between CPUs, which changes MCMC trajectories), so a rounded
-number can still move by a step or two in its last digit; it moves by more only when the runs disagree by more than
-their Monte Carlo error.
+number moves by about 1.4 x its MCSE (the difference of two independent estimates). As the step lies between 0.2 and 2
+times the MCSE, that can be a few steps of the last digit. Interval ends are rounded by ``mcse_interval``, the MCSE of
+the equal-tailed interval's ends; the ends of a highest-density interval are noisier than that (its position is weakly
+determined where the posterior is nearly symmetric), so they move further.
 """
 
 from __future__ import annotations
