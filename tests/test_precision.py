@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -46,3 +47,48 @@ def test_display_row_uses_the_row_mcse():
     out = display_summary_row(row)
     assert out["hdi_low"] == "-1.7" and out["hdi_high"] == "10.4"  # 2 x 0.15 = 0.3: tenths
     assert out["r_hat"] == "1.00" and out["ess_bulk"] == "1000" and out["prob_benefit"] == "0.93"
+
+
+def _spread_across_seeds(n_seeds: int = 30):
+    """The lead MSTS run (summary route) refitted with ``n_seeds`` seeds: per estimand, the standard deviation across
+    seeds of the median and of each interval end, and the mean MCSE each run reported for them."""
+    import tomllib
+    from pathlib import Path
+
+    import bayes_sacral as bs
+
+    cfg = tomllib.loads((Path(__file__).resolve().parents[1] / "configs" / "msts_summary.toml").read_text())
+    cfg.pop("sweep", None)
+    rows = []
+    for seed in range(1, n_seeds + 1):
+        cfg["run"]["seed"] = seed
+        rows.append({r["name"]: r for r in bs.fit(cfg).summary().to_dict(orient="records")})
+    out = {}
+    for name in ("treatment_effect[pathological]", "treatment_effect[impending]", "treatment_effect_average"):
+        col = {c: np.array([float(r[name][c]) for r in rows]) for c in ("median", "hdi_low", "hdi_high", "eti_low", "eti_high",
+                                                                       "mcse_mean", "mcse_interval")}
+        out[name] = {"median": col["median"].std(ddof=1) / (1.25 * col["mcse_mean"].mean()),  # the median's MCSE, as displayed
+                     "hdi": max(col["hdi_low"].std(ddof=1), col["hdi_high"].std(ddof=1)) / col["mcse_interval"].mean(),
+                     "eti": max(col["eti_low"].std(ddof=1), col["eti_high"].std(ddof=1)) / col["mcse_interval"].mean()}
+    return out
+
+
+@pytest.fixture(scope="module")
+def seed_spread():
+    return _spread_across_seeds()
+
+
+@pytest.mark.slow
+def test_medians_spread_across_seeds_as_their_mcse_says(seed_spread):
+    """30 independent refits of the lead MSTS run: the medians' standard deviation across seeds is their reported MCSE
+    (within the noise of an SD from 30 values, about +-13%; bounds at +-40%)."""
+    for name, ratio in seed_spread.items():
+        assert 0.6 <= ratio["median"] <= 1.4, (name, ratio)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known limitation (README, 'Reproducibility and precision'): mcse_interval, the MCSE "
+                                       "of the equal-tailed ends, understates how much the HDI ends vary (1.4-1.7 times)")
+def test_hdi_ends_spread_across_seeds_as_mcse_interval_says(seed_spread):
+    for name, ratio in seed_spread.items():
+        assert ratio["hdi"] <= 1.25, (name, ratio)
