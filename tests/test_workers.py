@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bayes_sacral.workers import WorkerError, WorkerPool
@@ -115,7 +116,8 @@ def test_runs_fitted_in_parallel_draw_what_they_draw_one_by_one(tmp_path, monkey
     monkeypatch.setattr(az, "ess", not_here)
     monkeypatch.setattr(az, "rhat", not_here)
     for b in again:
-        assert summarize.summarize_run(b) == expected[b.name]
+        # the same rows, NaN where the expected row has NaN (an MCSE that too few draws cannot give)
+        assert pd.DataFrame(summarize.summarize_run(b)).equals(pd.DataFrame(expected[b.name]))
         checks.ppc_table(b)
 
 

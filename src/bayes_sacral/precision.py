@@ -8,11 +8,10 @@ at the ends. Exact numbers (closed forms, MCSE 0) print with ``max_decimals`` de
 
 Across machines the draws differ (floating point differs between CPUs, which changes MCMC trajectories), so a rounded
 number moves by about 1.4 x its MCSE (the difference of two independent estimates). As the step lies between 0.2 and 2
-times the MCSE, that can be a few steps of the last digit. Interval ends are rounded by ``mcse_interval``, the MCSE of
-the equal-tailed interval's ends. They vary more than that: refitting the lead MSTS run with 30 seeds spread the more
-variable end of each interval 1.4-1.7 times as much as ``mcse_interval`` (HDI ends; equal-tailed ends up to 1.7
-times), so interval ends can carry a digit more than their Monte Carlo error supports (README, "Reproducibility and
-precision").
+times the MCSE, that can be a few steps of the last digit. The ends of a highest-density interval vary more than those
+of the equal-tailed one (they converge at the cube-root rate), so a row is rounded by the largest of the MCSEs of its
+median, its equal-tailed ends and its HDI ends (:func:`row_step`; ``mcse_hdi`` from
+:func:`bayes_sacral.summarize.hdi_end_mcse`).
 """
 
 from __future__ import annotations
@@ -21,7 +20,8 @@ import math
 
 import numpy as np
 
-__all__ = ["step_for", "round_to_mcse", "format_mcse", "format_probability", "probability_mcse", "display_summary_row", "format_step"]
+__all__ = ["step_for", "round_to_mcse", "format_mcse", "format_probability", "probability_mcse", "display_summary_row", "format_step",
+           "row_step"]
 
 
 def step_for(mcse: float, max_decimals: int = 4) -> float:
@@ -81,13 +81,11 @@ _ESTIMATES = ("mean", "sd", "median", "hdi_low", "hdi_high", "eti_low", "eti_hig
 
 def display_summary_row(row: dict) -> dict:
     """A summary row (see :func:`bayes_sacral.summarize.summarize_posterior`) for people: estimates and interval ends rounded
-    to the step of the row's Monte Carlo error (the larger of 1.25 x MCSE of the mean, for the median, and the MCSE of the
-    interval ends), probabilities by their own MCSE, R-hat to two decimals, ESS to two significant figures. Raw summaries
-    (JSON, CSV) keep full precision and the ``mcse_mean`` / ``mcse_interval`` columns this rounding rests on."""
-    point = row.get("mcse_mean")
-    point = 1.25 * point if point is not None and np.isfinite(point) else row.get("mcse_interval")
-    cands = [v for v in (point, row.get("mcse_interval")) if v is not None and np.isfinite(v)]
-    step = step_for(max(cands)) if cands else 10.0 ** -3
+    to the step of the row's Monte Carlo error (:func:`row_step`), probabilities by their own MCSE, R-hat to two decimals,
+    ESS to two significant figures. Raw summaries (JSON, CSV) keep full precision and the ``mcse_mean`` /
+    ``mcse_interval`` / ``mcse_hdi`` columns this rounding rests on."""
+    step = row_step(row)
+    step = 10.0 ** -3 if not np.isfinite(step) else step
     ess = row.get("ess_bulk")
     out = {}
     for k, v in row.items():
@@ -106,6 +104,16 @@ def display_summary_row(row: dict) -> dict:
         else:
             out[k] = v
     return out
+
+
+def row_step(row: dict) -> float:
+    """The rounding step of a summary row's estimates and interval ends: that of the largest of 1.25 x the MCSE of the
+    mean (the median's MCSE for a normal posterior), the MCSE of the equal-tailed ends (``mcse_interval``) and that of
+    the HDI's ends (``mcse_hdi``). NaN when the row has none of them."""
+    point = row.get("mcse_mean")
+    point = 1.25 * point if point is not None and np.isfinite(point) else np.nan
+    cands = [v for v in (point, row.get("mcse_interval"), row.get("mcse_hdi")) if v is not None and np.isfinite(v)]
+    return step_for(max(cands)) if cands else float("nan")
 
 
 def format_step(x: float, step: float) -> str:

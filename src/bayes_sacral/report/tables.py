@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..precision import format_probability, probability_mcse, step_for
+from ..precision import format_probability, probability_mcse, row_step
 from ..summarize import parse_element, summarize_posterior
 
 __all__ = ["display_table", "fmt_num", "fmt_prob", "posterior_table", "diagnostics_table", "priors_table", "sampler_table", "decision_table", "to_latex", "cell_sizes_table",
@@ -58,8 +58,7 @@ def posterior_table(run, prob: float = 0.95, variables: list[str] | None = None)
         if not estimable:
             row["note"] = r.get("note", "not estimable")
         # the rounding step of this row's numbers (2 x MCSE; see bayes_sacral.precision) and the ESS behind its probabilities
-        point_mcse = r["mcse_mean"] * 1.25 if np.isfinite(r.get("mcse_mean", np.nan)) else r.get("mcse_interval", np.nan)
-        row["_step"] = step_for(np.nanmax([point_mcse, r.get("mcse_interval", np.nan)])) if estimable else np.nan
+        row["_step"] = row_step(r) if estimable else np.nan
         row["_ess"] = r.get("ess_bulk", np.nan)
         out.append(row)
     df = pd.DataFrame(out)
