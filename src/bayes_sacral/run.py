@@ -130,7 +130,7 @@ class Run:
     # ------------------------------------------------------------------ results
     def summary(self, prob: float | None = None, var_names: list[str] | None = None, all_vars: bool = False) -> pd.DataFrame:
         """Posterior summary: one row per estimand element (mean, sd, median, HDI, ETI, P(> 0), P(benefit), P(benefit beyond
-        each threshold), R-hat, ESS, MCSE of the mean).
+        each threshold), R-hat, ESS, and the MCSEs of the mean, the equal-tailed ends and the HDI ends).
 
         Parameters
         ----------
