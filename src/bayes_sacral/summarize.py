@@ -92,16 +92,6 @@ def _interval_mcse(da: xr.DataArray, prob: float = 0.95) -> xr.DataArray:
 HDI_BATCHES = 8
 
 
-def _hdi_rows(x: np.ndarray, prob: float) -> np.ndarray:
-    """The shortest interval holding ``prob`` of each row's draws (as ArviZ's ``hdi``): array (rows, 2)."""
-    s = np.sort(x, axis=1)
-    n = s.shape[1]
-    k = int(np.floor(prob * n))
-    i = np.argmin(s[:, k:] - s[:, : n - k], axis=1)
-    rows = np.arange(s.shape[0])
-    return np.stack([s[rows, i], s[rows, i + k]], axis=1)
-
-
 def hdi_end_mcse(x: np.ndarray, prob: float = 0.95, batches: int = HDI_BATCHES) -> float:
     """Monte Carlo standard error of the ends of the ``prob`` highest-density interval (the larger of the two) from draws
     ``x`` of shape (chain, draw).
@@ -122,8 +112,10 @@ def hdi_end_mcse(x: np.ndarray, prob: float = 0.95, batches: int = HDI_BATCHES) 
     length = x.shape[1] // batches
     if length * x.shape[0] < 40:
         return float("nan")
+    import arviz as az
+
     segments = x[:, : length * batches].reshape(x.shape[0], batches, length).transpose(1, 0, 2).reshape(batches, -1)
-    ends = _hdi_rows(segments, prob)
+    ends = np.asarray(az.hdi(segments, prob=prob, axis=-1))  # the reported HDI's own definition, per batch
     return float(np.max(ends.std(axis=0, ddof=1)) * batches ** (-1 / 3))
 
 
