@@ -106,9 +106,10 @@ def test_scipy_function_pointers_are_filled_at_load_not_looked_up_through_numba(
 
 def test_arviz_base_is_imported_before_pymc_scipy_stats_and_numba():
     """ArviZ's base package probes for the optional JAX/NumPyro with inspect.stack(), whose cost grows with every module
-    already loaded; the model package imports it before PyMC, SciPy's stats and numba (a fresh process, import order
-    read from sys.modules, which keeps insertion order)."""
-    code = ("import sys, bayes_sacral.models, nutpie; m = list(sys.modules); "
+    already loaded; the model package imports it before PyMC, SciPy's stats and numba, which a fit imports after it (the
+    model kinds import PyMC when they build a model; a fresh process, import order read from sys.modules, which keeps
+    insertion order)."""
+    code = ("import sys, bayes_sacral.fitting, nutpie, pymc; m = list(sys.modules); "
             "print(all(m.index('arviz_base') < m.index(x) for x in ('pymc', 'scipy.stats', 'numba')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "True"

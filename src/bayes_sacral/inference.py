@@ -22,12 +22,15 @@ import logging
 import time
 import warnings
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pymc as pm
 import xarray as xr
 
 from .workers import available_cores
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pymc as pm
 
 __all__ = ["SamplerSettings", "Diagnostics", "sample", "sample_exact", "predictive", "thinned", "diagnose", "child_seeds", "THRESHOLDS", "quiet_pymc", "Refitter"]
 
@@ -102,6 +105,7 @@ def sample_exact(model: pm.Model, draws: dict[str, np.ndarray], settings: Sample
 
     ``prior``: closed-form draws of the free variables from their prior (leading dims (1, prior draws)); the prior and
     prior predictive groups are then computed from them, vectorised, instead of by PyMC's per-draw loop."""
+    import pymc as pm
     from pymc.backends.arviz import (
         coords_and_dims_for_inferencedata,
         dict_to_dataset,
@@ -158,6 +162,8 @@ def _sample_nutpie(model: pm.Model, settings: SamplerSettings, seed: int, progre
 
 
 def _sample_pymc(model: pm.Model, settings: SamplerSettings, seed: int, progressbar: bool) -> xr.DataTree:
+    import pymc as pm
+
     nuts = {"max_treedepth": settings.max_treedepth}
     if settings.backend == "numpyro":
         try:
@@ -184,6 +190,8 @@ def _prior_predictive(model: pm.Model, draws: int, seed: int) -> xr.DataTree:
     """Prior and prior predictive draws (inside ``model``): all draws in one vectorised call
     (:func:`~bayes_sacral.batched.prior_predictive`), or PyMC's per-draw loop for a model with a random variable the
     vectorised sampler does not handle."""
+    import pymc as pm
+
     from . import batched
 
     try:
@@ -385,6 +393,8 @@ def sample_replicates(model: pm.Model, datasets: list[dict[str, np.ndarray]], se
     data set. Posterior predictive draws and pointwise log-likelihoods are computed per block against that block's own
     data. The prior group uses the model's own (first) data set. Returns the tree, wall time and each block's diagnostics.
     """
+    import pymc as pm
+
     s_post, s_prior, s_pp, _ = child_seeds(seed)
     t0 = time.perf_counter()
     from . import batched

@@ -3,11 +3,13 @@ induced-Dirichlet cutpoints, cumulative-logit category probabilities, and stratu
 
 from __future__ import annotations
 
-import pymc as pm
-import pytensor.tensor as pt
+from typing import TYPE_CHECKING
 
 from ..priors import PriorSpec, make_prior
 from .base import CONTRAST_DIM, ModelSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pytensor.tensor as pt
 
 __all__ = ["pooled_effect", "pooled_effect_params", "induced_dirichlet_cutpoints", "cumulative_probs", "stratum_contrasts",
            "pooling_of"]
@@ -33,6 +35,9 @@ def pooled_effect_params(prefix: str, spec: ModelSpec) -> list[tuple[str, str, t
 
 def pooled_effect(prefix: str, priors: dict[str, PriorSpec], spec: ModelSpec, coords: dict) -> pt.TensorVariable:
     """The effect per stratum (dims: the strata), partially pooled (non-centred), independent, or complete."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
     pooling = pooling_of(spec)
     sdim = spec.sdim
     if pooling == "partial":
@@ -49,6 +54,9 @@ def pooled_effect(prefix: str, priors: dict[str, PriorSpec], spec: ModelSpec, co
 def induced_dirichlet_cutpoints(name: str, base_probs: pt.TensorVariable, dims: tuple[str, ...]) -> pt.TensorVariable:
     """Cutpoints as the cumulative logits of category probabilities with a Dirichlet prior (Betancourt 2019): ordered in
     the sampler and in forward (prior predictive) draws alike (PyMC's ``ordered`` transform orders only the former)."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
     cum = pt.clip(pt.cumsum(base_probs, axis=-1)[..., :-1], 1e-12, 1 - 1e-12)
     return pm.Deterministic(name, pt.log(cum) - pt.log1p(-cum), dims=dims)
 
@@ -56,12 +64,17 @@ def induced_dirichlet_cutpoints(name: str, base_probs: pt.TensorVariable, dims: 
 def cumulative_probs(cut: pt.TensorVariable, eta: pt.TensorVariable) -> pt.TensorVariable:
     """Category probabilities of a cumulative-logit model: P(Y <= k) = logistic(cut_k - eta); a larger eta moves mass to
     higher categories. ``cut`` (..., K-1) and ``eta`` broadcast against it; the result has a last axis of K categories."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
     le = pm.math.invlogit(cut - eta[..., None])
     return pt.concatenate([le[..., :1], le[..., 1:] - le[..., :-1], 1 - le[..., -1:]], axis=-1)
 
 
 def stratum_contrasts(name: str, x: pt.TensorVariable, spec: ModelSpec) -> pt.TensorVariable | None:
     """``x[level] − x[reference]`` for every non-reference level (dims: contrast); None with a single stratum."""
+    import pymc as pm
+
     if spec.K < 2:
         return None
     return pm.Deterministic(name, x[1:] - x[0], dims=CONTRAST_DIM)

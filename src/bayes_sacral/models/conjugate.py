@@ -15,7 +15,6 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, stats
 
 __all__ = ["ExactPosterior", "BetaPosterior", "difference_pdf", "difference_cdf_grid", "beta_posterior", "prob_less", "difference_cdf", "difference_quantile", "ratio_cdf",
            "ratio_quantile", "difference_moments", "dirichlet_marginals", "beta_row", "difference_row"]
@@ -28,6 +27,8 @@ class BetaPosterior:
 
     @property
     def dist(self):
+        from scipy import stats
+
         return stats.beta(self.a, self.b)
 
 
@@ -74,6 +75,8 @@ def difference_cdf(t: float, x: BetaPosterior, y: BetaPosterior) -> float:
 
 def difference_quantile(q: float, x: BetaPosterior, y: BetaPosterior) -> float:
     """Exact q-quantile of Y − X (root of the CDF on [−1, 1])."""
+    from scipy import optimize
+
     u, w = _gl(_GL_NODES)
     qx = x.dist.ppf(u)  # once, not at every root-finding step
     return float(optimize.brentq(lambda t: w @ y.dist.cdf(np.clip(qx + t, 0.0, 1.0)) - q, -1.0, 1.0, xtol=1e-10))
@@ -85,6 +88,8 @@ def ratio_cdf(r: float, x: BetaPosterior, y: BetaPosterior) -> float:
 
 
 def ratio_quantile(q: float, x: BetaPosterior, y: BetaPosterior) -> float:
+    from scipy import optimize
+
     hi = 1.0
     while ratio_cdf(hi, x, y) < q:
         hi *= 4

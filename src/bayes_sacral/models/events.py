@@ -13,8 +13,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import pymc as pm
-import pytensor.tensor as pt
 import xarray as xr
 
 from ..data.summary import event_counts
@@ -163,6 +161,9 @@ class EventsModel(ModelKind):
         return ModelInput(ds, notes, not_estimable=bad)
 
     def build(self, inp, priors, spec):
+        import pymc as pm
+        import pytensor.tensor as pt
+
         coords = spec.coords()
         d = inp.data
         sdim = spec.sdim
@@ -353,6 +354,8 @@ class ComplicationsModel(ModelKind):
         return ModelInput(ds, notes)
 
     def build(self, inp, priors, spec):
+        import pymc as pm
+
         coords = {"arm": self.arms(spec)}
         d = inp.data
         with pm.Model(coords=coords) as m:

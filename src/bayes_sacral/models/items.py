@@ -21,8 +21,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import pymc as pm
-import pytensor.tensor as pt
 import xarray as xr
 from pydantic import Field
 
@@ -206,6 +204,9 @@ class ItemsModel(ModelKind):
                                    "so between-item correlations are not informed by the data")
 
     def build(self, inp, priors, spec):
+        import pymc as pm
+        import pytensor.tensor as pt
+
         d = inp.data
         o = spec.o
         K = spec.K

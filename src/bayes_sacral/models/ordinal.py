@@ -12,8 +12,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import pymc as pm
-import pytensor.tensor as pt
 import xarray as xr
 
 from ..data.summary import ordinal_counts
@@ -156,6 +154,9 @@ class OrdinalModel(ModelKind):
         return ModelInput(ds, notes, not_estimable=bad)
 
     def build(self, inp, priors, spec):
+        import pymc as pm
+        import pytensor.tensor as pt
+
         name, sdim = spec.outcome, spec.sdim
         coords = {**spec.coords(), name: list(spec.o.levels), "cutpoint": cutpoint_labels(list(spec.o.levels))}
         d = inp.data

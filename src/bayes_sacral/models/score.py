@@ -34,8 +34,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import pymc as pm
-import pytensor.tensor as pt
 import xarray as xr
 from pydantic import Field
 
@@ -425,6 +423,8 @@ class ScoreModel(ModelKind):
 
     # ---------------------------------------------------------------- model
     def _derived(self, te_points, weights, cell_pre, slope, spec):
+        import pymc as pm
+
         sdim = spec.sdim
         pm.Deterministic("treatment_effect_pct", te_points / spec.o.range * 100, dims=sdim)
         stratum_contrasts("interaction", te_points, spec)
@@ -439,6 +439,9 @@ class ScoreModel(ModelKind):
         return self._build_ipd(inp, priors, spec)
 
     def _build_ipd(self, inp, priors, spec):
+        import pymc as pm
+        import pytensor.tensor as pt
+
         d = inp.data
         o = spec.o
         K = spec.K
@@ -486,6 +489,9 @@ class ScoreModel(ModelKind):
         return m
 
     def _build_summary(self, inp, priors, spec):
+        import pymc as pm
+        import pytensor.tensor as pt
+
         d = inp.data
         o = spec.o
         sdim = spec.sdim
