@@ -202,8 +202,9 @@ def fit_run(run: ResolvedRun, out_root: Path = DEFAULT_STORE, overwrite: bool = 
     from .store import check_free
 
     check_free(Path(out_root) / run.config.run.name, overwrite)
-    res = fit_resolved(run, data, log, progressbar, command)
-    res.save(Path(out_root) / run.config.run.name, overwrite=overwrite)
+    with paused():  # the write imports the netCDF stack (and dask's distributed): also long-lived objects
+        res = fit_resolved(run, data, log, progressbar, command)
+        res.save(Path(out_root) / run.config.run.name, overwrite=overwrite)
     return res
 
 

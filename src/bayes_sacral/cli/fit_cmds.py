@@ -67,6 +67,17 @@ def fit(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder of the same name."),
 ) -> None:
     """Fit a config (expanding any [sweep]) and write one run folder per run. The last line printed is the run folder's path."""
+    from ..gcpause import paused
+
+    with paused():  # the imports, every fit and every write allocate long-lived objects (see gcpause)
+        results = _fit_all(config, out, set_, quiet, overwrite)
+    for res in results:
+        say(str(res.path))
+    if strict and any(r.manifest["diagnostics"]["status"] == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+def _fit_all(config: Path, out: Path, set_: list[str] | None, quiet: bool, overwrite: bool) -> list:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -94,10 +105,7 @@ def fit(
             if not quiet:
                 progress.console.print(diagnostics_line(res.manifest), markup=False, highlight=False)
             progress.advance(task)
-    for res in results:
-        say(str(res.path))
-    if strict and any(r.manifest["diagnostics"]["status"] == "failed" for r in results):
-        raise typer.Exit(1)
+    return results
 
 
 @runs_app.command("list")
