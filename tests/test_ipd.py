@@ -89,6 +89,27 @@ def test_empty_files(data_dir, name, rule):
     assert rule in problems(data_dir / name)[0].rule
 
 
+def test_a_card_or_a_commented_file_is_one_clear_problem(tmp_path, data_dir):
+    """A study card passed as data, or a CSV that opens with a comment line, gives one problem that says so, not a list
+    of unknown and missing header columns; a column whose name starts with '#' is still a column."""
+    card = tmp_path / "card.toml"
+    card.write_text("# my study\n[study]\nname = \"x\"\n")
+    (p,) = problems(card)
+    assert p.location == "file" and "TOML" in p.rule and "--study" in p.rule
+    valid = (data_dir / "ipd_valid.csv").read_text()
+    for text in ("# exported from REDCap, 2026-01-02\n" + valid, "# my study\n[study]\nname = \"x\"\n"):
+        f = tmp_path / "data.csv"
+        f.write_text(text)
+        (p,) = problems(f)
+        assert p.location == "line 1" and p.value.startswith("'#") and "header row" in p.rule
+    # '#' as the name of a column the card maps is a header like any other
+    header, rest = valid.split("\n", 1)
+    mapped = load_study().card.model_copy(deep=True)
+    mapped.columns = {**mapped.columns, "patient_id": "#"}
+    f.write_text(header.replace("patient_id", "#", 1) + "\n" + rest)
+    assert len(read_ipd(f, mapped).frame) == 30
+
+
 def test_partial_item_set_in_header():
     text = "patient_id,arm,fracture,msts_pre,msts_post,pain_pre\nP1,psfs,pathological,7,22,1\n"
     with pytest.raises(InputError) as exc:

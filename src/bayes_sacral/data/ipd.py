@@ -222,6 +222,9 @@ def read_ipd(path: str | Path, card: StudyCard) -> IPDData:
     fname = str(path)
     if path.is_dir():
         raise InputError([Problem(fname, "file", "", "is a folder; a patient-level CSV file is expected")])
+    if path.suffix.lower() == ".toml":
+        raise InputError([Problem(fname, "file", "", "is a TOML file (a study card or a run config?); a patient-level CSV file is "
+                                  "expected (a card is passed with --study)")])
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -259,6 +262,12 @@ def parse_ipd(text: str, card: StudyCard, fname: str = "<ipd>", sha256: str | No
     except csv.Error as exc:
         raise InputError([Problem(fname, "line 1", "", f"not a readable CSV header ({exc})")]) from None
     roles = _header_roles(header, card, cols, fname, problems)
+    if header and 0 not in roles and header[0].lstrip().startswith("#"):
+        # the header problems of a comment line say nothing useful
+        line = ",".join(header)
+        raise InputError([Problem(fname, "line 1", repr(line[:60] + ("..." if len(line) > 60 else "")),
+                                  "a patient-level CSV starts with its header row, not a '#' comment line (summary data start "
+                                  "with '# format: bayes-sacral-summary/1')")])
     present = set(roles.values())
     name_of = {r: header[i] for i, r in roles.items()}
     for req in card.required_columns():
