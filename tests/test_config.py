@@ -106,6 +106,39 @@ def test_reading_configs_does_not_load_the_sampler(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+ROOT = Path(__file__).parents[1]
+DOCS = {"study card": ROOT / "examples" / "odi-study" / "card.toml", "run config": CONFIGS / "msts_domains.toml",
+        "design config": CONFIGS / "designs" / "msts_followup.toml"}
+
+
+@pytest.mark.parametrize("given", list(DOCS))
+@pytest.mark.parametrize("expected", list(DOCS))
+def test_another_kind_of_input_is_one_problem(given, expected):
+    """A study card, run config or design config read as another kind is one problem naming what it is and what to do
+    with it (it was a list of every table the schema did not know); the right kind still loads."""
+    from bayes_sacral.design.config import load_design
+    from bayes_sacral.study.card import load_card
+
+    load = {"study card": load_card, "run config": load_configs, "design config": load_design}[expected]
+    if given == expected:
+        assert load(DOCS[given])
+        return
+    with pytest.raises(InputError) as exc:
+        load(DOCS[given])
+    (p,) = exc.value.problems
+    assert p.location == "file" and f"is a {given} (it has [" in p.rule and f"not a {expected}" in p.rule
+    assert {"study card": "--study", "run config": "bayes-sacral fit", "design config": "bayes-sacral design"}[given] in p.rule
+
+
+def test_a_config_with_its_own_tables_still_gets_every_key_problem(tmp_path):
+    """A run config that also carries design tables by mistake is validated key by key, not refused as a design."""
+    p = tmp_path / "c.toml"
+    p.write_text(defaults_toml("secondary_procedures") + "\n[design]\nname = 'x'\n[truth]\nsigma = 1.0\n")
+    with pytest.raises(InputError) as exc:
+        load_config(p)
+    assert {q.location for q in exc.value.problems} == {"design", "truth"}
+
+
 def test_set_overrides_are_typed_and_validated(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text(defaults_toml("secondary_procedures"))

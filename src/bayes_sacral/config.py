@@ -34,7 +34,14 @@ from .models import KINDS, KindOptions, ModelKind, ModelSpec
 from .priors import FAMILIES, PriorSpec, check_prior, prior_text
 from .study import Study, load_study
 from .suggest import did_you_mean
-from .validation import Strict, field_docs, parse_toml, problems_from_validation, read_toml
+from .validation import (
+    Strict,
+    check_document_kind,
+    field_docs,
+    parse_toml,
+    problems_from_validation,
+    read_toml,
+)
 
 __all__ = [
     "RunConfig",
@@ -243,11 +250,13 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def read_with_overrides(path: Path, overrides: list[str] | None) -> tuple[dict, dict[str, str]]:
+def read_with_overrides(path: Path, overrides: list[str] | None, expected: str = "run config") -> tuple[dict, dict[str, str]]:
     """A TOML config as a dict with ``--set key.path=value`` overrides applied, and {overridden key path: origin}.
 
-    An override of a key that a ``[sweep]`` varies replaces that sweep axis (the key takes the one value given)."""
+    An override of a key that a ``[sweep]`` varies replaces that sweep axis (the key takes the one value given).
+    ``expected`` ("run config" or "design config"): a study card or the other kind of config is refused as such."""
     raw = read_toml(path, "config")
+    check_document_kind(raw, str(path), expected)
     over = parse_set(overrides or [])
     sweep = raw.get("sweep") if isinstance(raw.get("sweep"), dict) else None
     for keys, value, origin in over:

@@ -18,12 +18,36 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import InputError, Problem
 from .suggest import did_you_mean
 
-__all__ = ["Strict", "field_docs", "read_toml", "parse_toml", "problems_from_validation", "allowed_keys", "MAX_TOML_DEPTH", "MAX_TOML_BYTES"]
+__all__ = ["Strict", "field_docs", "read_toml", "parse_toml", "problems_from_validation", "allowed_keys", "check_document_kind",
+           "MAX_TOML_DEPTH", "MAX_TOML_BYTES"]
 
 #: Deeper nesting than this is an input error (Python's TOML parser would otherwise recurse until it crashes).
 MAX_TOML_DEPTH = 32
 #: Larger files are refused before parsing.
 MAX_TOML_BYTES = 4_000_000
+
+
+#: The top-level tables that only one kind of TOML input has, and what to do with that kind.
+_KIND_TABLES = {
+    "study card": (("study", "arms", "outcomes", "covariates", "columns", "aliases"),
+                   "pass a card with --study, or name it in a config's data.study"),
+    "run config": (("run", "data", "model", "priors", "sampler", "sweep"), "fit it with `bayes-sacral fit`"),
+    "design config": (("design", "truth", "analysis", "interim", "full_model"), "run it with `bayes-sacral design`"),
+}
+
+
+def check_document_kind(doc: dict, fname: str, expected: str) -> None:
+    """Refuse, as one problem, a TOML document that is plainly another kind of input (``expected``: "study card", "run
+    config" or "design config"): it has two or more tables only that kind has and none only the expected kind has. Any
+    other document goes on to the schema, whose problems name each key."""
+    own = _KIND_TABLES[expected][0]
+    if any(k in doc for k in own):
+        return
+    for kind, (tables, hint) in _KIND_TABLES.items():
+        found = [t for t in tables if t in doc]
+        if kind != expected and len(found) >= 2:
+            listed = ", ".join(f"[{t}]" for t in found[:3])
+            raise InputError([Problem(fname, "file", "", f"is a {kind} (it has {listed}), not a {expected}; {hint}")])
 
 
 class Strict(BaseModel):

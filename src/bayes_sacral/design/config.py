@@ -576,7 +576,7 @@ def design_from_doc(doc: dict, fname: str = "<design config>", study: Study | No
 def load_design(path: str | Path, overrides: list[str] | None = None, study: Study | None = None) -> DesignConfig:
     """Read, override (``--set``) and validate a design config against its study card."""
     path = Path(path)
-    raw, over_paths = read_with_overrides(path, overrides)
+    raw, over_paths = read_with_overrides(path, overrides, expected="design config")
     return design_from_doc(raw, str(path), study=study, over_paths=over_paths, base_dir=path.parent)
 
 

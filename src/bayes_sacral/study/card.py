@@ -17,7 +17,13 @@ from pydantic import Field, ValidationError, model_validator
 
 from ..errors import InputError, Problem
 from ..suggest import did_you_mean
-from ..validation import Strict, parse_toml, problems_from_validation, read_toml
+from ..validation import (
+    Strict,
+    check_document_kind,
+    parse_toml,
+    problems_from_validation,
+    read_toml,
+)
 
 __all__ = [
     "StudyCard", "ScoreOutcome", "EventOutcome", "OrdinalOutcome", "Mcid", "Covariate", "DeclaredPriorSet", "Alias",
@@ -438,6 +444,7 @@ def parse_card(doc_or_text: dict | str, fname: str = "<study card>", path: Path 
     doc = parse_toml(text, fname) if text is not None else doc_or_text
     if not isinstance(doc, dict):
         raise InputError([Problem(fname, "(top level)", "", "a study card is a TOML table")])
+    check_document_kind(doc, fname, "study card")
     # a union tag that is missing or unknown gets one clear message per outcome
     problems = []
     for name, o in (doc.get("outcomes") or {}).items() if isinstance(doc.get("outcomes"), dict) else []:
