@@ -34,8 +34,27 @@ def test_bad_file_reports_every_problem(data_dir):
 
 
 def test_format_line_required():
-    probs = problems_of(HEAD.split("\n", 1)[1] + "a,msts_total,psfs,pathological,pre,,mean,7.3,,points,9,T,x\n")
-    assert any("format" in p.location for p in probs)
+    """Without any metadata the file is not a summary file: one problem on its first line (a patient-level CSV read as
+    summary data listed every one of its columns as unknown); with other metadata, the missing format line is named as
+    before."""
+    row = "a,msts_total,psfs,pathological,pre,,mean,7.3,,points,9,T,x\n"
+    (p,) = problems_of(HEAD.split("\n", 1)[1] + row)
+    assert p.location == "line 1" and "not a summary-data file" in p.rule and "# format: bayes-sacral-summary/1" in p.rule
+    probs = problems_of("# study: cox2025\n" + HEAD.split("\n", 1)[1] + row)
+    assert any(q.location == "metadata 'format'" for q in probs)
+
+
+def test_a_card_or_patient_csv_given_as_summary_data_is_one_problem(tmp_path, data_dir):
+    card = tmp_path / "card.toml"
+    card.write_text("[study]\nname = 'x'\n")
+    with pytest.raises(InputError) as exc:
+        read_summary(card, CARD)
+    (p,) = exc.value.problems
+    assert p.location == "file" and "TOML" in p.rule
+    with pytest.raises(InputError) as exc:
+        read_summary(data_dir / "ipd_valid.csv", CARD)
+    (p,) = exc.value.problems
+    assert p.location == "line 1" and p.value.startswith("'patient_id,") and "patient-level" in p.rule
 
 
 def test_decimals_must_agree_with_value_text():

@@ -233,6 +233,9 @@ def read_summary(path: str | Path, card: StudyCard) -> SummaryData:
     fname = str(path)
     if path.is_dir():
         raise InputError([Problem(fname, "file", "", "is a folder; a summary-data CSV file is expected")])
+    if path.suffix.lower() == ".toml":
+        raise InputError([Problem(fname, "file", "", "is a TOML file (a study card or a run config?); a summary-data CSV file is "
+                                  "expected (a card is passed with --study)")])
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -270,6 +273,11 @@ def parse_summary(text: str, card: StudyCard, fname: str = "<summary>", sha256: 
             continue
         header_idx = i
         break
+    if header_idx is not None and not meta and not problems:
+        # no metadata at all: not a summary file (the header problems of, say, a patient-level CSV say nothing useful)
+        raise InputError([Problem(fname, f"line {header_idx + 1}", repr(lines[header_idx][:60] + ("..." if len(lines[header_idx]) > 60 else "")),
+                                  f"not a summary-data file: it must start with '# format: {FORMAT_ID}' (a patient-level CSV is "
+                                  "read as patient-level data, e.g. `reproduce --ipd` or data.source = \"ipd\")")])
     if meta.get("format") != FORMAT_ID:
         problems.append(Problem(fname, "metadata 'format'", repr(meta.get("format", "")), f"the file must start with '# format: {FORMAT_ID}'"))
     if header_idx is None:
