@@ -395,3 +395,18 @@ def test_diagnostics_remembered_by_one_process_are_read_by_the_next(result_cache
     later = subprocess.run([sys.executable, "-c", code, "later"], capture_output=True, text=True, env=env)
     assert later.returncode == 0, later.stderr[-2000:]
     assert later.stdout == first and '"ess_bulk"' in first
+
+
+def test_loading_what_is_not_a_run_folder_is_an_input_error(tmp_path):
+    """`bs.Run.load` of a path that is not a finished run folder names it and what a run folder holds (it raised a bare
+    FileNotFoundError for manifest.json)."""
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "manifest.json").write_text("{}")
+    (tmp_path / "file.txt").write_text("x")
+    for path, what in ((tmp_path / "nosuch", "no such folder"), (tmp_path / "file.txt", "not a folder"),
+                       (half, "has no idata.nc, config.toml")):
+        with pytest.raises(bs.InputError) as exc:
+            Run.load(path)
+        (p,) = exc.value.problems
+        assert p.file == str(path) and p.location == "run folder" and p.rule.startswith(what) and "manifest.json" in p.rule

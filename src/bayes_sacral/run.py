@@ -46,8 +46,17 @@ class Run:
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, path: str | Path) -> Run:
-        """A run folder (manifest.json, idata.nc, config.toml, study.toml); the draws are read on first use."""
+        """A run folder (manifest.json, idata.nc, config.toml, study.toml); the draws are read on first use.
+
+        Raises :class:`~bayes_sacral.errors.InputError` when ``path`` is not a finished run folder."""
         path = Path(path)
+        missing = [f for f in ("manifest.json", "idata.nc", "config.toml") if not (path / f).is_file()]
+        if missing:
+            from .errors import InputError, Problem
+
+            what = "no such folder" if not path.exists() else "not a folder" if not path.is_dir() else f"has no {', '.join(missing)}"
+            raise InputError([Problem(str(path), "run folder", "", f"{what}: a finished run folder holds manifest.json, idata.nc and "
+                                      "config.toml (written by bs.fit(..., out=...), Run.save or bayes-sacral fit)")])
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
         config_text = (path / "config.toml").read_text(encoding="utf-8")
         card_file = path / "study.toml"
