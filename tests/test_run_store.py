@@ -410,3 +410,18 @@ def test_loading_what_is_not_a_run_folder_is_an_input_error(tmp_path):
             Run.load(path)
         (p,) = exc.value.problems
         assert p.file == str(path) and p.location == "run folder" and p.rule.startswith(what) and "manifest.json" in p.rule
+
+
+def test_library_save_and_summary_refusals_speak_the_library(fitted, tmp_path):
+    """`Run.save` onto an existing run says to pass overwrite=True (it said the folder had been written by another
+    process during the fit, and named the CLI option); a non-numeric interval probability is refused in words, not
+    by a TypeError from a comparison."""
+    _, _, path = fitted
+    run = Run.load(path)
+    with pytest.raises(bs.BayesSacralError, match=r"already exists \(seed \d+\); pass overwrite=True"):
+        run.save(path)
+    assert run.save(tmp_path / "copy") == tmp_path / "copy"
+    for bad in ("0.9", True, 1.0, 0):
+        with pytest.raises(bs.BayesSacralError, match="a number strictly between 0 and 1"):
+            run.summary(prob=bad)
+    assert len(run.summary(prob=0.9)) > 0

@@ -169,8 +169,9 @@ class Run:
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the run folder (atomically; an existing run is replaced only with ``overwrite``). Returns its path."""
-        from .store import write_run
+        from .store import check_free, write_run
 
+        check_free(Path(path), overwrite, flag="overwrite=True")
         target = write_run(Path(path), self.idata, self.config_text, self.manifest, self.card_text, overwrite=overwrite)
         self.path = target
         return target

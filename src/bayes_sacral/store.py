@@ -101,12 +101,13 @@ def check_targets(root: Path, names: list[str], overwrite: bool = False, option:
         check_free(Path(root) / name, overwrite)
 
 
-def check_free(target: Path, overwrite: bool = False) -> None:
+def check_free(target: Path, overwrite: bool = False, flag: str = "--overwrite") -> None:
     """Refuse early when a run folder already exists (the final rename checks again, exclusively), and with
-    ``overwrite`` when what is there is not a run folder (no manifest.json: never replaced)."""
+    ``overwrite`` when what is there is not a run folder (no manifest.json: never replaced). ``flag``: how the caller
+    asks for a replacement (the option, or ``overwrite=True`` in the library)."""
     target = Path(target)
     if target.exists() and not overwrite:
-        raise RunExistsError(f"run folder {target} already exists (seed {_seed_of(target)}); pass --overwrite to replace it "
+        raise RunExistsError(f"run folder {target} already exists (seed {_seed_of(target)}); pass {flag} to replace it "
                              "or choose another run.name")
     if overwrite:
         problem = output_folder_problem(target, RUN_MARKER)

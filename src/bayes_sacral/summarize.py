@@ -236,8 +236,8 @@ def summarize_run(run, prob: float | None = None, var_names: list[str] | None = 
     m = run.manifest
     post = run.idata["posterior"].to_dataset()
     p = prob if prob is not None else m.get("decision", {}).get("prob", 0.95)
-    if not 0 < p < 1:
-        raise BayesSacralError(f"an interval probability lies strictly between 0 and 1 (got {p})")
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 < p < 1:
+        raise BayesSacralError(f"an interval probability is a number strictly between 0 and 1 (got {p!r})")
     names = list(post.data_vars) if all_vars else (var_names or m.get("estimands") or list(post.data_vars))
     unknown = [v for v in names if v not in post]
     if unknown:
