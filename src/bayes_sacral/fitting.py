@@ -28,7 +28,7 @@ from .inference import (
 from .models import ModelInput
 from .priors import IMPROPER, prior_text
 from .run import Run
-from .store import DEFAULT_STORE, RUN_FORMAT, versions
+from .store import DEFAULT_STORE, RUN_FORMAT, versions, write_run
 
 __all__ = ["fit_run", "fit_resolved", "prepare_run", "check_run_data", "build_run_model", "reusable_run", "mask_not_estimable"]
 
@@ -204,7 +204,9 @@ def fit_run(run: ResolvedRun, out_root: Path = DEFAULT_STORE, overwrite: bool = 
     check_free(Path(out_root) / run.config.run.name, overwrite)
     with paused():  # the write imports the netCDF stack (and dask's distributed): also long-lived objects
         res = fit_resolved(run, data, log, progressbar, command)
-        res.save(Path(out_root) / run.config.run.name, overwrite=overwrite)
+        # write_run, not Run.save: a folder that appeared while the fit ran is reported as such (check_free ran before)
+        res.path = write_run(Path(out_root) / run.config.run.name, res.idata, res.config_text, res.manifest, res.card_text,
+                             overwrite=overwrite)
     return res
 
 
