@@ -44,6 +44,7 @@ import pandas as pd
 from ..errors import InputError, Problem, cap_problems
 from ..study.card import UNSTRATIFIED_LEVEL, StudyCard
 from ..suggest import did_you_mean
+from .files import read_data_text
 
 __all__ = ["IPDData", "read_ipd", "parse_ipd", "ipd_from_frame", "column_names", "column_rules", "write_ipd"]
 
@@ -218,22 +219,8 @@ def read_ipd(path: str | Path, card: StudyCard) -> IPDData:
         One :class:`~bayes_sacral.errors.Problem` per bad cell (file, row, column, value, rule); bad categories are
         reported once per value with the rows they occur in; at most 20 problems of one kind are listed.
     """
-    path = Path(path)
-    fname = str(path)
-    if path.is_dir():
-        raise InputError([Problem(fname, "file", "", "is a folder; a patient-level CSV file is expected")])
-    if path.suffix.lower() == ".toml":
-        raise InputError([Problem(fname, "file", "", "is a TOML file (a study card or a run config?); a patient-level CSV file is "
-                                  "expected (a card is passed with --study)")])
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError([Problem(fname, "file", "", f"cannot be read ({exc.strerror or exc})")]) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError([Problem(fname, f"byte {exc.start}", "", "the file must be UTF-8 text")]) from None
-    return parse_ipd(text, card, fname, sha256=hashlib.sha256(raw).hexdigest())
+    text, sha256 = read_data_text(path, "patient-level CSV")
+    return parse_ipd(text, card, str(path), sha256=sha256)
 
 
 def ipd_from_frame(df: pd.DataFrame, card: StudyCard, name: str = "<DataFrame>") -> IPDData:

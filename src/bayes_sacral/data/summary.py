@@ -55,6 +55,7 @@ from ..errors import InputError, Problem, cap_problems
 from ..memo import Memo, digest
 from ..study.card import UNSTRATIFIED_LEVEL, StudyCard
 from ..suggest import did_you_mean
+from .files import read_data_text
 
 __all__ = ["FORMAT_ID", "UNITS", "STATISTICS", "DURATION_UNITS", "QuantitySpec", "quantity_specs", "SummaryData", "read_summary",
            "parse_summary", "score_cells", "event_counts", "ordinal_counts"]
@@ -229,22 +230,8 @@ def read_summary(path: str | Path, card: StudyCard) -> SummaryData:
     InputError
         Every problem found, each naming the file, row/line, column, value and rule.
     """
-    path = Path(path)
-    fname = str(path)
-    if path.is_dir():
-        raise InputError([Problem(fname, "file", "", "is a folder; a summary-data CSV file is expected")])
-    if path.suffix.lower() == ".toml":
-        raise InputError([Problem(fname, "file", "", "is a TOML file (a study card or a run config?); a summary-data CSV file is "
-                                  "expected (a card is passed with --study)")])
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError([Problem(fname, "file", "", f"cannot be read ({exc.strerror or exc})")]) from exc
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError([Problem(fname, f"byte {exc.start}", "", "the file must be UTF-8 text")]) from exc
-    return parse_summary(text, card, fname, sha256=hashlib.sha256(raw).hexdigest())
+    text, sha256 = read_data_text(path, "summary-data CSV")
+    return parse_summary(text, card, str(path), sha256=sha256)
 
 
 def parse_summary(text: str, card: StudyCard, fname: str = "<summary>", sha256: str | None = None) -> SummaryData:
