@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +62,20 @@ def cli(capsys, monkeypatch):
         code = main([str(a) for a in args])
         captured = capsys.readouterr()
         return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def fresh_python(tmp_path):
+    """Run Python code in a fresh interpreter (what a new process imports and costs), with its own compile cache under
+    ``tmp_path``; asserts that it exits 0 (its stderr in the message) and returns the completed process."""
+
+    def run(code: str) -> subprocess.CompletedProcess:
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**os.environ, "BAYES_SACRAL_CACHE": str(tmp_path / "cache")})
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r
 
     return run
 

@@ -85,14 +85,10 @@ def test_canonical_configs_validate():
         assert load_configs(f)
 
 
-def test_reading_configs_does_not_load_the_sampler(tmp_path):
+def test_reading_configs_does_not_load_the_sampler(fresh_python):
     """Loading, resolving and printing configs (what `config validate` and `config defaults` do before any data check)
     imports neither PyMC/PyTensor nor scipy.stats: the model kinds import them when they build a model (a fresh process;
     `config defaults` took 1.7 s with them, 0.8 s without). A model is still built afterwards in the same process."""
-    import os
-    import subprocess
-    import sys
-
     code = ("import sys\nfrom bayes_sacral.config import defaults_toml, load_configs\n"
             f"runs = [r for f in sorted(__import__('pathlib').Path({str(CONFIGS)!r}).glob('*.toml')) for r in load_configs(f)]\n"
             "assert len(runs) > 10 and defaults_toml('msts')\n"
@@ -101,9 +97,7 @@ def test_reading_configs_does_not_load_the_sampler(tmp_path):
             "from bayes_sacral.fitting import build_run_model, prepare_run\n"
             "run = next(r for r in runs if r.config.run.name == 'msts-domains')\n"
             "m = build_run_model(run, prepare_run(run)[0])\nassert 'domain_effect_points' in m.named_vars\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**os.environ, "BAYES_SACRAL_CACHE": str(tmp_path / "cache")})
-    assert r.returncode == 0, r.stderr[-2000:]
+    fresh_python(code)
 
 
 ROOT = Path(__file__).parents[1]

@@ -123,7 +123,6 @@ def test_figures_that_cannot_be_pickled_are_written_uncached(cache, tmp_path):
 
 
 def test_prune_deletes_least_recently_used_first(cache):
-    import os
 
     cache.mkdir(parents=True)
     sizes = [300, 200, 100]
@@ -154,7 +153,7 @@ def test_cli_cache_info_and_clear(cli, cache, tmp_path):
     assert cli("cache", "info", "--format", "json").json()[1]["entries"] == "0"
 
 
-def test_cache_commands_do_not_load_the_models(tmp_path):
+def test_cache_commands_do_not_load_the_models(fresh_python):
     """`cache info` and `cache clear` reach the figure cache without the report builder, so they start without the
     models and PyMC (a fresh process; 2.2 s -> 0.8 s when they were imported); `bayes_sacral.report.build_report` is
     still there on first use."""
@@ -162,6 +161,4 @@ def test_cache_commands_do_not_load_the_models(tmp_path):
             "for args in (['cache', 'info'], ['cache', 'clear']):\n    assert main(args) == 0\n"
             "assert not {'pymc', 'bayes_sacral.models', 'matplotlib'} & set(sys.modules), sorted(sys.modules)\n"
             "from bayes_sacral.report import SECTIONS, build_report\nassert callable(build_report) and SECTIONS\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**os.environ, "BAYES_SACRAL_CACHE": str(tmp_path / "cache")})
-    assert r.returncode == 0, r.stderr[-2000:]
+    fresh_python(code)
