@@ -80,7 +80,7 @@ def _loo(sub: xr.DataTree):
 def _compute_loo(sub: xr.DataTree):
     import warnings
 
-    import arviz as az
+    import arviz_stats as azs
 
     ll = sub["log_likelihood"].to_dataset()
     var = list(ll.data_vars)
@@ -91,7 +91,7 @@ def _compute_loo(sub: xr.DataTree):
         sub["log_likelihood"] = xr.DataTree(xr.Dataset({"total": total}))
     with warnings.catch_warnings():  # high Pareto k is reported in the table, not as a warning
         warnings.filterwarnings("ignore", message=".*Pareto distribution.*")
-        return az.loo(sub)
+        return azs.loo(sub)
 
 
 def has_loo(run) -> bool:
@@ -117,7 +117,7 @@ def loo_table(dt: xr.DataTree) -> dict:
 
 def compare_runs(runs: dict[str, xr.DataTree]) -> pd.DataFrame:
     """Compare runs by PSIS-LOO (ArviZ ``compare``), block by block when they share reconstructions; mean over blocks."""
-    import arviz as az
+    import arviz_stats as azs
 
     per_run = {name: blocks(dt) for name, dt in runs.items()}
     counts = {len(b) for b in per_run.values()}
@@ -142,8 +142,8 @@ def compare_runs(runs: dict[str, xr.DataTree]) -> pd.DataFrame:
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Pareto distribution.*")
-            # each run's PSIS-LOO (remembered from loo_table where computed before): the same numbers as az.compare(subs)
-            tables.append(az.compare({name: _loo(sub) for name, sub in subs.items()}))
+            # each run's PSIS-LOO (remembered from loo_table where computed before): the same numbers as azs.compare(subs)
+            tables.append(azs.compare({name: _loo(sub) for name, sub in subs.items()}))
     cols = ["elpd", "p", "elpd_diff", "dse", "weight"]
     mean = sum(t[cols] for t in tables) / len(tables)
     mean = mean.sort_values("elpd", ascending=False)

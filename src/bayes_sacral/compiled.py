@@ -185,11 +185,13 @@ def _versions() -> str:
     import llvmlite
     import llvmlite.binding as ll
     import numba
-    import nutpie
     import pymc
     import pytensor
 
     from . import __version__
+    from .nuts import import_nutpie
+
+    nutpie = import_nutpie()
 
     return "|".join([sys.version, platform.machine(), ll.get_host_cpu_name(), ll.get_host_cpu_features().flatten(), nutpie.__version__, numba.__version__, llvmlite.__version__,
                      pytensor.__version__, pymc.__version__, __version__, str(FORMAT)])
@@ -498,7 +500,9 @@ def compiled_model(model, log=None):
 
     Falls back to nutpie's own compilation (uncached) when an entry cannot be written, e.g. a read-only cache folder.
     """
-    import nutpie
+    from .nuts import import_nutpie
+
+    nutpie = import_nutpie()
 
     log = log or (lambda m: None)
     key = structure_key(model)

@@ -90,10 +90,13 @@ def sample(model: pm.Model, settings: SamplerSettings, seed: int, progressbar: b
     s_post, s_prior, s_pp, _ = child_seeds(seed)
     t0 = time.perf_counter()
     if settings.backend == "nutpie":
-        idata = _sample_nutpie(model, settings, s_post, progressbar)
+        # NUTS runs in nutpie's threads; the prior groups (their own seed) are computed meanwhile in this one
+        idata, prior = _sample_nutpie(model, settings, s_post, progressbar, lambda: _prior_groups(model, settings, s_prior))
     else:
         idata = _sample_pymc(model, settings, s_post, progressbar)
-    predictive(model, idata, settings, s_prior, s_pp)
+        prior = _prior_groups(model, settings, s_prior)
+    idata.update(prior)
+    _posterior_groups(model, idata, settings, s_pp)
     return idata, time.perf_counter() - t0
 
 
@@ -145,20 +148,28 @@ def _exact_dataset(model: pm.Model, draws: dict[str, np.ndarray]) -> xr.Dataset:
     return post.drop_vars([c for c in post.coords if c not in post.dims and c not in ("chain", "draw")], errors="ignore")
 
 
-def _sample_nutpie(model: pm.Model, settings: SamplerSettings, seed: int, progressbar: bool) -> xr.DataTree:
-    import nutpie
+def _sample_nutpie(model: pm.Model, settings: SamplerSettings, seed: int, progressbar: bool, meanwhile):
+    """NUTS draws of ``model`` (posterior, sample_stats, constant and observed data) and what ``meanwhile()`` returned,
+    computed in this thread while nutpie's threads sample."""
     from pymc.backends.arviz import patch_nutpie_idata
 
+    from . import nuts
     from .compiled import compiled_model
 
     cm = compiled_model(model)
     t = time.perf_counter()
     with quiet_pymc():
-        idata = nutpie.sample(cm, draws=settings.draws, tune=settings.tune, chains=settings.chains, cores=min(settings.chains, available_cores()),
-                              seed=int(seed), save_warmup=False, progress_bar=progressbar, target_accept=settings.target_accept,
-                              maxdepth=settings.max_treedepth)
+        running = nuts.start(cm, draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                             cores=min(settings.chains, available_cores()), seed=seed, progress_bar=progressbar,
+                             target_accept=settings.target_accept, maxdepth=settings.max_treedepth)
+        try:
+            other = meanwhile()
+        except BaseException:
+            running.cancel()
+            raise
+        idata = running.wait()
     patch_nutpie_idata(idata, model, sampling_time=time.perf_counter() - t)
-    return idata
+    return idata, other
 
 
 def _sample_pymc(model: pm.Model, settings: SamplerSettings, seed: int, progressbar: bool) -> xr.DataTree:
@@ -209,16 +220,30 @@ def predictive(model: pm.Model, idata: xr.DataTree, settings: SamplerSettings, s
                prior: dict[str, np.ndarray] | None = None) -> None:
     """Add the prior (predictive), posterior predictive (on a thinned subset) and log-likelihood groups to ``idata``;
     the prior from ``prior`` (closed-form draws of the free variables, see :func:`sample_exact`) where given."""
+    idata.update(_prior_groups(model, settings, s_prior, prior))
+    _posterior_groups(model, idata, settings, s_pp)
+
+
+def _prior_groups(model: pm.Model, settings: SamplerSettings, s_prior: int,
+                  prior: dict[str, np.ndarray] | None = None) -> dict[str, xr.DataTree]:
+    """The prior and prior predictive groups (none when ``settings.prior_draws`` is 0)."""
     from . import batched
 
     with model, quiet_pymc():
         if settings.prior_draws and prior is not None:
             pr = _exact_dataset(model, prior)
             pr.attrs["sampling_method"] = "exact independent draws from the prior"
-            idata["prior"] = xr.DataTree(pr)
-            idata["prior_predictive"] = xr.DataTree(batched.posterior_predictive(model, pr, s_prior))
-        elif settings.prior_draws:
-            idata.update(_prior_predictive(model, settings.prior_draws, s_prior))
+            return {"prior": xr.DataTree(pr), "prior_predictive": xr.DataTree(batched.posterior_predictive(model, pr, s_prior))}
+        if settings.prior_draws:
+            return dict(_prior_predictive(model, settings.prior_draws, s_prior).children)
+    return {}
+
+
+def _posterior_groups(model: pm.Model, idata: xr.DataTree, settings: SamplerSettings, s_pp: int) -> None:
+    """Add the posterior predictive (on a thinned subset) and log-likelihood groups to ``idata``."""
+    from . import batched
+
+    with model, quiet_pymc():
         if model.observed_RVs:
             post = idata["posterior"].to_dataset()
             idata["posterior_predictive"] = xr.DataTree(batched.posterior_predictive(model, thinned(post, settings.predictive_draws), s_pp))
@@ -258,7 +283,7 @@ def _extreme(node, fn) -> tuple[float, str]:
 
 def diagnose(idata: xr.DataTree, var_names: list[str] | None = None) -> Diagnostics:
     """Convergence diagnostics of the posterior against :data:`THRESHOLDS` (status ok | warning | failed)."""
-    import arviz as az
+    import arviz_stats as azs
 
     post = idata["posterior"].to_dataset()
     if var_names:
@@ -270,18 +295,18 @@ def diagnose(idata: xr.DataTree, var_names: list[str] | None = None) -> Diagnost
     post = post[keep]
     problems = []
     if chains >= 2:
-        rhat = az.rhat(post)
+        rhat = azs.rhat(post)
         max_rhat, rhat_var = _extreme(rhat, np.max)
     else:
         max_rhat, rhat_var = float("nan"), ""
         problems.append("one chain: R-hat cannot be computed")
-    ess_b, essb_var = _extreme(az.ess(post, method="bulk"), np.min)
-    ess_t, esst_var = _extreme(az.ess(post, method="tail"), np.min)
+    ess_b, essb_var = _extreme(azs.ess(post, method="bulk"), np.min)
+    ess_t, esst_var = _extreme(azs.ess(post, method="tail"), np.min)
     stats = idata["sample_stats"].to_dataset() if "sample_stats" in idata.children else xr.Dataset()
     div = int(stats["diverging"].sum()) if "diverging" in stats else 0
     frac = div / (chains * draws)
     if "energy" in stats:
-        min_bfmi = float(np.nanmin(np.asarray(az.bfmi(idata)["energy"].values, dtype=float)))
+        min_bfmi = float(np.nanmin(np.asarray(azs.bfmi(idata)["energy"].values, dtype=float)))
     else:
         min_bfmi = float("nan")
 
@@ -375,11 +400,10 @@ class Refitter:
     def fit(self, data: dict[str, np.ndarray], seed: int, draws: int = 500, tune: int = 500, chains: int = 2,
             target_accept: float = 0.9) -> tuple[xr.Dataset, int]:
         """Posterior draws (Dataset with chain, draw dims) and the number of divergences for new ``data``."""
-        import nutpie
+        from . import nuts
 
-        cm = self.with_data(data)
-        tree = nutpie.sample(cm, draws=draws, tune=tune, chains=chains, cores=1, seed=int(seed), progress_bar=False,
-                             save_warmup=False, target_accept=target_accept)
+        tree = nuts.start(self.with_data(data), draws=draws, tune=tune, chains=chains, cores=1, seed=seed, progress_bar=False,
+                          target_accept=target_accept).wait()
         post = tree["posterior"].to_dataset()
         div = int(tree["sample_stats"]["diverging"].sum())
         return post, div
@@ -397,7 +421,7 @@ def sample_replicates(model: pm.Model, datasets: list[dict[str, np.ndarray]], se
 
     s_post, s_prior, s_pp, _ = child_seeds(seed)
     t0 = time.perf_counter()
-    from . import batched
+    from . import batched, nuts
 
     refit = Refitter(model)
     seeds = np.random.SeedSequence(s_post).generate_state(len(datasets), dtype=np.uint32)
@@ -406,11 +430,8 @@ def sample_replicates(model: pm.Model, datasets: list[dict[str, np.ndarray]], se
     posts, stats, pps, lls, diags = [], [], [], [], []
     obs_names = list(refit.data_for_observed)
     for k, data in enumerate(datasets):
-        import nutpie
-
-        cm = refit.with_data(data)
-        tree = nutpie.sample(cm, draws=settings.draws, tune=settings.tune, chains=C, cores=min(C, available_cores()), seed=int(seeds[k]), progress_bar=False,
-                             save_warmup=False, target_accept=settings.target_accept, maxdepth=settings.max_treedepth)
+        tree = nuts.start(refit.with_data(data), draws=settings.draws, tune=settings.tune, chains=C, cores=min(C, available_cores()),
+                          seed=seeds[k], progress_bar=False, target_accept=settings.target_accept, maxdepth=settings.max_treedepth).wait()
         post = tree["posterior"].to_dataset()
         ss = tree["sample_stats"].to_dataset()[["diverging", "energy"]]
         block = xr.DataTree.from_dict({"posterior": post, "sample_stats": ss})

@@ -35,10 +35,10 @@ def _split_by_block(da: xr.DataArray, blocks: np.ndarray) -> list[xr.DataArray]:
 
 def _within_blocks(split: xr.DataArray, prob: float) -> tuple:
     """R-hat, bulk and tail ESS, MCSE of the mean and of the interval, mean and variance of each block of ``split``."""
-    import arviz as az
+    import arviz_stats as azs
 
-    rh = az.rhat(split) if split.sizes["chain"] > 1 else xr.full_like(split.isel(chain=0, draw=0), np.nan, dtype=float)
-    return (rh, az.ess(split, method="bulk"), az.ess(split, method="tail"), az.mcse(split, method="mean"),
+    rh = azs.rhat(split) if split.sizes["chain"] > 1 else xr.full_like(split.isel(chain=0, draw=0), np.nan, dtype=float)
+    return (rh, azs.ess(split, method="bulk"), azs.ess(split, method="tail"), azs.mcse(split, method="mean"),
             _interval_mcse(split, prob), split.mean(("chain", "draw")), split.var(("chain", "draw")))
 
 
@@ -62,17 +62,17 @@ _DIAGNOSTICS = Memo(4096, "bayes_sacral.summarize:diagnostics", persist=True)
 def _diagnostics(da: xr.DataArray, blocks: np.ndarray | None, prob: float, has_chains: bool, finite_all: bool) -> tuple:
     """(R-hat, bulk ESS, tail ESS, MCSE of the mean, between-block share, interval MCSE) of one variable; see
     :func:`summarize_posterior`. Memoised on the draws' content."""
-    import arviz as az
+    import arviz_stats as azs
 
     def compute():
         share = None
         if blocks is not None and finite_all:
             rhat, ess_b, ess_t, mcse, share, mcse_q = _block_diagnostics(da, blocks, prob)
         else:
-            rhat = az.rhat(da) if has_chains and finite_all else None
-            ess_b = az.ess(da, method="bulk") if finite_all else None
-            ess_t = az.ess(da, method="tail") if finite_all else None
-            mcse = az.mcse(da, method="mean") if finite_all else None
+            rhat = azs.rhat(da) if has_chains and finite_all else None
+            ess_b = azs.ess(da, method="bulk") if finite_all else None
+            ess_t = azs.ess(da, method="tail") if finite_all else None
+            mcse = azs.mcse(da, method="mean") if finite_all else None
             mcse_q = _interval_mcse(da, prob) if finite_all else None
         return rhat, ess_b, ess_t, mcse, share, mcse_q
 
@@ -81,10 +81,10 @@ def _diagnostics(da: xr.DataArray, blocks: np.ndarray | None, prob: float, has_c
 
 def _interval_mcse(da: xr.DataArray, prob: float = 0.95) -> xr.DataArray:
     """The larger Monte Carlo standard error of the two equal-tailed interval endpoints."""
-    import arviz as az
+    import arviz_stats as azs
 
-    lo = az.mcse(da, method="quantile", prob=(1 - prob) / 2)
-    hi = az.mcse(da, method="quantile", prob=1 - (1 - prob) / 2)
+    lo = azs.mcse(da, method="quantile", prob=(1 - prob) / 2)
+    hi = azs.mcse(da, method="quantile", prob=1 - (1 - prob) / 2)
     return np.maximum(lo, hi)
 
 
@@ -112,10 +112,10 @@ def hdi_end_mcse(x: np.ndarray, prob: float = 0.95, batches: int = HDI_BATCHES) 
     length = x.shape[1] // batches
     if length * x.shape[0] < 40:
         return float("nan")
-    import arviz as az
+    import arviz_stats as azs
 
     segments = x[:, : length * batches].reshape(x.shape[0], batches, length).transpose(1, 0, 2).reshape(batches, -1)
-    ends = np.asarray(az.hdi(segments, prob=prob, axis=-1))  # the reported HDI's own definition, per batch
+    ends = np.asarray(azs.hdi(segments, prob=prob, axis=-1))  # the reported HDI's own definition, per batch
     return float(np.max(ends.std(axis=0, ddof=1)) * batches ** (-1 / 3))
 
 
@@ -160,7 +160,7 @@ def summarize_posterior(posterior: xr.Dataset, var_names: list[str], prob: float
         worst over the data sets, each computed within its own chains, ``mcse_mean`` is the Monte Carlo error of the
         pooled mean, and ``between_share`` is the share of the posterior variance between the data sets.
     """
-    import arviz as az
+    import arviz_stats as azs
 
     thresholds = thresholds or {}
     directions = directions or {}
@@ -198,8 +198,8 @@ def summarize_posterior(posterior: xr.Dataset, var_names: list[str], prob: float
                     row[f"prob_beyond_{tname}"] = None
                 rows.append(row)
                 continue
-            lo_h, hi_h = (float(b) for b in az.hdi(finite, prob=prob))
-            lo_e, hi_e = (float(b) for b in az.eti(finite, prob=prob))
+            lo_h, hi_h = (float(b) for b in azs.hdi(finite, prob=prob))
+            lo_e, hi_e = (float(b) for b in azs.eti(finite, prob=prob))
             no_mom = v in no_moments
             row = {
                 "name": element_name(v, labels),

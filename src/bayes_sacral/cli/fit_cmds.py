@@ -185,7 +185,7 @@ def summarize(
 
 def _summarize_exact(run: str, store: Path, prob: float | None, fmt: OutputFormat, output: Path | None) -> None:
     """Closed form vs MCMC for a conjugate run (rebuilt from its resolved config, stored study card and data)."""
-    import arviz as az
+    import arviz_stats as azs
     import numpy as np
 
     from ..fitting import prepare_run
@@ -207,7 +207,7 @@ def _summarize_exact(run: str, store: Path, prob: float | None, fmt: OutputForma
         if labels:
             extra = [d for d in da.dims if d not in ("chain", "draw")]
             da = da.sel(dict(zip(extra, labels, strict=True)))
-        mcse = float(az.mcse(da, method="mean"))
+        mcse = float(azs.mcse(da, method="mean"))
         mc_mean = float(da.mean())
         out.append({"name": row["name"], "exact_mean": row["mean"], "mcmc_mean": mc_mean, "mcse": mcse,
                     "z": (mc_mean - row["mean"]) / mcse if mcse > 0 else np.nan,

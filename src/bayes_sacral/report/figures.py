@@ -33,9 +33,9 @@ def _draws(da: xr.DataArray) -> np.ndarray:
 
 
 def _hdi(x: np.ndarray, prob: float) -> tuple[float, float]:
-    import arviz as az
+    import arviz_stats as azs
 
-    lo, hi = az.hdi(x[np.isfinite(x)], prob=prob)
+    lo, hi = azs.hdi(x[np.isfinite(x)], prob=prob)
     return float(lo), float(hi)
 
 
@@ -155,10 +155,10 @@ def _prior_density(run, var: str, raw: list[str]):
 
 
 def _ess(x: np.ndarray, chains: int) -> float:
-    import arviz as az
+    import arviz_stats as azs
 
     try:
-        return float(az.ess(x.reshape(chains, -1), method="bulk"))
+        return float(azs.ess(x.reshape(chains, -1), method="bulk"))
     except Exception:  # noqa: BLE001 - a constant or too-short series: count the draws
         return float(x.size)
 
