@@ -62,3 +62,23 @@ def test_a_fit_leaves_the_collector_as_it_found_it():
            log=lambda m: seen.append(gc.isenabled()))
     assert seen and not any(seen)  # held off while fitting
     assert gc.isenabled()
+
+
+def test_last_freezes_only_in_the_console_commands_process(fresh_python):
+    before = gc.get_freeze_count()
+    with gcpause.paused(last=True):  # this test process is not the console command: nothing is frozen
+        junk = [[i] for i in range(1000)]
+    assert gc.get_freeze_count() == before and gc.isenabled() and junk
+    code = ("import gc\nfrom bayes_sacral import gcpause\n"
+            "base = gc.get_freeze_count()\n"
+            "gcpause.console_command()\n"
+            "with gcpause.paused(last=True):\n    with gcpause.paused():\n        kept = [[i] for i in range(1000)]\n"
+            "    assert gc.get_freeze_count() == base  # only when the outermost block ends\n"
+            "print(gc.get_freeze_count() > base + 1000, gc.isenabled())\n")
+    assert fresh_python(code).stdout.split() == ["True", "True"]
+
+
+def test_importing_the_package_leaves_the_collector_as_it_found_it(fresh_python):
+    for setting in ("enable", "disable"):
+        out = fresh_python(f"import gc\ngc.{setting}()\nimport bayes_sacral\nprint(gc.isenabled())\n").stdout.strip()
+        assert out == str(setting == "enable")

@@ -17,12 +17,17 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0+unknown"
 
-# the ``design`` subpackage is imported first so that the name ``bayes_sacral.design`` is then bound to the function
-# (later imports of its submodules go through sys.modules and leave this attribute alone)
-from . import design as _design_package  # noqa: F401
-from .api import design, fit
-from .errors import BayesSacralError, InputError, Problem
-from .run import Run
-from .study import Study, load_study
+from .gcpause import paused as _paused
+
+# Importing pandas, xarray and pydantic creates hundreds of thousands of long-lived objects; the cyclic collector is
+# held off meanwhile instead of walking them again and again (see gcpause), and left as it was found.
+with _paused():
+    # the ``design`` subpackage is imported first so that the name ``bayes_sacral.design`` is then bound to the
+    # function (later imports of its submodules go through sys.modules and leave this attribute alone)
+    from . import design as _design_package  # noqa: F401
+    from .api import design, fit
+    from .errors import BayesSacralError, InputError, Problem
+    from .run import Run
+    from .study import Study, load_study
 
 __all__ = ["__version__", "load_study", "Study", "fit", "Run", "design", "InputError", "BayesSacralError", "Problem"]

@@ -10,7 +10,10 @@ from __future__ import annotations
 import sys
 
 from ..errors import BayesSacralError, InputError
-from .app import app
+from ..gcpause import console_command, freeze_for_exit, paused
+
+with paused():  # typer, click and rich: long-lived objects, as in the package's own imports (see gcpause)
+    from .app import app
 
 __all__ = ["app", "main"]
 
@@ -89,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> int:
     """The console command: :func:`main`, then the process exits without the collector's walk over every object."""
-    from ..gcpause import freeze_for_exit
-
+    console_command()
     rc = main()
     freeze_for_exit()
     return rc

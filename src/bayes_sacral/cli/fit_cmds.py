@@ -69,7 +69,8 @@ def fit(
     """Fit a config (expanding any [sweep]) and write one run folder per run. The last line printed is the run folder's path."""
     from ..gcpause import paused
 
-    with paused():  # the imports, every fit and every write allocate long-lived objects (see gcpause)
+    # the imports, every fit and every write allocate long-lived objects; the command ends soon after (see gcpause)
+    with paused(last=True):
         results = _fit_all(config, out, set_, quiet, overwrite)
     for res in results:
         say(str(res.path))
