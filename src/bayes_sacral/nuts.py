@@ -90,6 +90,8 @@ class Sampling:
         except BaseException:
             self._sampler.cancel()
             raise
+        # the settings nutpie sampled with (it keeps them as _settings, which its own conversion reads too; nutpie is
+        # pinned in requirements.lock, and tests/test_nuts.py compares this conversion with nutpie's)
         return _trace_tree(raw, self._compiled, self._sampler._settings.as_dict())
 
     def cancel(self) -> None:
