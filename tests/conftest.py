@@ -69,11 +69,12 @@ def cli(capsys, monkeypatch):
 @pytest.fixture
 def fresh_python(tmp_path):
     """Run Python code in a fresh interpreter (what a new process imports and costs), with its own compile cache under
-    ``tmp_path``; asserts that it exits 0 (its stderr in the message) and returns the completed process."""
+    ``tmp_path`` (``own_cache=False``: the test run's shared one, where a model compiled earlier in the test module is
+    already kept); asserts that it exits 0 (its stderr in the message) and returns the completed process."""
 
-    def run(code: str) -> subprocess.CompletedProcess:
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           env={**os.environ, "BAYES_SACRAL_CACHE": str(tmp_path / "cache")})
+    def run(code: str, own_cache: bool = True) -> subprocess.CompletedProcess:
+        env = {**os.environ, "BAYES_SACRAL_CACHE": str(tmp_path / "cache")} if own_cache else None
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
         assert r.returncode == 0, r.stderr[-2000:]
         return r
 

@@ -2,8 +2,6 @@
 conversion, and a fit leaves ArviZ's plotting stack unimported while ``import arviz`` still gives the whole package."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +37,7 @@ def test_trace_equals_nutpies_own_conversion():
     assert ours["posterior"].sizes["draw"] == 60
 
 
-def test_a_fit_leaves_arviz_plotting_unimported_and_arviz_still_whole():
+def test_a_fit_leaves_arviz_plotting_unimported_and_arviz_still_whole(fresh_python):
     code = ("import json, sys, numpy as np\n"
             f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
             "from test_nuts import _model\n"
@@ -54,9 +52,7 @@ def test_a_fit_leaves_arviz_plotting_unimported_and_arviz_still_whole():
             "print(json.dumps({'after_fit': after_fit, 'groups': sorted(idata.children), 'status': d.status,\n"
             "                  'whole': type(sys.modules['arviz']).__name__ == 'module' and arviz.plot_forest is arviz_plots.plot_forest,\n"
             "                  'base': arviz.from_dict is arviz_base.from_dict, 'summary': callable(summary)}))\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-2000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out = json.loads(fresh_python(code, own_cache=False).stdout.strip().splitlines()[-1])  # _model compiled by the test above
     assert out["after_fit"] == {"arviz_plots": False, "matplotlib.pyplot": False}
     assert out["groups"] == ["constant_data", "log_likelihood", "observed_data", "posterior", "posterior_predictive", "prior",
                              "prior_predictive", "sample_stats"]

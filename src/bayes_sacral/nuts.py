@@ -56,7 +56,7 @@ class _Deferred(types.ModuleType):
     package's ``__version__`` and ``__all__`` and its public names load it."""
 
     def __getattr__(self, name: str):
-        if name.startswith("__") and name.endswith("__") and name not in ("__version__", "__all__"):
+        if not _loads(name):
             raise AttributeError(name)
         return getattr(self._real(), name)
 
@@ -72,9 +72,14 @@ class _Deferred(types.ModuleType):
             except BaseException:
                 sys.modules[self.__name__] = self
                 raise
-            self.__dict__.update({k: v for k, v in mod.__dict__.items() if not (k.startswith("__") and k.endswith("__"))})
-            self.__dict__.update({k: mod.__dict__[k] for k in ("__version__", "__all__") if k in mod.__dict__})
+            self.__dict__.update({k: v for k, v in mod.__dict__.items() if _loads(k)})
         return mod
+
+
+def _loads(name: str) -> bool:
+    """Whether reading ``name`` from the stand-in loads the real module: its public names, ``__version__`` and
+    ``__all__``; not the special names tools probe every module for."""
+    return not (name.startswith("__") and name.endswith("__")) or name in ("__version__", "__all__")
 
 
 class Sampling:

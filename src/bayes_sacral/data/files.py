@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import InputError, Problem
 
-__all__ = ["read_data_text"]
+__all__ = ["read_data_text", "line_excerpt"]
 
 
 def read_data_text(path: str | Path, kind: str) -> tuple[str, str]:
@@ -30,3 +30,8 @@ def read_data_text(path: str | Path, kind: str) -> tuple[str, str]:
     except UnicodeDecodeError as exc:
         raise InputError([Problem(fname, f"byte {exc.start}", "", "the file must be UTF-8 text")]) from None
     return text, hashlib.sha256(raw).hexdigest()
+
+
+def line_excerpt(line: str, width: int = 60) -> str:
+    """A line of a data file as a problem's value: quoted, cut at ``width`` characters with an ellipsis."""
+    return repr(line[:width] + ("..." if len(line) > width else ""))

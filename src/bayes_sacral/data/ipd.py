@@ -44,7 +44,7 @@ import pandas as pd
 from ..errors import InputError, Problem, cap_problems
 from ..study.card import UNSTRATIFIED_LEVEL, StudyCard
 from ..suggest import did_you_mean
-from .files import read_data_text
+from .files import line_excerpt, read_data_text
 
 __all__ = ["IPDData", "read_ipd", "parse_ipd", "ipd_from_frame", "column_names", "column_rules", "write_ipd"]
 
@@ -252,7 +252,7 @@ def parse_ipd(text: str, card: StudyCard, fname: str = "<ipd>", sha256: str | No
     if header and 0 not in roles and header[0].lstrip().startswith("#"):
         # the header problems of a comment line say nothing useful
         line = ",".join(header)
-        raise InputError([Problem(fname, "line 1", repr(line[:60] + ("..." if len(line) > 60 else "")),
+        raise InputError([Problem(fname, "line 1", line_excerpt(line),
                                   "a patient-level CSV starts with its header row, not a '#' comment line (summary data start "
                                   "with '# format: bayes-sacral-summary/1')")])
     present = set(roles.values())

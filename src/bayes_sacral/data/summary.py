@@ -55,7 +55,7 @@ from ..errors import InputError, Problem, cap_problems
 from ..memo import Memo, digest
 from ..study.card import UNSTRATIFIED_LEVEL, StudyCard
 from ..suggest import did_you_mean
-from .files import read_data_text
+from .files import line_excerpt, read_data_text
 
 __all__ = ["FORMAT_ID", "UNITS", "STATISTICS", "DURATION_UNITS", "QuantitySpec", "quantity_specs", "SummaryData", "read_summary",
            "parse_summary", "score_cells", "event_counts", "ordinal_counts"]
@@ -262,7 +262,7 @@ def parse_summary(text: str, card: StudyCard, fname: str = "<summary>", sha256: 
         break
     if header_idx is not None and not meta and not problems:
         # no metadata at all: not a summary file (the header problems of, say, a patient-level CSV say nothing useful)
-        raise InputError([Problem(fname, f"line {header_idx + 1}", repr(lines[header_idx][:60] + ("..." if len(lines[header_idx]) > 60 else "")),
+        raise InputError([Problem(fname, f"line {header_idx + 1}", line_excerpt(lines[header_idx]),
                                   f"not a summary-data file: it must start with '# format: {FORMAT_ID}' (a patient-level CSV is "
                                   "read as patient-level data, e.g. `reproduce --ipd` or data.source = \"ipd\")")])
     if meta.get("format") != FORMAT_ID:
