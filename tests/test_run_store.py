@@ -318,6 +318,45 @@ def test_run_reader_gives_the_tree_the_writer_wrote(fitted, tmp_path):
         xr.testing.assert_identical(a.load(), Run.load(stored).idata)
 
 
+def test_writing_a_run_does_not_import_dask_distributed_unless_it_may_be_in_use(fresh_python, tmp_path):
+    """xarray's netCDF writer asks dask for its scheduler, and dask imports ``distributed`` to look for a Client
+    (0.1-0.2 s of a fresh fit). A process that has not imported it writes without it, and can import it afterwards;
+    with another thread alive, or a scheduler named in dask's config, the write goes on as it always did (and
+    imports it)."""
+    code = textwrap.dedent(f"""
+        import json, sys, threading
+        import numpy as np, xarray as xr
+        import dask.config
+        from bayes_sacral.store import write_run
+        tree = xr.DataTree.from_dict({{"posterior": xr.Dataset({{"mu": (("chain", "draw"), np.arange(6.0).reshape(2, 3))}})}})
+        out = {{}}
+        def write(name):
+            write_run({str(tmp_path)!r} + "/" + name, tree, "", {{"seed": 1}}, "")
+            with xr.open_datatree({str(tmp_path)!r} + "/" + name + "/idata.nc") as back:
+                xr.testing.assert_identical(back.load(), tree)
+            return "distributed" in sys.modules
+        out["alone"] = write("alone")
+        out["left_blocked"] = [n for n in ("distributed", "dask.distributed") if n in sys.modules]
+        from dask.distributed import Client
+        out["importable_after"] = Client.__module__
+        for n in [m for m in sys.modules if m == "distributed" or m.startswith(("distributed.", "dask.distributed"))]:
+            del sys.modules[n]
+        stop = threading.Event()
+        t = threading.Thread(target=stop.wait)
+        t.start()
+        out["other_thread"] = write("other_thread")
+        stop.set(); t.join()
+        for n in [m for m in sys.modules if m == "distributed" or m.startswith(("distributed.", "dask.distributed"))]:
+            del sys.modules[n]
+        with dask.config.set(scheduler="threads"):
+            out["scheduler_named"] = write("scheduler_named")
+        print(json.dumps(out))
+        """)
+    out = json.loads(fresh_python(code).stdout.strip().splitlines()[-1])
+    assert out == {"alone": False, "left_blocked": [], "importable_after": "distributed.client",
+                   "other_thread": True, "scheduler_named": True}
+
+
 @pytest.fixture
 def result_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("BAYES_SACRAL_CACHE", str(tmp_path / "cache"))
