@@ -216,7 +216,7 @@ def _wall(code: str, env: dict | None = None) -> float:
     return time.perf_counter() - t
 
 
-def bench_fresh_process_fit(tmp: Path, repeats: int = 5) -> dict:
+def bench_fresh_process_fit(tmp: Path, repeats: int = 7) -> dict:
     """Median wall time of a whole fresh process: bs.fit (warm cache) vs a plain PyMC script on the same model. The
     variants are run in turn, ``repeats`` rounds, so that the machine's drift over the minutes it takes reaches all of
     them alike."""
