@@ -295,7 +295,7 @@ def bench_reanalysis(tmp: Path) -> dict:
 
     cli = str(Path(sys.executable).with_name("bayes-sacral"))
     env = {**os.environ, "BAYES_SACRAL_CACHE": str(tmp / "reanalysis-cache"), "NUMBA_CACHE_DIR": str(tmp / "numba"),
-           "PYTENSOR_FLAGS": f"compiledir={tmp / 'pytensor'}"}
+           "PYTENSOR_FLAGS": f"base_compiledir={tmp / 'pytensor'}"}
     cmd = [cli, "reanalyze", "--out", str(tmp / "report"), "--store", str(tmp / "store"), "--configs", str(ROOT / "configs")]
 
     def wall(*extra):

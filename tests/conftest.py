@@ -70,10 +70,11 @@ def cli(capsys, monkeypatch):
 def fresh_python(tmp_path):
     """Run Python code in a fresh interpreter (what a new process imports and costs), with its own compile cache under
     ``tmp_path`` (``own_cache=False``: the test run's shared one, where a model compiled earlier in the test module is
-    already kept); asserts that it exits 0 (its stderr in the message) and returns the completed process."""
+    already kept); ``env``: more environment variables. Asserts that it exits 0 (its stderr in the message) and returns
+    the completed process."""
 
-    def run(code: str, own_cache: bool = True) -> subprocess.CompletedProcess:
-        env = {**os.environ, "BAYES_SACRAL_CACHE": str(tmp_path / "cache")} if own_cache else None
+    def run(code: str, own_cache: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, **({"BAYES_SACRAL_CACHE": str(tmp_path / "cache")} if own_cache else {}), **(env or {})}
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
         assert r.returncode == 0, r.stderr[-2000:]
         return r

@@ -3,6 +3,7 @@ across processes, and a damaged entry is never used."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -151,6 +152,39 @@ def test_cli_cache_info_and_clear(cli, cache, tmp_path):
     r = cli("cache", "clear")
     assert r.code == 0 and not list(cache.glob("*.bsfg"))
     assert cli("cache", "info", "--format", "json").json()[1]["entries"] == "0"
+
+
+def test_cache_info_and_clear_reach_pytensors_numba_cache(fresh_python, tmp_path):
+    """PyTensor keeps the machine code of every op in a numba cache beside its compiledir, which a first compile of a
+    new structure reuses: `cache info` shows it where PyTensor keeps it, and `cache clear --pytensor` empties it (and
+    leaves the folder, which PyTensor creates only at import); a plain `cache clear` leaves it alone."""
+    base = tmp_path / "pytensor"
+    code = textwrap.dedent(f"""
+        import io, json, contextlib, pathlib
+        from bayes_sacral.cli import main
+        numba_dir = pathlib.Path({str(base)!r}) / "numba"
+        numba_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("op_a.nbi", "op_a.0.nbc", "op_b.nbi"):
+            (numba_dir / name).write_bytes(b"x" * 100)
+        def info():
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                assert main(["cache", "info", "--format", "json"]) == 0
+            return {{r["item"]: r for r in json.loads(buf.getvalue())}}
+        before = info()["PyTensor numba cache (compiled ops)"]
+        assert main(["cache", "clear"]) == 0
+        kept = sorted(p.name for p in numba_dir.iterdir())
+        assert main(["cache", "clear", "--pytensor"]) == 0
+        after = info()["PyTensor numba cache (compiled ops)"]
+        from pytensor.link.numba.cache import NUMBA_CACHE_PATH
+        print(json.dumps({{"before": before, "kept": kept, "after": after, "left": sorted(p.name for p in numba_dir.iterdir()),
+                          "folder": numba_dir.is_dir(), "pytensor_says": str(NUMBA_CACHE_PATH)}}))
+        """)
+    out = json.loads(fresh_python(code, env={"PYTENSOR_FLAGS": f"base_compiledir={base}"}).stdout.strip().splitlines()[-1])
+    assert out["before"]["location"] == str(base / "numba") == out["pytensor_says"]
+    assert out["before"]["entries"] == "2" and out["before"]["MiB"] == f"{300 / 2**20:.1f}"
+    assert out["kept"] == ["op_a.0.nbc", "op_a.nbi", "op_b.nbi"]
+    assert out["after"]["entries"] == "0" and out["left"] == [] and out["folder"]
 
 
 def test_cache_commands_do_not_load_the_models(fresh_python):

@@ -32,7 +32,9 @@ def cache_info(
             {"item": "remembered diagnostics, LOO, predictive checks", "location": r["location"], "entries": str(r["entries"]),
              "MiB": f"{r['bytes'] / 2**20:.1f}"},
             {"item": "PyTensor compiledir", "location": d["pytensor_compiledir"], "entries": "",
-             "MiB": f"{d['pytensor_bytes'] / 2**20:.1f}"}]
+             "MiB": f"{d['pytensor_bytes'] / 2**20:.1f}"},
+            {"item": "PyTensor numba cache (compiled ops)", "location": d["pytensor_numba"], "entries": str(d["pytensor_numba_entries"]),
+             "MiB": f"{d['pytensor_numba_bytes'] / 2**20:.1f}"}]
     emit(rows, fmt, columns=["item", "location", "entries", "MiB"], title="Cache",
          footer="A stale or corrupt entry is detected (key and checksum; for compiled models also a logp check) and rebuilt, never used; "
                 "clearing is never required.")
@@ -40,7 +42,7 @@ def cache_info(
 
 @cache_app.command("clear")
 def cache_clear(
-    pytensor: bool = typer.Option(False, "--pytensor", help="Also delete PyTensor's compiledir (C code of every graph)."),
+    pytensor: bool = typer.Option(False, "--pytensor", help="Also delete PyTensor's compiledir (C code of every graph) and its numba cache (machine code of every op)."),
 ) -> None:
     """Delete every compiled model, rendered figure and remembered result; the next fit compiles again (about 2-10 s per
     model structure) and the next report writes every figure and computes every diagnostic again."""
