@@ -15,7 +15,8 @@
 5. Conjugate models: a secondary-procedure run by exact independent draws (backend auto) against the same run by NUTS
    with the compiled model reused, and against a plain PyMC script (the run as it was before), in one process.
 6. The whole reanalysis (`bayes-sacral reanalyze`, what `make reanalysis` runs) as a new user meets it: first ever
-   (empty compile cache, figure cache, PyTensor compiledir and run store), then a later run (everything stored), then
+   (empty run store, compile cache, figure cache, numba cache, and PyTensor's compiledir and numba cache:
+   its base_compiledir), then a later run (everything stored), then
    a refit of every run with the caches warm. Goals: the later run <= 90 s, the first <= 4 min (absolute, not ratios).
 
 Results are printed and written to benchmarks/results/latest.json (not in git).
