@@ -44,8 +44,9 @@ def cache_info(
 def cache_clear(
     pytensor: bool = typer.Option(False, "--pytensor", help="Also delete PyTensor's compiledir (C code of every graph) and its numba cache (machine code of every op)."),
 ) -> None:
-    """Delete every compiled model, rendered figure and remembered result; the next fit compiles again (about 2-10 s per
-    model structure) and the next report writes every figure and computes every diagnostic again."""
+    """Delete every compiled model, rendered figure and remembered result; the next fit of each model structure compiles
+    it again (5-30 s on 2 cores, longer after --pytensor, which makes it compile every op again) and the next report
+    writes every figure and computes every diagnostic again."""
     from ..compiled import clear_cache
     from ..memo import clear_results
     from ..report import figure_cache
