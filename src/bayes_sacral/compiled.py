@@ -621,13 +621,11 @@ def clear_cache(pytensor_too: bool = False) -> int:
     _LOADED.clear()
     if pytensor_too:
         pt = pytensor_caches()
-        n += len(_tree_files(pt["compiledir"]))
+        n += len(_tree_files(pt["compiledir"])) + len(_tree_files(pt["numba"]))
         shutil.rmtree(pt["compiledir"], ignore_errors=True)
-        if pt["numba"].is_dir():
-            for child in pt["numba"].iterdir():
-                n += len(_tree_files(child)) if child.is_dir() else 1
-                if child.is_dir():
-                    shutil.rmtree(child, ignore_errors=True)
-                else:
-                    child.unlink(missing_ok=True)
+        for child in pt["numba"].iterdir() if pt["numba"].is_dir() else ():
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
     return n
