@@ -163,6 +163,8 @@ def _serve() -> None:
 
 if __name__ == "__main__":
     from .gcpause import freeze_for_exit
+    from .oneshot import declare_no_dask_arrays
 
+    declare_no_dask_arrays()
     _serve()
     freeze_for_exit()
