@@ -6,9 +6,10 @@ array backends: a fresh ``bayes-sacral fit`` took 3.38 s with that import and 3.
 interleaved pairs). This package never makes a dask array (it reads and writes netCDF without chunks and keeps every
 array in memory), so in a process that runs only this package's code, an array xarray wraps cannot be a dask array.
 
-:func:`declare_no_dask_arrays` lets xarray make that first check while ``dask.array`` cannot be imported, so xarray
-remembers that dask arrays are not in use, as it does where dask.array is not installed. ``dask.array`` itself stays
-importable afterwards. Only for our own processes: in a user's process (the library API, a notebook) xarray is left
+:func:`declare_no_dask_arrays` lets xarray make that first check while ``dask`` and ``dask.array`` cannot be imported,
+so xarray remembers that dask arrays are not in use, as it does where dask is not installed; the check itself imports
+nothing, so every command can make it. Both stay importable afterwards (a run's write imports dask, the trial designs
+dask's distributed scheduler). Only for our own processes: in a user's process (the library API, a notebook) xarray is left
 alone, since the user may hand it dask arrays.
 """
 
@@ -32,9 +33,13 @@ def declare_no_dask_arrays() -> bool:
         return False
     if not callable(getattr(pycompat, "array_type", None)) or "dask" in getattr(pycompat, "_cached_duck_array_modules", {}):
         return False  # another xarray layout, or xarray has looked already: left as it is
-    sys.modules["dask.array"] = None  # an import of it raises ImportError: xarray takes dask arrays as unavailable
+    # an import of either raises ImportError, so xarray takes dask arrays as unavailable without importing dask itself
+    blocked = [n for n in ("dask", "dask.array") if n not in sys.modules]
+    for n in blocked:
+        sys.modules[n] = None
     try:
         pycompat.array_type("dask")
     finally:
-        del sys.modules["dask.array"]
+        for n in blocked:
+            del sys.modules[n]
     return True

@@ -91,20 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     return rc if isinstance(rc, int) else 0
 
 
-def command_builds_arrays(args: list[str]) -> bool:
-    """Whether the command will wrap arrays in xarray (all but help, version and the cache commands), so that telling
-    xarray ahead that none is a dask array (0.09 s, the import of dask itself) pays for itself."""
-    if any(a in ("--help", "-h", "--version") for a in args):
-        return False
-    command = next((a for a in args if not a.startswith("-")), None)
-    return command not in (None, "cache")
-
-
 def entry() -> int:
     """The console command: :func:`main`, then the process exits without the collector's walk over every object."""
     console_command()
-    if command_builds_arrays(sys.argv[1:]):
-        declare_no_dask_arrays()
+    declare_no_dask_arrays()
     rc = main()
     freeze_for_exit()
     return rc
