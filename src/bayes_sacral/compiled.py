@@ -1,7 +1,7 @@
 """Compile once, ever: nutpie's compiled PyMC models kept in memory and on disk, keyed by the model's structure.
 
-nutpie compiles a model's log density and gradient into numba C callbacks; that takes 10-30 s per model per process and
-numba cannot cache those callbacks ("uses dynamic globals"). This module caches them itself:
+nutpie's log density and gradient are numba C callbacks (built by :mod:`bayes_sacral.callbacks`); compiling them takes
+5-30 s per model per process and numba cannot cache them ("uses dynamic globals"). This module caches them itself:
 
 - **Key.** A SHA-256 of the model's structure: the printed graph of its log density and deterministics (ops, types,
   variable names), the bytes of every constant in it, the name, dtype and rank of every shared variable (data and prior
@@ -49,11 +49,12 @@ import numpy as np
 
 from .cachefile import cache_dir, lookup, write_entry
 from .cachefile import prune as cachefile_prune
+from .callbacks import compile_pymc_model
 
 __all__ = ["cache_dir", "compiled_model", "cached_function", "pin_compiler_flags", "structure_key", "shared_by_name", "logp_and_grad", "cache_info", "pytensor_caches",
            "clear_cache", "prune", "CacheStats", "STATS", "MAX_BYTES"]
 
-FORMAT = 2  # 2: machine code (numba object code) instead of bitcode
+FORMAT = 3  # 2: machine code (numba object code) instead of bitcode; 3: callbacks of .callbacks (same ABI and results)
 _MAGIC = b"BSCM"
 _ENV_PREFIX = "_ZN08NumbaEnv"
 _PTR_SLOT = "_ptr_cache_"  # PyTensor's per-process cache of a scipy Cython function's address (link/numba/cache.py)
@@ -499,11 +500,12 @@ def _write(path: Path, key: str, payload: dict) -> None:
 def compiled_model(model, log=None):
     """A nutpie-compiled ``model``, compiled at most once per structure ever (see the module docstring).
 
-    Falls back to nutpie's own compilation (uncached) when an entry cannot be written, e.g. a read-only cache folder.
+    A structure not in the cache is compiled by :func:`bayes_sacral.callbacks.compile_pymc_model` (nutpie's callbacks,
+    typed faster). Falls back to that compilation uncached when an entry cannot be written, e.g. a read-only cache folder.
     """
     from .nuts import import_nutpie
 
-    nutpie = import_nutpie()
+    import_nutpie()  # nutpie's modules (read by the cache) without ArviZ's import
 
     log = log or (lambda m: None)
     key = structure_key(model)
@@ -543,7 +545,7 @@ def compiled_model(model, log=None):
         from .inference import quiet_pymc
 
         with quiet_pymc():
-            fresh = nutpie.compile_pymc_model(model)
+            fresh = compile_pymc_model(model)
         try:
             payload = _dump(fresh, key)
             loaded = _load(payload)

@@ -1,0 +1,150 @@
+"""nutpie's two C callbacks for a PyMC model (log density with gradient, and the expansion of a draw into the stored
+variables), built with a generated reading of the shared data.
+
+nutpie compiles the same two callbacks in ``compile_pymc_model``. There, the shared variables (the data and the prior
+hyperparameters) are read from nutpie's record of pointers and shapes by a loop that numba unrolls
+(``literal_unroll``), typing a new tuple for every variable. For a model with 14 shared variables that took about
+7 s of each new structure's compile, in every process, and more the more shared variables a model has.
+
+Here that reading is generated as straight-line Python source, one line per shared variable: the pointer and shape
+are read from the same record as plain 64-bit words at offsets taken from its dtype, and an array of the variable's
+dtype is made on the pointer. numba types that in a fraction of the time. Everything else is nutpie's: the PyTensor
+functions (``_make_functions``), the record (``make_user_data``, so ``CompiledPyMCModel.with_data`` and nutpie's
+sampler work unchanged), the C signatures and the return codes. The callbacks compute exactly what nutpie's compute
+(the same compiled PyTensor functions on the same memory), so draws are bit-identical; a test compares the two.
+
+A record whose fields are not all 64-bit unsigned words (not the case on any 64-bit platform that nutpie supports) is
+left to nutpie's own compilation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["compile_pymc_model", "record_words"]
+
+_WORD = np.dtype(np.uint64)
+
+
+def record_words(user_data: np.ndarray, keys: list[str]) -> tuple[list[tuple[int, int, int]], int] | None:
+    """Where each shared variable's data pointer and shape lie in nutpie's record, as indices of 64-bit words:
+    ``[(pointer word, first shape word, ndim), ...]`` in the order of ``keys``, and the record's length in words.
+    None when the record is not made of 64-bit unsigned words."""
+    dt = user_data.dtype
+    if dt.itemsize % 8:
+        return None
+    shared, base = dt.fields["shared"]
+    (data_t, data_off), (shape_t, shape_off) = shared.fields["data"], shared.fields["shape"]
+    out = []
+    for k in keys:
+        ptr_t, ptr_off = data_t.fields[k]
+        dims_t, dims_off = shape_t.fields[k]
+        sub = dims_t.subdtype
+        elem, ndim = (sub[0], int(np.prod(sub[1]))) if sub else (dims_t, 0)
+        if ndim == 0:
+            elem = _WORD
+        offsets = (base + data_off + ptr_off, base + shape_off + dims_off)
+        if ptr_t.itemsize != 8 or ptr_t.kind != "u" or elem.itemsize != 8 or elem.kind != "u" or any(o % 8 for o in offsets):
+            return None
+        out.append((offsets[0] // 8, offsets[1] // 8, ndim))
+    return out, dt.itemsize // 8
+
+
+def _reader(inner, user_data: np.ndarray, keys: list[str], shared_data: dict):
+    """An inlined numba function ``(x, user_data pointer) -> inner(x, *shared arrays)``, or None (see :func:`record_words`)."""
+    import numba
+    from nutpie.compile_pymc import address_as_void_pointer
+
+    words = record_words(user_data, keys)
+    if words is None:
+        return None
+    offsets, n_words = words
+    ns = {"inner": inner, "carray": numba.carray, "as_pointer": address_as_void_pointer, "word": np.uint64, "intp": np.intp}
+    lines = ["def read_shared(x, user_data_):"]
+    if keys:
+        lines.append(f"    w = carray(user_data_, ({n_words},), word)")
+    for i, (key, (ptr, shape, ndim)) in enumerate(zip(keys, offsets, strict=True)):
+        ns[f"dtype{i}"] = np.dtype(shared_data[key].dtype)
+        dims = "".join(f"intp(w[{shape + j}]), " for j in range(ndim))
+        lines.append(f"    a{i} = carray(as_pointer(w[{ptr}]), ({dims}), dtype{i})")
+    lines.append("    return inner(x" + "".join(f", a{i}" for i in range(len(keys))) + ")")
+    exec(compile("\n".join(lines), "<bayes_sacral.callbacks.read_shared>", "exec"), ns)  # noqa: S102 - our own source
+    return numba.njit(inline="always")(ns["read_shared"])
+
+
+def _callbacks(n_dim: int, n_expanded: int, read_logp, read_expand):
+    """The two C callbacks, with nutpie's signatures and return codes."""
+    import numba
+
+    ptr = numba.types.CPointer(numba.types.double)
+    logp_sig = numba.types.int64(numba.types.uint64, ptr, ptr, ptr, numba.types.voidptr)
+    expand_sig = numba.types.int64(numba.types.uint64, numba.types.uint64, ptr, ptr, numba.types.voidptr)
+
+    def logp_numba(dim, x_, out_, logp_, user_data_):
+        if dim != n_dim:
+            return -1
+        try:
+            x = numba.carray(x_, (n_dim,))
+            out = numba.carray(out_, (n_dim,))
+            logp = numba.carray(logp_, ())
+            logp_val, grad = read_logp(x, user_data_)
+            logp[()] = logp_val
+            out[...] = grad
+            if not np.all(np.isfinite(out)):
+                return 3
+            if not np.isfinite(logp_val):
+                return 4
+        except Exception:  # noqa: BLE001 - nutpie's code for a failed evaluation
+            return 1
+        return 0
+
+    def expand_numba(dim, expanded, x_, out_, user_data_):
+        if dim != n_dim:
+            return -1
+        if expanded != n_expanded:
+            return -1
+        try:
+            x = numba.carray(x_, (n_dim,))
+            out = numba.carray(out_, (n_expanded,))
+            (values,) = read_expand(x, user_data_)
+            out[...] = values
+        except Exception:  # noqa: BLE001
+            return -2
+        return 0
+
+    return numba.cfunc(logp_sig)(logp_numba), numba.cfunc(expand_sig)(expand_numba)
+
+
+def compile_pymc_model(model):
+    """What ``nutpie.compile_pymc_model(model)`` returns (numba backend, every variable stored), built as described in the
+    module docstring."""
+    from uuid import uuid4
+
+    from pymc.initial_point import make_initial_point_fn
+
+    from .nuts import import_nutpie
+
+    nutpie = import_nutpie()
+    import nutpie.compile_pymc as ncp
+
+    ipf = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs), return_transformed=True)
+    n_dim, n_expanded, logp_pt, expand_pt, init, shape_info, reparam = ncp._make_functions(
+        model, mode="NUMBA", compute_grad=True, join_expanded=True, pymc_initial_point_fn=ncp._wrap_with_lock(ipf))
+    shared_data, keys = {}, {}
+    for var in [*logp_pt.get_shared(), *expand_pt.get_shared()]:
+        if var not in keys:
+            keys[var] = uuid4().hex
+            shared_data[keys[var]] = np.array(var.get_value(), order="C", copy=True)
+            shared_data[keys[var]].flags.writeable = False
+    user_data = ncp.make_user_data(keys, shared_data)
+    read_logp = _reader(logp_pt.vm.jit_fn, user_data, [keys[v] for v in logp_pt.get_shared()], shared_data)
+    read_expand = _reader(expand_pt.vm.jit_fn, user_data, [keys[v] for v in expand_pt.get_shared()], shared_data)
+    if read_logp is None or read_expand is None:
+        return nutpie.compile_pymc_model(model)
+    logp_fn, expand_fn = _callbacks(n_dim, n_expanded, read_logp, read_expand)
+    dims, coords = ncp._prepare_dims_and_coords(model, shape_info, reparam)
+    return ncp.CompiledPyMCModel(
+        _n_dim=n_dim, dims=dims, _coords=coords, _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info, strict=True)},
+        compiled_logp_func=logp_fn, compiled_expand_func=expand_fn, initial_point_func=init, shared_data=shared_data,
+        shared_var_keys=keys, user_data=user_data, n_expanded=n_expanded, shape_info=shape_info, logp_func=logp_pt,
+        expand_func=expand_pt, reparameterized_names=reparam)

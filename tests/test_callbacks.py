@@ -1,0 +1,113 @@
+"""nutpie's C callbacks built with the generated reading of the shared data (bayes_sacral.callbacks).
+
+Checked against nutpie's own compilation of the same model (the second implementation: its draws must be identical
+bit for bit) and against PyTensor's log density and gradient of the model (with new data of another shape too).
+"""
+
+import numpy as np
+import pymc as pm
+import pytest
+
+from bayes_sacral import callbacks
+from bayes_sacral.compiled import logp_and_grad
+
+
+def mixed_model(x, group, scale, y):
+    """Shared variables of ranks 0, 1 and 2 and of dtypes float64 and int64, and a deterministic."""
+    with pm.Model() as m:
+        xd = pm.Data("x", np.asarray(x, float))  # (patient, covariate)
+        gd = pm.Data("group", np.asarray(group, "int64"))  # (patient,)
+        sd = pm.Data("prior_scale", float(scale))  # ()
+        a = pm.Normal("a", 0.0, sd, shape=3)
+        b = pm.Normal("b", 0.0, 1.0, shape=2)
+        s = pm.HalfNormal("s", 1.0)
+        mu = a[gd] + (xd * b).sum(axis=-1)
+        pm.Deterministic("a_contrast", a[1:] - a[0])
+        pm.Normal("y", mu, s, observed=pm.Data("y_obs", np.asarray(y, float)))
+    return m
+
+
+def data(n, seed):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 2)), rng.integers(0, 3, size=n), 2.5, rng.normal(size=n)
+
+
+def flat_point(model, x):
+    """The flat unconstrained vector split into the model's value variables (free-variable order, as nutpie's)."""
+    out, i = {}, 0
+    for rv in model.free_RVs:
+        v = model.rvs_to_values[rv]
+        shape = model.initial_point()[v.name].shape
+        k = int(np.prod(shape))
+        out[v.name] = x[i:i + k].reshape(shape)
+        i += k
+    return out
+
+
+def check_against_pytensor(cm, model, rng):
+    logp = model.compile_logp(jacobian=True)
+    dlogp = model.compile_dlogp(jacobian=True)
+    for _ in range(3):
+        x = rng.normal(size=cm._n_dim) * 0.5
+        code, lp, grad = logp_and_grad(cm, x)
+        assert code == 0
+        pt = flat_point(model, x)
+        assert lp == pytest.approx(float(logp(pt)), rel=1e-12, abs=1e-12)
+        np.testing.assert_allclose(grad, dlogp(pt), rtol=1e-10, atol=1e-12)
+
+
+def test_callbacks_draw_exactly_what_nutpies_own_draw_and_compute_the_models_density():
+    import nutpie
+
+    model = mixed_model(*data(12, 1))
+    ours = callbacks.compile_pymc_model(model)
+    theirs = nutpie.compile_pymc_model(model)
+    assert ours._n_dim == theirs._n_dim and ours.n_expanded == theirs.n_expanded
+    rng = np.random.default_rng(0)
+    for x in rng.normal(size=(4, ours._n_dim)):
+        assert logp_and_grad(ours, x)[1] == logp_and_grad(theirs, x)[1]
+        assert np.array_equal(logp_and_grad(ours, x)[2], logp_and_grad(theirs, x)[2])
+    check_against_pytensor(ours, model, rng)
+    kw = dict(draws=150, tune=150, chains=2, cores=1, seed=11, progress_bar=False)
+    a, b = nutpie.sample(ours, **kw).posterior, nutpie.sample(theirs, **kw).posterior
+    assert sorted(a.data_vars) == sorted(b.data_vars) == ["a", "a_contrast", "b", "s"]
+    for v in a.data_vars:  # the expansion (deterministics, transformed variables) too
+        assert np.array_equal(a[v].values, b[v].values), v
+
+
+def test_new_data_of_another_shape_is_read_through_the_record():
+    model = mixed_model(*data(12, 1))
+    cm = callbacks.compile_pymc_model(model)
+    x, group, _, y = data(31, 2)
+    new = cm.with_data(x=x, group=group, prior_scale=np.array(0.7), y_obs=y)
+    with model:
+        pm.set_data({"x": x, "group": group, "prior_scale": 0.7, "y_obs": y})
+    check_against_pytensor(new, model, np.random.default_rng(3))
+
+
+def test_a_model_without_shared_variables():
+    with pm.Model() as model:
+        m = pm.Normal("m", 0.0, 3.0)
+        pm.Normal("y", m, 1.0, observed=[0.3, -0.2, 1.4])
+    cm = callbacks.compile_pymc_model(model)
+    assert not cm.shared_var_keys
+    check_against_pytensor(cm, model, np.random.default_rng(4))
+
+
+def test_record_words_locate_each_pointer_and_shape_and_refuse_other_layouts():
+    import nutpie.compile_pymc as ncp
+
+    arrays = {"k0": np.zeros((4, 5)), "k1": np.arange(7), "k2": np.array(1.5)}
+    shared_vars = {type("V", (), {"ndim": v.ndim})(): k for k, v in arrays.items()}
+    record = ncp.make_user_data(shared_vars, arrays)
+    found = callbacks.record_words(record, list(arrays))
+    assert found is not None
+    offsets, n_words = found
+    words = np.frombuffer(record.tobytes(), dtype=np.uint64)
+    assert n_words == words.size
+    for (ptr, shape, ndim), arr in zip(offsets, arrays.values(), strict=True):
+        assert words[ptr] == arr.ctypes.data
+        assert ndim == arr.ndim and tuple(words[shape:shape + ndim]) == arr.shape
+    narrow = np.zeros((), dtype=[("shared", [("data", [("k", np.uint32)]), ("size", [("k", np.uint32)]),
+                                             ("shape", [("k", np.uint32, (1,))])])])
+    assert callbacks.record_words(narrow, ["k"]) is None
