@@ -68,6 +68,9 @@ def test_callbacks_draw_exactly_what_nutpies_own_draw_and_compute_the_models_den
         assert logp_and_grad(ours, x)[1] == logp_and_grad(theirs, x)[1]
         assert np.array_equal(logp_and_grad(ours, x)[2], logp_and_grad(theirs, x)[2])
     check_against_pytensor(ours, model, rng)
+    for extreme in (800.0, -800.0, np.nan):  # a density or gradient that is not finite: nutpie's return codes
+        x = np.full(ours._n_dim, extreme)
+        assert logp_and_grad(ours, x)[0] == logp_and_grad(theirs, x)[0] != 0
     kw = dict(draws=150, tune=150, chains=2, cores=1, seed=11, progress_bar=False)
     a, b = nutpie.sample(ours, **kw).posterior, nutpie.sample(theirs, **kw).posterior
     assert sorted(a.data_vars) == sorted(b.data_vars) == ["a", "a_contrast", "b", "s"]

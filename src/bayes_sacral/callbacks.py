@@ -73,7 +73,9 @@ def _reader(inner, user_data: np.ndarray, keys: list[str], shared_data: dict):
 
 
 def _callbacks(n_dim: int, n_expanded: int, read_logp, read_expand):
-    """The two C callbacks, with nutpie's signatures and return codes."""
+    """The two C callbacks, with nutpie's signatures and return codes (the results are copied out element by element,
+    after a length check, where nutpie assigns the whole array: numba's message for a mismatched assignment took 1.6 s
+    of numba's compiler in every process)."""
     import numba
 
     ptr = numba.types.CPointer(numba.types.double)
@@ -89,8 +91,13 @@ def _callbacks(n_dim: int, n_expanded: int, read_logp, read_expand):
             logp = numba.carray(logp_, ())
             logp_val, grad = read_logp(x, user_data_)
             logp[()] = logp_val
-            out[...] = grad
-            if not np.all(np.isfinite(out)):
+            if grad.shape[0] != n_dim:
+                return 1
+            finite = True
+            for i in range(n_dim):
+                out[i] = grad[i]
+                finite = finite and np.isfinite(grad[i])
+            if not finite:
                 return 3
             if not np.isfinite(logp_val):
                 return 4
@@ -107,7 +114,10 @@ def _callbacks(n_dim: int, n_expanded: int, read_logp, read_expand):
             x = numba.carray(x_, (n_dim,))
             out = numba.carray(out_, (n_expanded,))
             (values,) = read_expand(x, user_data_)
-            out[...] = values
+            if values.shape[0] != n_expanded:
+                return -2
+            for i in range(n_expanded):
+                out[i] = values[i]
         except Exception:  # noqa: BLE001
             return -2
         return 0
