@@ -1,7 +1,7 @@
 """Compile once, ever: nutpie's compiled PyMC models kept in memory and on disk, keyed by the model's structure.
 
 nutpie's log density and gradient are numba C callbacks (built by :mod:`bayes_sacral.callbacks`); compiling them takes
-5-30 s per model per process and numba cannot cache them ("uses dynamic globals"). This module caches them itself:
+3-25 s per model per process (over a minute where PyTensor's op cache is empty) and numba cannot cache them ("uses dynamic globals"). This module caches them itself:
 
 - **Key.** A SHA-256 of the model's structure: the printed graph of its log density and deterministics (ops, types,
   variable names), the bytes of every constant in it, the name, dtype and rank of every shared variable (data and prior
