@@ -23,7 +23,8 @@ import numpy as np
 
 __all__ = ["compile_pymc_model", "record_words"]
 
-_WORD = np.dtype(np.uint64)
+def _is_word(dt: np.dtype) -> bool:
+    return dt.itemsize == 8 and dt.kind == "u"
 
 
 def record_words(user_data: np.ndarray, keys: list[str]) -> tuple[list[tuple[int, int, int]], int] | None:
@@ -38,32 +39,27 @@ def record_words(user_data: np.ndarray, keys: list[str]) -> tuple[list[tuple[int
     out = []
     for k in keys:
         ptr_t, ptr_off = data_t.fields[k]
-        dims_t, dims_off = shape_t.fields[k]
-        sub = dims_t.subdtype
-        elem, ndim = (sub[0], int(np.prod(sub[1]))) if sub else (dims_t, 0)
-        if ndim == 0:
-            elem = _WORD
+        dims_t, dims_off = shape_t.fields[k]  # a subarray (uint, (ndim,)), as make_user_data declares it
+        elem, (ndim,) = dims_t.subdtype
         offsets = (base + data_off + ptr_off, base + shape_off + dims_off)
-        if ptr_t.itemsize != 8 or ptr_t.kind != "u" or elem.itemsize != 8 or elem.kind != "u" or any(o % 8 for o in offsets):
+        if not _is_word(ptr_t) or (ndim and not _is_word(elem)) or any(o % 8 for o in offsets):
             return None
         out.append((offsets[0] // 8, offsets[1] // 8, ndim))
     return out, dt.itemsize // 8
 
 
-def _reader(inner, user_data: np.ndarray, keys: list[str], shared_data: dict):
-    """An inlined numba function ``(x, user_data pointer) -> inner(x, *shared arrays)``, or None (see :func:`record_words`)."""
+def _reader(inner, keys: list[str], words: dict[str, tuple[int, int, int]], n_words: int, shared_data: dict):
+    """An inlined numba function ``(x, user_data pointer) -> inner(x, *shared arrays)``; ``words``: each key's place in
+    the record (see :func:`record_words`)."""
     import numba
     from nutpie.compile_pymc import address_as_void_pointer
 
-    words = record_words(user_data, keys)
-    if words is None:
-        return None
-    offsets, n_words = words
     ns = {"inner": inner, "carray": numba.carray, "as_pointer": address_as_void_pointer, "word": np.uint64, "intp": np.intp}
     lines = ["def read_shared(x, user_data_):"]
     if keys:
         lines.append(f"    w = carray(user_data_, ({n_words},), word)")
-    for i, (key, (ptr, shape, ndim)) in enumerate(zip(keys, offsets, strict=True)):
+    for i, key in enumerate(keys):
+        ptr, shape, ndim = words[key]
         ns[f"dtype{i}"] = np.dtype(shared_data[key].dtype)
         dims = "".join(f"intp(w[{shape + j}]), " for j in range(ndim))
         lines.append(f"    a{i} = carray(as_pointer(w[{ptr}]), ({dims}), dtype{i})")
@@ -147,10 +143,12 @@ def compile_pymc_model(model):
             shared_data[keys[var]] = np.array(var.get_value(), order="C", copy=True)
             shared_data[keys[var]].flags.writeable = False
     user_data = ncp.make_user_data(keys, shared_data)
-    read_logp = _reader(logp_pt.vm.jit_fn, user_data, [keys[v] for v in logp_pt.get_shared()], shared_data)
-    read_expand = _reader(expand_pt.vm.jit_fn, user_data, [keys[v] for v in expand_pt.get_shared()], shared_data)
-    if read_logp is None or read_expand is None:
+    found = record_words(user_data, list(keys.values()))
+    if found is None:
         return nutpie.compile_pymc_model(model)
+    words, n_words = dict(zip(keys.values(), found[0], strict=True)), found[1]
+    read_logp = _reader(logp_pt.vm.jit_fn, [keys[v] for v in logp_pt.get_shared()], words, n_words, shared_data)
+    read_expand = _reader(expand_pt.vm.jit_fn, [keys[v] for v in expand_pt.get_shared()], words, n_words, shared_data)
     logp_fn, expand_fn = _callbacks(n_dim, n_expanded, read_logp, read_expand)
     dims, coords = ncp._prepare_dims_and_coords(model, shape_info, reparam)
     return ncp.CompiledPyMCModel(
