@@ -18,6 +18,10 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0+unknown"
 
 from .gcpause import paused as _paused
+from .optlevels import install as _install_optlevels
+
+# before anything imports numba: how hard LLVM optimises the pieces of a compiled model (see optlevels)
+_install_optlevels()
 
 # Importing pandas, xarray and pydantic creates hundreds of thousands of long-lived objects; the cyclic collector is
 # held off meanwhile instead of walking them again and again (see gcpause), and left as it was found.

@@ -54,7 +54,7 @@ def _reader(inner, keys: list[str], words: dict[str, tuple[int, int, int]], n_wo
     import numba
     from nutpie.compile_pymc import address_as_void_pointer
 
-    ns = {"inner": inner, "carray": numba.carray, "as_pointer": address_as_void_pointer, "word": np.uint64, "intp": np.intp}
+    ns = {"__name__": __name__, "inner": inner, "carray": numba.carray, "as_pointer": address_as_void_pointer, "word": np.uint64, "intp": np.intp}
     lines = ["def read_shared(x, user_data_):"]
     if keys:
         lines.append(f"    w = carray(user_data_, ({n_words},), word)")

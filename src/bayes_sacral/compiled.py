@@ -54,7 +54,8 @@ from .callbacks import compile_pymc_model
 __all__ = ["cache_dir", "compiled_model", "cached_function", "pin_compiler_flags", "structure_key", "shared_by_name", "logp_and_grad", "cache_info", "pytensor_caches",
            "clear_cache", "prune", "CacheStats", "STATS", "MAX_BYTES"]
 
-FORMAT = 3  # 2: machine code (numba object code) instead of bitcode; 3: callbacks of .callbacks (same ABI and results)
+FORMAT = 4  # 2: machine code (numba object code) instead of bitcode; 3: callbacks of .callbacks (same ABI and results);
+# 4: pieces optimised at optlevels.LEAN
 _MAGIC = b"BSCM"
 _ENV_PREFIX = "_ZN08NumbaEnv"
 _PTR_SLOT = "_ptr_cache_"  # PyTensor's per-process cache of a scipy Cython function's address (link/numba/cache.py)
@@ -190,13 +191,13 @@ def _versions() -> str:
     import pymc
     import pytensor
 
-    from . import __version__
+    from . import __version__, optlevels
     from .nuts import import_nutpie
 
     nutpie = import_nutpie()
 
     return "|".join([sys.version, platform.machine(), ll.get_host_cpu_name(), ll.get_host_cpu_features().flatten(), nutpie.__version__, numba.__version__, llvmlite.__version__,
-                     pytensor.__version__, pymc.__version__, __version__, str(FORMAT)])
+                     pytensor.__version__, pymc.__version__, __version__, str(FORMAT), optlevels.policy()])
 
 
 _KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
