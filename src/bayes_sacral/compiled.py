@@ -7,8 +7,9 @@ nutpie's log density and gradient are numba C callbacks (built by :mod:`bayes_sa
   variable names), the bytes of every constant in it, the name, dtype and rank of every shared variable (data and prior
   hyperparameters are shared variables, so their *values* are not part of the structure: one compiled model serves every
   data set, prior set, reconstruction, simulated trial and sweep member of that structure), the order of the free
-  variables, and the versions of Python, nutpie, numba, llvmlite, PyTensor and PyMC and the host CPU (its name and
-  instruction-set features, as numba's own cache does: machine code made for one CPU is never run on another).
+  variables, the versions of Python, nutpie, numba, llvmlite, PyTensor and PyMC, the host CPU (its name and
+  instruction-set features, as numba's own cache does: machine code made for one CPU is never run on another), and the
+  optimisation levels the code is built at (:func:`bayes_sacral.optlevels.policy`).
 - **Entry.** The two compiled callbacks as machine code (numba's object-code serialisation, made from LLVM bitcode in
   which every definition except the entry points is private and the entry points carry the key in their name, so
   loading never clashes with code already in the process), the numba environments they need, and the layout of nutpie's
