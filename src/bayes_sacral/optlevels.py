@@ -20,7 +20,9 @@ compile 75.7 s -> 61.2 s; the log density and gradient then cost the same (33 µ
   pieces optimised at one level are never linked into code built at another; so is the compile cache
   (:func:`bayes_sacral.compiled.structure_key`).
 - **Installed** when ``bayes_sacral`` is imported: at once if numba is loaded, else right after numba is first
-  imported, before anything is compiled. ``BAYES_SACRAL_NUMBA_LEAN=0`` turns it off (every function at numba's level).
+  imported, before anything is compiled (so in the command line's processes and its workers, always before). Code that
+  numba compiled in a process before ``bayes_sacral`` was imported keeps the level it was built at.
+  ``BAYES_SACRAL_NUMBA_LEAN=0`` (set before the process starts) turns it off: every function at numba's level.
 """
 
 from __future__ import annotations
