@@ -508,3 +508,15 @@ def test_the_score_check_names_each_arms_observed_line_and_is_legible():
         problems = layout_problems(fig)
         matplotlib.pyplot.close(fig)
     assert not problems, problems
+
+
+def test_meanwhile_runs_once_before_the_report_is_assembled(runs, tmp_path):
+    """write_report's ``meanwhile`` (the reanalysis writes its run tables there) is called once, after every figure was
+    handed to the saver and before the report waits for them and writes its pages."""
+    from bayes_sacral.report.build import write_report
+
+    seen = []
+    write_report(runs, tmp_path, "Test report", meanwhile=lambda: seen.append(((tmp_path / "report.html").exists(),
+                                                                                (tmp_path / "report.md").exists())))
+    assert seen == [(False, False)]
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "report.md").is_file()

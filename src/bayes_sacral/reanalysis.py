@@ -170,7 +170,6 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
     from .stats.frequentist import reproduce_from_summary, results_frame
     from .store import check_store
     from .study import load_study
-    from .summarize import summarize_run
 
     # a mistyped --out or --store fails now, not after the fits; --out replaces only an earlier reanalysis folder
     check_output_folder(out_dir, "--out", "report folder", marker=REPORT_MARKER)
@@ -197,29 +196,14 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
         _write_table(tmp, "integrity", ff.to_dict(orient="records"))
         _write_table(tmp, "reproduction", results_frame(repro).to_dict(orient="records"))
         if fitted:
-            sums = tmp / "summaries"
-            sums.mkdir()
-            index = []
-            for res in fitted:
-                m = res.manifest
-                rows = summarize_run(res)
-                _write_table(sums, m["run"], rows)
-                d = m["diagnostics"]
-                index.append({"run": m["run"], "study": m["study"]["name"], "outcome": m["outcome"], "kind": m["model"]["kind"],
-                              "options": m["model"], "prior_set": m["prior_set"],
-                              "data": m["data"]["source"], "data_sha256": m["data"]["sha256"], "seed": m["seed"],
-                              "draws": m["sampler"]["draws"], "chains": m["sampler"]["chains"], "status": d["status"],
-                              "max_r_hat": d["max_r_hat"], "min_ess_bulk": d["min_ess_bulk"], "min_ess_tail": d["min_ess_tail"],
-                              "divergences": d["divergences"], "assumptions": m["data"]["assumptions"]})
-            _write_table(tmp, "runs", index)
-            _write_model_checks(tmp / "model_checks", fitted, log)
             from .report.build import write_report
 
             card = study.card
             title = (f"Bayesian reanalysis of {card.study.title or card.name}: {card.arm_label(card.arms.treatment)} vs "
                      f"{card.arm_label(card.arms.control)}")
             t0 = time.perf_counter()
-            write_report(fitted, tmp, title, log=log)
+            # the runs' summaries and model checks are written while worker processes render the report's figures
+            write_report(fitted, tmp, title, log=log, meanwhile=lambda: _write_run_tables(tmp, fitted, log))
             log(f"report: written in {time.perf_counter() - t0:.0f} s")
     prune_results()  # keep the remembered diagnostics, LOO and predictive checks bounded
     counts = {s: sum(f.status == s for f in findings) for s in ("pass", "borderline", "fail")}
@@ -227,6 +211,28 @@ def run_reanalysis(out_dir: Path = DEFAULT_REPORT_DIR, configs_dir: Path = DEFAU
     log(f"reproduction: {len(repro)} tests; runs fitted: {len(fitted)}")
     log(f"wrote {out_dir}")
     return out_dir
+
+
+def _write_run_tables(tmp: Path, fitted, log) -> None:
+    """Each run's posterior summary (``summaries/``), the index of runs (``runs``) and the model checks."""
+    from .summarize import summarize_run
+
+    sums = tmp / "summaries"
+    sums.mkdir()
+    index = []
+    for res in fitted:
+        m = res.manifest
+        rows = summarize_run(res)
+        _write_table(sums, m["run"], rows)
+        d = m["diagnostics"]
+        index.append({"run": m["run"], "study": m["study"]["name"], "outcome": m["outcome"], "kind": m["model"]["kind"],
+                      "options": m["model"], "prior_set": m["prior_set"],
+                      "data": m["data"]["source"], "data_sha256": m["data"]["sha256"], "seed": m["seed"],
+                      "draws": m["sampler"]["draws"], "chains": m["sampler"]["chains"], "status": d["status"],
+                      "max_r_hat": d["max_r_hat"], "min_ess_bulk": d["min_ess_bulk"], "min_ess_tail": d["min_ess_tail"],
+                      "divergences": d["divergences"], "assumptions": m["data"]["assumptions"]})
+    _write_table(tmp, "runs", index)
+    _write_model_checks(tmp / "model_checks", fitted, log)
 
 
 def _write_model_checks(folder: Path, fitted, log) -> None:

@@ -409,8 +409,11 @@ def build_report(runs: list, out: Path, title: str = "Bayesian reanalysis", log=
     return out
 
 
-def write_report(runs: list, tmp: Path, title: str = "Bayesian reanalysis", log=None, figures: bool = True) -> None:
-    """Write the report files into an existing folder (callers make it atomic)."""
+def write_report(runs: list, tmp: Path, title: str = "Bayesian reanalysis", log=None, figures: bool = True,
+                 meanwhile=None) -> None:
+    """Write the report files into an existing folder (callers make it atomic). ``meanwhile()``, if given, is called
+    once every figure has been handed to the saver's worker processes, before waiting for them (this process would
+    otherwise sit idle while they finish)."""
     log = log or (lambda m: None)
     groups = _groups(runs)
     reps = [g[0] for g in groups]
@@ -430,6 +433,8 @@ def write_report(runs: list, tmp: Path, title: str = "Bayesian reanalysis", log=
         _results_section(w, runs, leads, groups, info, grids, figures)
         log("report: results")
         _appendix(w, runs, reps, groups, info, figures, log, grids)
+        if meanwhile is not None:
+            meanwhile()
         w.finish()
         _write_html(tmp / "report.html", title, w.sections)
         _write_md(tmp / REPORT_FILE, title, w.sections)
