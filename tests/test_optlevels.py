@@ -92,3 +92,15 @@ def test_installed_before_numba_is_first_imported():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_policy_names_numbas_configured_level_even_during_a_lean_compile(monkeypatch):
+    """The compile-cache key's policy string gives numba's configured level, not the level a compile of a piece sets
+    for a moment (a key computed in one thread while another compiles must not change)."""
+    from numba.core import config
+
+    configured = int(config.OPT)
+    before = optlevels.policy()
+    assert f"numba-opt={configured};" in before
+    monkeypatch.setattr(config, "OPT", config._OptLevel(optlevels.LEAN))
+    assert optlevels.policy() == before

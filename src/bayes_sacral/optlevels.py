@@ -42,6 +42,7 @@ FINAL_NAMES = ("logp_numba", "expand_numba")
 _MODULES = ("pytensor.", "nutpie.", "bayes_sacral.callbacks")
 _STACK = threading.local()
 _INSTALLED = False
+_NUMBA_OPT: int | None = None  # numba's own level when the policy was installed
 
 
 def enabled() -> bool:
@@ -61,16 +62,19 @@ def policy() -> str:
     """What decides the machine code of a compiled model besides its graph: for cache keys."""
     from numba.core import config
 
-    return f"numba-opt={int(config.OPT)};lean={LEAN if enabled() else 'off'};modules={','.join(_MODULES)};final={','.join(FINAL_NAMES)}"
+    # numba's level as configured, not as a compile in another thread may have set it for a moment (see _at_level)
+    opt = _NUMBA_OPT if _NUMBA_OPT is not None else int(config.OPT)
+    return f"numba-opt={opt};lean={LEAN if enabled() else 'off'};modules={','.join(_MODULES)};final={','.join(FINAL_NAMES)}"
 
 
 def _patch() -> None:
-    global _INSTALLED
+    global _INSTALLED, _NUMBA_OPT
     if _INSTALLED:
         return
     from numba.core import caching, codegen, compiler, config
 
     _INSTALLED = True
+    _NUMBA_OPT = int(config.OPT)
 
     compile_core = compiler.CompilerBase._compile_core
 
