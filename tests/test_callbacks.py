@@ -97,6 +97,20 @@ def test_a_model_without_shared_variables():
     check_against_pytensor(cm, model, np.random.default_rng(4))
 
 
+def test_the_callbacks_are_the_functions_optimised_at_numbas_level():
+    """optlevels keeps numba's level for the callbacks by their names: the two compiled here must carry those names
+    and be built at numba's level (their pieces are optimised lightly, see test_optlevels)."""
+    from bayes_sacral import optlevels
+
+    with pm.Model() as model:
+        m = pm.Normal("m", 0.0, 3.0)
+        pm.Normal("y", m, 1.0, observed=pm.Data("obs", np.array([0.3, -0.2, 1.4])))
+    cm = callbacks.compile_pymc_model(model)
+    for fn in (cm.compiled_logp_func, cm.compiled_expand_func):
+        assert fn._pyfunc.__name__ in optlevels.FINAL_NAMES
+        assert fn._library._bayes_sacral_opt is None
+
+
 def test_record_words_locate_each_pointer_and_shape_and_refuse_other_layouts():
     import nutpie.compile_pymc as ncp
 

@@ -78,6 +78,7 @@ def _callbacks(n_dim: int, n_expanded: int, read_logp, read_expand):
     logp_sig = numba.types.int64(numba.types.uint64, ptr, ptr, ptr, numba.types.voidptr)
     expand_sig = numba.types.int64(numba.types.uint64, numba.types.uint64, ptr, ptr, numba.types.voidptr)
 
+    # the two names are optlevels.FINAL_NAMES (nutpie's): these functions are optimised at numba's level, their pieces lightly
     def logp_numba(dim, x_, out_, logp_, user_data_):
         if dim != n_dim:
             return -1
