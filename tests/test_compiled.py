@@ -301,3 +301,26 @@ def test_code_that_computes_another_density_is_rejected_and_rebuilt(tmp_path, mo
         rc, lp, grad = compiled.logp_and_grad(cm, x)
         assert rc == 0 and np.isclose(lp, expected, rtol=1e-7), (where, lp, expected)  # PyMC rounds log(2π)
         assert np.isclose(grad[0], -0.7 / 9 + np.sum(y - 0.7), rtol=1e-8)
+
+
+def test_the_reference_density_is_built_once_per_graph_and_follows_each_models_data(monkeypatch):
+    """The Python log density that every load is checked against is reused for a later model of the same graph, then
+    reads that model's data (and never writes into the earlier model's); a model of another graph under the same key
+    gets its own (the check does not trust the key)."""
+    monkeypatch.setattr(compiled, "_REFERENCE", {})
+    y1, y2 = np.array([0.5, 1.5, 2.0]), np.array([4.0, 3.0])
+    a, b = normal_model(y1), normal_model(y2)
+    key = compiled.structure_key(a)
+    fa = compiled._reference_logp(a, key)
+    assert float(fa(np.array(0.7))) == pytest.approx(stats.norm(0, PRIOR_SD).logpdf(0.7) + stats.norm(0.7, 1).logpdf(y1).sum())
+    fb = compiled._reference_logp(b, key)
+    assert fb is fa and len(compiled._REFERENCE[key]) == 1
+    assert float(fb(np.array(0.7))) == pytest.approx(stats.norm(0, PRIOR_SD).logpdf(0.7) + stats.norm(0.7, 1).logpdf(y2).sum())
+    np.testing.assert_array_equal(a["y"].get_value(), y1)
+    with pm.Model() as narrow:  # other prior SD: another density, looked up under the same key
+        mu = pm.Normal("mu", 0.0, 3.0)
+        pm.Deterministic("mu_doubled", 2 * mu)
+        pm.Normal("obs", mu, 1.0, observed=pm.Data("y", y1))
+    fn = compiled._reference_logp(narrow, key)
+    assert fn is not fa and len(compiled._REFERENCE[key]) == 2
+    assert float(fn(np.array(0.7))) == pytest.approx(stats.norm(0, 3).logpdf(0.7) + stats.norm(0.7, 1).logpdf(y1).sum())
