@@ -63,3 +63,27 @@ def test_pooled_diagnostics_match_a_per_data_set_computation():
         expected = _per_block_expected(post["effect"], recon)
         for key, want in expected.items():
             np.testing.assert_allclose([r[key] for r in rows], want, rtol=1e-10, err_msg=key)
+
+
+def test_replicate_spread_equals_xarray_group_by():
+    """Per-data-set posterior mean and sd (the run folder's ``reconstruction_spread``), computed on the arrays, equal
+    xarray's group-by over the reconstruction coordinate: values, dims, coordinates, with and without extra dims."""
+    from bayes_sacral.fitting import replicate_spread
+
+    rng = np.random.default_rng(3)
+    post = _pooled(shift=0.7, blocks=4, draws=50)
+    recon = post["reconstruction"].values[::-1].copy()  # data sets not in chain order
+    post = post.assign_coords(reconstruction=("chain", recon + 1))
+    post["cell"] = (("chain", "draw", "item", "fracture"), rng.normal(size=(16, 50, 3, 2)))
+    post = post.assign_coords(item=["a", "b", "c"], fracture=["x", "y"])
+    post["cell"][0, 0, 1, 1] = np.nan  # a NaN draw is skipped, as xarray's skipna does
+    ours = replicate_spread(post, ["effect", "cell"], "reconstruction")
+    by = post[["effect", "cell"]].groupby("reconstruction")
+    ref = xr.Dataset({f"{v}__mean": by.mean(["chain", "draw"])[v] for v in ("effect", "cell")}
+                     | {f"{v}__sd": by.std(["chain", "draw"])[v] for v in ("effect", "cell")})
+    assert list(ours.data_vars) == list(ref.data_vars) and list(ours.coords) == list(ref.coords)
+    for v in ref.data_vars:
+        assert ours[v].dims == ref[v].dims
+        np.testing.assert_allclose(ours[v].values, ref[v].values, rtol=1e-12)
+    for c in ref.coords:
+        np.testing.assert_array_equal(ours[c].values, ref[c].values)

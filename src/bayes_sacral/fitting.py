@@ -253,15 +253,34 @@ def _with_replicate_groups(idata: xr.DataTree, inp: ModelInput, check_vars: list
                          for r in inp.replicates], dim=dim, join="exact")
     allreps = allreps.assign_coords({dim: np.arange(1, len(inp.replicates) + 1)})
     post = idata["posterior"].to_dataset()
-    keep = [v for v in check_vars if v in post]
-    by = post[keep].groupby(dim)
-    spread = xr.Dataset({f"{v}__mean": by.mean(["chain", "draw"])[v] for v in keep}
-                        | {f"{v}__sd": by.std(["chain", "draw"])[v] for v in keep})
+    spread = replicate_spread(post, [v for v in check_vars if v in post], dim)
     out = idata.copy()
     out["observed_data"] = xr.DataTree(obs)
     out[f"{dim}_data"] = xr.DataTree(allreps)
     out[f"{dim}_spread"] = xr.DataTree(spread)
     return out
+
+
+def replicate_spread(post: xr.Dataset, names: list[str], dim: str) -> xr.Dataset:
+    """Each variable's posterior mean (``<name>__mean``) and standard deviation (``<name>__sd``, ddof 0) within each
+    replicate data set, over its chains and draws; ``dim`` is the replicate coordinate on ``chain``.
+
+    What ``post[names].groupby(dim).mean/std(["chain", "draw"])`` gives, computed on the arrays: xarray's group-by took
+    3 s of a 25 s fit of 20 reconstructions."""
+    codes = np.asarray(post[dim].values)
+    levels = np.unique(codes)
+    members = [codes == g for g in levels]
+    out = {}
+    for v in names:
+        da = post[v].transpose("chain", "draw", ...)
+        x = np.asarray(da.values)
+        rest = da.dims[2:]
+        coords = {**{d: da[d].values for d in post.coords if d in rest}, dim: levels}  # in the order xarray gives them
+        stats = {"mean": np.stack([np.nanmean(x[m], axis=(0, 1)) for m in members]),
+                 "sd": np.stack([np.nanstd(x[m], axis=(0, 1)) for m in members])}
+        for stat, val in stats.items():
+            out[f"{v}__{stat}"] = xr.DataArray(val, dims=(dim, *rest), coords=coords)
+    return xr.Dataset({f"{v}__{stat}": out[f"{v}__{stat}"] for stat in ("mean", "sd") for v in names})
 
 
 def diagnostics_line(manifest: dict) -> str:
