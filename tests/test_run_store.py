@@ -226,6 +226,33 @@ def test_summary_diagnostics_are_memoised_by_content_never_served_stale():
     assert second["mcse_mean"] != first[0]["mcse_mean"]
 
 
+def test_summary_rows_are_remembered_per_variable_and_everything_that_sets_them():
+    """Rows come back equal from the memo, as copies; a threshold, direction, label or name change gives its own rows,
+    each equal to what a direct computation from the draws says."""
+    import xarray as xr
+
+    from bayes_sacral.summarize import summarize_posterior
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(0.3, 1.0, (4, 400, 2))
+    post = xr.Dataset({"eff": (("chain", "draw", "s"), x), "other": (("chain", "draw"), x[..., 0] * 2)}, coords={"s": ["p", "q"]})
+    rows = summarize_posterior(post, ["eff"], thresholds={"mcid": (0.5, ["eff"])}, directions={"eff": -1})
+    rows[0]["mean"] = 99.0  # a caller's change does not reach the memo
+    again = summarize_posterior(post, ["eff"], thresholds={"mcid": (0.5, ["eff"])}, directions={"eff": -1})
+    assert again[0]["mean"] == float(np.mean(x[..., 0]))
+    flat = x.reshape(-1, 2)
+    assert again[1]["prob_beyond_mcid"] == float(np.mean(-flat[:, 1] > 0.5))
+    assert again[1]["prob_benefit"] == float(np.mean(-flat[:, 1] > 0))
+    other = summarize_posterior(post, ["eff"], thresholds={"mcid": (0.2, ["eff"])}, directions={"eff": 1})
+    assert other[1]["prob_beyond_mcid"] == float(np.mean(flat[:, 1] > 0.2))
+    assert other[1]["prob_benefit"] == float(np.mean(flat[:, 1] > 0))
+    assert summarize_posterior(post, ["eff"], thresholds={"mcid": (0.5, ["other"])})[0]["prob_beyond_mcid"] is None
+    relabelled = summarize_posterior(post.assign_coords(s=["a", "b"]), ["eff"])
+    assert [r["name"] for r in relabelled] == ["eff[a]", "eff[b]"]
+    renamed = summarize_posterior(post.rename({"eff": "effect"}), ["effect"])
+    assert [r["name"] for r in renamed] == ["effect[p]", "effect[q]"]
+
+
 def test_closed_form_marginals_are_not_rebuilt_for_a_model_without_them(monkeypatch):
     """Run.exact() of a non-conjugate run is None without preparing (or reconstructing) its data again."""
     import bayes_sacral.fitting as fitting

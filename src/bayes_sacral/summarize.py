@@ -129,6 +129,74 @@ def parse_element(name: str) -> tuple[str, list[str]]:
     return var, ([x.strip() for x in rest.rstrip("]").split(",")] if rest else [])
 
 
+#: Summary rows of recently summarised variables, keyed by their draws' content and everything else that sets a row.
+_ROWS = Memo(4096, "bayes_sacral.summarize:rows", persist=True)
+
+
+def _variable_rows(v: str, da: xr.DataArray, prob: float, thresholds: dict, no_mom: bool, direction: int | None,
+                   not_estimable: dict | None) -> list[dict]:
+    """The summary rows of variable ``v``'s elements (see :func:`summarize_posterior`). ``thresholds``: name ->
+    (magnitude, variables) with the variables narrowed to ``v`` or none (a None column), so that a row's memo key holds
+    only what sets it."""
+    import arviz_stats as azs
+
+    rows = []
+    extra_dims = [d for d in da.dims if d not in ("chain", "draw")]
+    has_chains = da.sizes.get("chain", 1) > 1
+    finite_all = bool(np.isfinite(da.values).all())
+    blocks = da["reconstruction"].values if "reconstruction" in da.coords else None
+    rhat, ess_b, ess_t, mcse, share, mcse_q = _diagnostics(da, blocks, prob, has_chains, finite_all)
+    stacked = da.stack(sample=("chain", "draw")).transpose(*extra_dims, "sample")
+    index = list(np.ndindex(*[da.sizes[d] for d in extra_dims])) if extra_dims else [()]
+    d = direction
+    for idx in index:
+        sel = dict(zip(extra_dims, idx, strict=True))
+        x = np.asarray(stacked.isel(sel).values, dtype=float)
+        labels = [str(da[dim].values[i]) for dim, i in zip(extra_dims, idx, strict=True)]
+        finite = x[np.isfinite(x)]
+
+        def diag(arr, sel=sel, extra_dims=extra_dims):
+            if arr is None:
+                return np.nan
+            val = arr.isel(sel).values if extra_dims else arr.values
+            return float(val)
+
+        if finite.size == 0:
+            row = {c: np.nan for c in SUMMARY_COLUMNS}
+            row["name"] = element_name(v, labels)
+            reasons = [r for lev, r in (not_estimable or {}).items() if lev in labels] or list((not_estimable or {}).values())
+            row["note"] = "not estimable" + (f": {'; '.join(dict.fromkeys(reasons))}" if reasons else "")
+            for tname in thresholds:
+                row[f"prob_beyond_{tname}"] = None
+            rows.append(row)
+            continue
+        lo_h, hi_h = (float(b) for b in azs.hdi(finite, prob=prob))
+        lo_e, hi_e = (float(b) for b in azs.eti(finite, prob=prob))
+        row = {
+            "name": element_name(v, labels),
+            "mean": float(np.mean(finite)) if not no_mom else np.nan,
+            "sd": float(np.std(finite, ddof=1)) if finite.size > 1 and not no_mom else np.nan,
+            "median": float(np.median(finite)),
+            "hdi_low": lo_h, "hdi_high": hi_h,
+            "eti_low": lo_e, "eti_high": hi_e,
+            "prob_gt_0": float(np.mean(x > 0)),
+            "prob_benefit": (float(np.mean(d * x > 0)) if d else None),
+            "r_hat": diag(rhat), "ess_bulk": diag(ess_b), "ess_tail": diag(ess_t),
+            "mcse_mean": diag(mcse) if not no_mom else np.nan,
+            "mcse_interval": diag(mcse_q),
+            "mcse_hdi": hdi_end_mcse(x.reshape(da.sizes.get("chain", 1), -1), prob),
+        }
+        if blocks is not None:
+            row[BETWEEN_COLUMN] = diag(share)
+        for tname, (value, tvars) in thresholds.items():
+            if v not in tvars:
+                row[f"prob_beyond_{tname}"] = None
+            else:
+                row[f"prob_beyond_{tname}"] = float(np.mean((d or 1) * x > value))
+        rows.append(row)
+    return rows
+
+
 def summarize_posterior(posterior: xr.Dataset, var_names: list[str], prob: float = 0.95,
                         thresholds: dict[str, tuple[float, list[str]]] | None = None,
                         no_moments: list[str] | tuple[str, ...] = (), directions: dict[str, int] | None = None,
@@ -160,8 +228,6 @@ def summarize_posterior(posterior: xr.Dataset, var_names: list[str], prob: float
         worst over the data sets, each computed within its own chains, ``mcse_mean`` is the Monte Carlo error of the
         pooled mean, and ``between_share`` is the share of the posterior variance between the data sets.
     """
-    import arviz_stats as azs
-
     thresholds = thresholds or {}
     directions = directions or {}
     rows = []
@@ -169,60 +235,13 @@ def summarize_posterior(posterior: xr.Dataset, var_names: list[str], prob: float
         if v not in posterior:
             continue
         da = posterior[v]
-        extra_dims = [d for d in da.dims if d not in ("chain", "draw")]
-        has_chains = da.sizes.get("chain", 1) > 1
-        finite_all = bool(np.isfinite(da.values).all())
-        blocks = da["reconstruction"].values if "reconstruction" in da.coords else None
-        rhat, ess_b, ess_t, mcse, share, mcse_q = _diagnostics(da, blocks, prob, has_chains, finite_all)
-        stacked = da.stack(sample=("chain", "draw")).transpose(*extra_dims, "sample")
-        index = list(np.ndindex(*[da.sizes[d] for d in extra_dims])) if extra_dims else [()]
-        d = directions.get(v)
-        for idx in index:
-            sel = dict(zip(extra_dims, idx, strict=True))
-            x = np.asarray(stacked.isel(sel).values, dtype=float)
-            labels = [str(da[dim].values[i]) for dim, i in zip(extra_dims, idx, strict=True)]
-            finite = x[np.isfinite(x)]
-
-            def diag(arr, sel=sel, extra_dims=extra_dims):
-                if arr is None:
-                    return np.nan
-                val = arr.isel(sel).values if extra_dims else arr.values
-                return float(val)
-
-            if finite.size == 0:
-                row = {c: np.nan for c in SUMMARY_COLUMNS}
-                row["name"] = element_name(v, labels)
-                reasons = [r for lev, r in (not_estimable or {}).items() if lev in labels] or list((not_estimable or {}).values())
-                row["note"] = "not estimable" + (f": {'; '.join(dict.fromkeys(reasons))}" if reasons else "")
-                for tname in thresholds:
-                    row[f"prob_beyond_{tname}"] = None
-                rows.append(row)
-                continue
-            lo_h, hi_h = (float(b) for b in azs.hdi(finite, prob=prob))
-            lo_e, hi_e = (float(b) for b in azs.eti(finite, prob=prob))
-            no_mom = v in no_moments
-            row = {
-                "name": element_name(v, labels),
-                "mean": float(np.mean(finite)) if not no_mom else np.nan,
-                "sd": float(np.std(finite, ddof=1)) if finite.size > 1 and not no_mom else np.nan,
-                "median": float(np.median(finite)),
-                "hdi_low": lo_h, "hdi_high": hi_h,
-                "eti_low": lo_e, "eti_high": hi_e,
-                "prob_gt_0": float(np.mean(x > 0)),
-                "prob_benefit": (float(np.mean(d * x > 0)) if d else None),
-                "r_hat": diag(rhat), "ess_bulk": diag(ess_b), "ess_tail": diag(ess_t),
-                "mcse_mean": diag(mcse) if not no_mom else np.nan,
-                "mcse_interval": diag(mcse_q),
-                "mcse_hdi": hdi_end_mcse(x.reshape(da.sizes.get("chain", 1), -1), prob),
-            }
-            if blocks is not None:
-                row[BETWEEN_COLUMN] = diag(share)
-            for tname, (value, tvars) in thresholds.items():
-                if v not in tvars:
-                    row[f"prob_beyond_{tname}"] = None
-                else:
-                    row[f"prob_beyond_{tname}"] = float(np.mean((d or 1) * x > value))
-            rows.append(row)
+        own = {t: (value, [v] if v in tvars else []) for t, (value, tvars) in thresholds.items()}
+        labels = [(d, [str(x) for x in da[d].values]) for d in da.dims if d not in ("chain", "draw")]
+        key = digest(v, labels, da, da["reconstruction"] if "reconstruction" in da.coords else None, float(prob), own,
+                     v in no_moments, directions.get(v), not_estimable)
+        computed = _ROWS.get_or_compute(key, lambda v=v, da=da, own=own: _variable_rows(
+            v, da, prob, own, v in no_moments, directions.get(v), not_estimable))
+        rows.extend(dict(r) for r in computed)  # copies: callers may add to a row, the memo's stay as computed
     if any("note" in r for r in rows):
         for r in rows:
             r.setdefault("note", "")
