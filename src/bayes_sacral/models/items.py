@@ -207,6 +207,8 @@ class ItemsModel(ModelKind):
         import pymc as pm
         import pytensor.tensor as pt
 
+        from .cumulative_logit import CumulativeLogit
+
         d = inp.data
         o = spec.o
         K = spec.K
@@ -236,7 +238,7 @@ class ItemsModel(ModelKind):
                 full = pt.concatenate([pt.zeros((1, len(o.items))), shift], axis=0)  # the reference stratum has no shift
                 eta0 = eta0 + full[sidx]
             eta = eta0 + beta[sidx] * treat[:, None]
-            pm.Categorical("item_post", p=cumulative_probs(cut[None, :, :], eta), observed=post, dims=("patient", "item"))
+            CumulativeLogit("item_post", cut[None, :, :], eta, observed=post, dims=("patient", "item"))
             values = pt.arange(o.item_min, o.item_max + 1, dtype="float64")
             gain = ((cumulative_probs(cut[None, :, :], eta0 + beta[sidx]) - cumulative_probs(cut[None, :, :], eta0)) * values).sum(axis=-1)
             onehot = pt.eq(sidx[:, None], pt.arange(K)[None, :])
