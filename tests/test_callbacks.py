@@ -128,3 +128,30 @@ def test_record_words_locate_each_pointer_and_shape_and_refuse_other_layouts():
     narrow = np.zeros((), dtype=[("shared", [("data", [("k", np.uint32)]), ("size", [("k", np.uint32)]),
                                              ("shape", [("k", np.uint32, (1,))])])])
     assert callbacks.record_words(narrow, ["k"]) is None
+
+
+def test_callbacks_without_machine_code_until_asked(monkeypatch):
+    """``machine_code=False`` stops at the callbacks' final LLVM modules (numba's JIT makes no machine code for them: the
+    compile cache makes it once from those modules); ``generate_machine_code`` then gives callbacks that compute the
+    model's density, as the default build does."""
+    import numba.core.codegen as codegen
+
+    model = mixed_model(*data(9, 5))
+    made = []
+    finalize = codegen.JITCodeLibrary._finalize_specific
+    monkeypatch.setattr(codegen.JITCodeLibrary, "_finalize_specific", lambda self: made.append(self.name) or finalize(self))
+    cm = callbacks.compile_pymc_model(model, machine_code=False)
+    names = {fn._library.name for fn in (cm.compiled_logp_func, cm.compiled_expand_func)}
+    assert cm.compiled_logp_func.address is None and cm.compiled_expand_func.address is None
+    assert not names & set(made)
+    for fn in (cm.compiled_logp_func, cm.compiled_expand_func):
+        assert fn._library._final_module.get_function(fn.native_name)  # the final module holds the callback
+    callbacks.generate_machine_code(cm)
+    assert names <= set(made) and cm.compiled_logp_func.address and cm.compiled_expand_func.address
+    check_against_pytensor(cm, model, np.random.default_rng(6))
+    expanded = np.zeros(cm.n_expanded)
+    x = np.random.default_rng(7).normal(size=cm._n_dim)
+    import ctypes
+    sig = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+    rc = sig(cm.compiled_expand_func.address)(x.size, expanded.size, x.ctypes.data, expanded.ctypes.data, cm.user_data.ctypes.data)
+    assert rc == 0 and np.array_equal(expanded[: x.size][:3], x[:3])  # the first stored variable is the draw of a

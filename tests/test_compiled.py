@@ -324,3 +324,22 @@ def test_the_reference_density_is_built_once_per_graph_and_follows_each_models_d
     fn = compiled._reference_logp(narrow, key)
     assert fn is not fa and len(compiled._REFERENCE[key]) == 2
     assert float(fn(np.array(0.7))) == pytest.approx(stats.norm(0, 3).logpdf(0.7) + stats.norm(0.7, 1).logpdf(y1).sum())
+
+
+def test_a_model_the_cache_cannot_hold_still_samples_with_its_own_machine_code(tmp_path, monkeypatch):
+    """When an entry cannot be made (here: serialising fails), the fresh compile is used uncached; its callbacks, built
+    without machine code for the cache to make, get theirs first."""
+    monkeypatch.setenv("BAYES_SACRAL_CACHE", str(tmp_path))
+    monkeypatch.setattr(compiled, "_LOADED", {})
+
+    def broken(cm, key):
+        raise ValueError("cannot serialise")
+
+    monkeypatch.setattr(compiled, "_dump", broken)
+    y = np.array([0.4, -1.0, 2.2, 0.9])
+    messages = []
+    cm = compiled.compiled_model(normal_model(y), log=messages.append)
+    assert any("cannot be cached" in m for m in messages)
+    rc, lp, grad = compiled.logp_and_grad(cm, np.array([0.3]))
+    assert rc == 0 and np.isclose(lp, stats.norm(0, PRIOR_SD).logpdf(0.3) + stats.norm(0.3, 1).logpdf(y).sum(), rtol=1e-7)
+    assert np.isclose(grad[0], -0.3 / PRIOR_SD**2 + np.sum(y - 0.3), rtol=1e-8)

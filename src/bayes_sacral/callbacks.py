@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["compile_pymc_model", "record_words"]
+__all__ = ["compile_pymc_model", "generate_machine_code", "record_words"]
 
 def _is_word(dt: np.dtype) -> bool:
     return dt.itemsize == 8 and dt.kind == "u"
@@ -68,10 +68,10 @@ def _reader(inner, keys: list[str], words: dict[str, tuple[int, int, int]], n_wo
     return numba.njit(inline="always")(ns["read_shared"])
 
 
-def _callbacks(n_dim: int, n_expanded: int, read_logp, read_expand):
+def _callbacks(n_dim: int, n_expanded: int, read_logp, read_expand, machine_code: bool = True):
     """The two C callbacks, with nutpie's signatures and return codes (the results are copied out element by element,
     after a length check, where nutpie assigns the whole array: numba's message for a mismatched assignment took 1.6 s
-    of numba's compiler in every process)."""
+    of numba's compiler in every process). Without ``machine_code`` see :func:`_cfunc`."""
     import numba
 
     ptr = numba.types.CPointer(numba.types.double)
@@ -119,12 +119,59 @@ def _callbacks(n_dim: int, n_expanded: int, read_logp, read_expand):
             return -2
         return 0
 
-    return numba.cfunc(logp_sig)(logp_numba), numba.cfunc(expand_sig)(expand_numba)
+    return _cfunc(logp_sig, logp_numba, machine_code), _cfunc(expand_sig, expand_numba, machine_code)
 
 
-def compile_pymc_model(model):
+def _cfunc(sig, fn, machine_code: bool):
+    """``numba.cfunc(sig)(fn)``. Without ``machine_code``: compiled, linked and optimised into its final LLVM module,
+    which is not handed to numba's JIT, so no machine code is made (its ``address`` is None until
+    :func:`generate_machine_code`). The compile cache makes machine code from that module itself, once, where it was
+    made twice before: 1.2 s per callback for the per-item model, 0.1-0.2 s for a small one."""
+    import numba
+
+    if machine_code:
+        return numba.cfunc(sig)(fn)
+    from numba.core import sigutils
+    from numba.core.ccallback import CFunc
+    from numba.core.compiler_lock import global_compiler_lock
+
+    cf = CFunc(fn, sigutils.normalize_signature(sig), locals={}, options={})  # what numba.cfunc makes
+    with global_compiler_lock:
+        cres = cf._compile_uncached()
+        lib = cres.library
+        lib._finalize_final_module = lambda: _final_module_only(lib)  # this library only; see generate_machine_code
+        lib.finalize()
+    cf._library = lib
+    cf._wrapper_name = cres.fndesc.llvm_cfunc_wrapper_name
+    return cf
+
+
+def _final_module_only(lib) -> None:
+    """numba's ``_finalize_final_module`` without adding the module to the JIT engine (which makes its machine code)."""
+    lib._finalize_dynamic_globals()
+    lib._verify_declare_only_symbols()
+    lib._finalized = True
+
+
+def generate_machine_code(cm) -> None:
+    """Make the machine code of a :func:`compile_pymc_model` result built with ``machine_code=False`` (what numba
+    would have made), so that nutpie can call its callbacks."""
+    from numba.core.compiler_lock import global_compiler_lock
+
+    for cf in (cm.compiled_logp_func, cm.compiled_expand_func):
+        if cf.address is not None:
+            continue
+        lib = cf._library
+        with global_compiler_lock:
+            del lib._finalize_final_module  # numba's own again
+            lib._dynamic_globals = []
+            type(lib)._finalize_final_module(lib)
+            cf._wrapper_address = lib.get_pointer_to_function(cf._wrapper_name)
+
+
+def compile_pymc_model(model, machine_code: bool = True):
     """What ``nutpie.compile_pymc_model(model)`` returns (numba backend, every variable stored), built as described in the
-    module docstring."""
+    module docstring. ``machine_code=False``: the callbacks' final LLVM modules only (see :func:`_cfunc`)."""
     from uuid import uuid4
 
     from pymc.initial_point import make_initial_point_fn
@@ -150,7 +197,7 @@ def compile_pymc_model(model):
     words, n_words = dict(zip(keys.values(), found[0], strict=True)), found[1]
     read_logp = _reader(logp_pt.vm.jit_fn, [keys[v] for v in logp_pt.get_shared()], words, n_words, shared_data)
     read_expand = _reader(expand_pt.vm.jit_fn, [keys[v] for v in expand_pt.get_shared()], words, n_words, shared_data)
-    logp_fn, expand_fn = _callbacks(n_dim, n_expanded, read_logp, read_expand)
+    logp_fn, expand_fn = _callbacks(n_dim, n_expanded, read_logp, read_expand, machine_code)
     dims, coords = ncp._prepare_dims_and_coords(model, shape_info, reparam)
     return ncp.CompiledPyMCModel(
         _n_dim=n_dim, dims=dims, _coords=coords, _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info, strict=True)},

@@ -50,7 +50,7 @@ import numpy as np
 
 from .cachefile import cache_dir, lookup, write_entry
 from .cachefile import prune as cachefile_prune
-from .callbacks import compile_pymc_model
+from .callbacks import compile_pymc_model, generate_machine_code
 
 __all__ = ["cache_dir", "compiled_model", "cached_function", "pin_compiler_flags", "structure_key", "shared_by_name", "logp_and_grad", "cache_info", "pytensor_caches",
            "clear_cache", "prune", "CacheStats", "STATS", "MAX_BYTES"]
@@ -581,7 +581,8 @@ def compiled_model(model, log=None):
         from .inference import quiet_pymc
 
         with quiet_pymc():
-            fresh = compile_pymc_model(model)
+            # the callbacks' final LLVM modules: their machine code is made once, by _dump
+            fresh = compile_pymc_model(model, machine_code=False)
         try:
             payload = _dump(fresh, key)
             loaded = _load(payload)
@@ -589,6 +590,7 @@ def compiled_model(model, log=None):
             _verify(cm, model)
         except Exception as exc:  # noqa: BLE001 - a model the cache cannot hold still samples
             log(f"compile cache: this model cannot be cached ({exc}); using it uncached")
+            generate_machine_code(fresh)
             STATS.compiled += 1
             STATS.compile_s += time.perf_counter() - t0
             return fresh
