@@ -64,6 +64,13 @@ def test_libraries_are_built_at_their_level():
     np.testing.assert_array_equal(caller(x), x * 2.0)
     assert next(iter(caller.overloads.values())).library._bayes_sacral_opt is None
     assert next(iter(piece.overloads.values())).library._bayes_sacral_opt == optlevels.LEAN
+    # the piece's own machine code comes from the second code generator (light code generation), the caller's from
+    # numba's, which made the caller's code from its module with the piece's IR linked in
+    from numba.core.registry import cpu_target
+
+    main = cpu_target.target_context.codegen()
+    assert next(iter(piece.overloads.values())).library.codegen is optlevels._lean_codegen(main) is not main
+    assert next(iter(caller.overloads.values())).library.codegen is main
 
 
 def test_cache_key_carries_the_level():
@@ -76,7 +83,7 @@ def test_cache_key_carries_the_level():
     sig = (types.SimpleNamespace(),)
     lean = caching.Cache._index_key(types.SimpleNamespace(_py_func=_function("pytensor.x", "op")), sig, codegen)
     own = caching.Cache._index_key(types.SimpleNamespace(_py_func=_function("elsewhere", "op")), sig, codegen)
-    assert lean[-1] == ("bayes-sacral-opt", optlevels.LEAN)
+    assert lean[-1] == ("bayes-sacral-opt", optlevels.LEAN, "codegen", optlevels.LEAN_CODEGEN)
     assert lean[:-1] == own
     assert own[1] == codegen.magic_tuple()
 
