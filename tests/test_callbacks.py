@@ -1,7 +1,8 @@
 """nutpie's C callbacks built with the generated reading of the shared data (bayes_sacral.callbacks).
 
 Checked against nutpie's own compilation of the same model (the second implementation: its draws must be identical
-bit for bit) and against PyTensor's log density and gradient of the model (with new data of another shape too).
+bit for bit, the variables it expands after sampling equal to rounding) and against PyTensor's log density and
+gradient of the model (with new data of another shape too).
 """
 
 import numpy as np
@@ -23,6 +24,7 @@ def mixed_model(x, group, scale, y):
         s = pm.HalfNormal("s", 1.0)
         mu = a[gd] + (xd * b).sum(axis=-1)
         pm.Deterministic("a_contrast", a[1:] - a[0])
+        pm.Deterministic("mean_covariate_effect", (xd * b).sum(axis=-1).mean())  # reads the data
         pm.Normal("y", mu, s, observed=pm.Data("y_obs", np.asarray(y, float)))
     return m
 
@@ -59,10 +61,12 @@ def check_against_pytensor(cm, model, rng):
 def test_callbacks_draw_exactly_what_nutpies_own_draw_and_compute_the_models_density():
     import nutpie
 
+    from bayes_sacral import nuts
+
     model = mixed_model(*data(12, 1))
     ours = callbacks.compile_pymc_model(model)
     theirs = nutpie.compile_pymc_model(model)
-    assert ours._n_dim == theirs._n_dim and ours.n_expanded == theirs.n_expanded
+    assert ours._n_dim == theirs._n_dim == ours.n_expanded  # ours stores the unconstrained vector, expanded later
     rng = np.random.default_rng(0)
     for x in rng.normal(size=(4, ours._n_dim)):
         assert logp_and_grad(ours, x)[1] == logp_and_grad(theirs, x)[1]
@@ -71,11 +75,33 @@ def test_callbacks_draw_exactly_what_nutpies_own_draw_and_compute_the_models_den
     for extreme in (800.0, -800.0, np.nan):  # a density or gradient that is not finite: nutpie's return codes
         x = np.full(ours._n_dim, extreme)
         assert logp_and_grad(ours, x)[0] == logp_and_grad(theirs, x)[0] != 0
-    kw = dict(draws=150, tune=150, chains=2, cores=1, seed=11, progress_bar=False)
-    a, b = nutpie.sample(ours, **kw).posterior, nutpie.sample(theirs, **kw).posterior
-    assert sorted(a.data_vars) == sorted(b.data_vars) == ["a", "a_contrast", "b", "s"]
-    for v in a.data_vars:  # the expansion (deterministics, transformed variables) too
+    kw = dict(draws=150, tune=150, chains=2, cores=1, seed=11, progress_bar=False, target_accept=0.8)
+    a = nuts.start(ours, **kw).wait()["posterior"].to_dataset()
+    b = nutpie.sample(theirs, save_warmup=False, **kw).posterior
+    assert list(a.data_vars) == list(b.data_vars) == ["a", "b", "s", "a_contrast", "mean_covariate_effect"]
+    for v in ("a", "b"):  # stored as drawn: the same draws bit for bit
         assert np.array_equal(a[v].values, b[v].values), v
+    for v in ("s", "a_contrast", "mean_covariate_effect"):  # expanded after sampling (numpy) and by nutpie (numba)
+        assert a[v].dims == b[v].dims
+        np.testing.assert_allclose(a[v].values, b[v].values, rtol=1e-12, atol=1e-14, err_msg=v)
+
+
+def test_expansion_after_sampling_reads_the_data_the_draws_were_sampled_with():
+    """with_data replaces the data the deterministics read, as nutpie's own expansion would; the model's own data
+    containers are left as they were. Expected values from the draws of b and the new data, in numpy."""
+    from bayes_sacral import nuts
+
+    model = mixed_model(*data(12, 1))
+    cm = callbacks.compile_pymc_model(model)
+    x, group, _, y = data(31, 2)
+    new = cm.with_data(x=x, group=group, prior_scale=np.array(0.7), y_obs=y)
+    post = nuts.start(new, draws=40, tune=40, chains=2, cores=1, seed=5, progress_bar=False, target_accept=0.8).wait()["posterior"]
+    b = post["b"].values  # (chain, draw, 2)
+    expected = (x[None, None, :, :] * b[:, :, None, :]).sum(axis=-1).mean(axis=-1)
+    np.testing.assert_allclose(post["mean_covariate_effect"].values, expected, rtol=1e-12)
+    assert model["x"].get_value().shape == (12, 2)
+    a = post["a"].values
+    np.testing.assert_allclose(post["a_contrast"].values, a[..., 1:] - a[..., :1], rtol=1e-12, atol=1e-15)
 
 
 def test_new_data_of_another_shape_is_read_through_the_record():
@@ -154,4 +180,4 @@ def test_callbacks_without_machine_code_until_asked(monkeypatch):
     import ctypes
     sig = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
     rc = sig(cm.compiled_expand_func.address)(x.size, expanded.size, x.ctypes.data, expanded.ctypes.data, cm.user_data.ctypes.data)
-    assert rc == 0 and np.array_equal(expanded[: x.size][:3], x[:3])  # the first stored variable is the draw of a
+    assert rc == 0 and np.array_equal(expanded, x)  # the expansion stores the unconstrained vector itself

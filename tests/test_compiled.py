@@ -49,21 +49,21 @@ def beta_binomial_model(y, n):
 
 
 SCRIPT = """
-import json, sys, numpy as np, nutpie
+import json, sys, numpy as np
 import numba.core.dispatcher as dispatcher
 sys.path.insert(0, {tests!r})
 from test_compiled import normal_model, beta_binomial_model
-from bayes_sacral import compiled
+from bayes_sacral import compiled, nuts
 objmode = []  # numba compiling an object-mode block (what a pointer slot left empty costs on first use)
 _compile = dispatcher.ObjModeLiftedWith.compile
 dispatcher.ObjModeLiftedWith.compile = lambda self, sig: objmode.append(1) or _compile(self, sig)
 cm = compiled.compiled_model({model})
-idata = nutpie.sample(cm, draws=300, tune=300, chains=2, cores=1, seed=5, progress_bar=False)
+idata = nuts.start(cm, draws=300, tune=300, chains=2, cores=1, seed=5, progress_bar=False, target_accept=0.8).wait()
 s = compiled.STATS
-var = list(idata.posterior.data_vars)[0]
+var = list(idata["posterior"].data_vars)[0]
 print(json.dumps({{"compiled": s.compiled, "loaded": s.loaded, "rejected": s.rejected, "objmode": len(objmode),
                   "slots": sum(len(x.payload["slots"]) for x in compiled._LOADED.values()),
-                  "mu": idata.posterior[var].values.ravel().tolist()}}))
+                  "mu": idata["posterior"][var].values.ravel().tolist()}}))
 """
 
 
@@ -116,7 +116,7 @@ def test_arviz_base_is_imported_before_pymc_scipy_stats_and_numba():
 
 
 def test_same_structure_other_data_is_reused_and_fits_its_own_data(tmp_path, monkeypatch):
-    import nutpie
+    from bayes_sacral import nuts
 
     monkeypatch.setenv("BAYES_SACRAL_CACHE", str(tmp_path))
     before = compiled.STATS.compiled + compiled.STATS.loaded + compiled.STATS.reused
@@ -124,7 +124,7 @@ def test_same_structure_other_data_is_reused_and_fits_its_own_data(tmp_path, mon
     reused0 = compiled.STATS.reused
     for y in ys:
         cm = compiled.compiled_model(normal_model(y))
-        post = nutpie.sample(cm, draws=1000, tune=500, chains=2, cores=1, seed=3, progress_bar=False).posterior["mu"]
+        post = nuts.start(cm, draws=1000, tune=500, chains=2, cores=1, seed=3, progress_bar=False, target_accept=0.8).wait()["posterior"]["mu"]
         mean, sd = closed_form(y)
         d = post.values.ravel()
         assert abs(d.mean() - mean) < 5 * sd / np.sqrt(500), (d.mean(), mean)

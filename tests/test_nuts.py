@@ -21,9 +21,10 @@ def _model():
 
 
 def test_trace_equals_nutpies_own_conversion():
+    """On nutpie's own compiled model (whose expansion stores every variable): the conversion alone."""
     import nutpie
 
-    cm = compiled.compiled_model(_model())
+    cm = nutpie.compile_pymc_model(_model())
     kw = {"draws": 60, "tune": 40, "chains": 2, "cores": 2, "seed": 3, "target_accept": 0.8, "maxdepth": 10}
     ours = nuts.start(cm, progress_bar=False, **kw).wait()
     theirs = nutpie.sample(cm, save_warmup=False, progress_bar=False, **kw)
@@ -35,6 +36,24 @@ def test_trace_equals_nutpies_own_conversion():
         assert {k: v for k, v in a.attrs.items() if k != "created_at"} == {k: v for k, v in b.attrs.items() if k != "created_at"}
     assert ours["posterior"]["mu"].dims == ("chain", "draw", "site")
     assert ours["posterior"].sizes["draw"] == 60
+
+
+def test_compiled_models_trace_has_nutpies_variables_dims_and_coordinates():
+    """The compile cache's model expands its draws after sampling (bayes_sacral.callbacks): the posterior has the
+    variables, dims and coordinates of nutpie's own model's, the same draws of ``mu`` (stored as drawn) and the
+    transformed ``sigma`` and the deterministic equal to rounding."""
+    import nutpie
+
+    kw = {"draws": 50, "tune": 50, "chains": 2, "cores": 1, "seed": 8, "target_accept": 0.8, "maxdepth": 10}
+    a = nuts.start(compiled.compiled_model(_model()), progress_bar=False, **kw).wait()["posterior"].to_dataset()
+    b = nuts.start(nutpie.compile_pymc_model(_model()), progress_bar=False, **kw).wait()["posterior"].to_dataset()
+    assert list(a.data_vars) == list(b.data_vars) == ["mu", "sigma", "twice"]
+    assert {k: v.dims for k, v in a.data_vars.items()} == {k: v.dims for k, v in b.data_vars.items()}
+    for c in b.coords:
+        assert np.array_equal(a[c].values, b[c].values), c
+    assert np.array_equal(a["mu"].values, b["mu"].values)
+    xr.testing.assert_allclose(a.drop_attrs(), b.drop_attrs(), rtol=1e-13)
+    np.testing.assert_allclose(a["twice"].values, 2 * a["mu"].values, rtol=1e-15)
 
 
 def test_a_fit_leaves_arviz_plotting_unimported_and_arviz_still_whole(fresh_python):

@@ -15,11 +15,12 @@ import threading
 import numpy as np
 import xarray as xr
 
-__all__ = ["deterministics", "log_likelihood", "posterior_predictive", "prior_predictive", "compiled_for", "rebind"]
+__all__ = ["deterministics", "expand_draws", "log_likelihood", "posterior_predictive", "prior_predictive", "compiled_for", "rebind"]
 
 _FNS: dict[tuple[str, str], object] = {}  # (structure key, what) -> compiled function(s)
 _LOCK = threading.Lock()
 _NUMBA_ONLY: set[str] = set()
+_EXPAND_LOCK = threading.Lock()  # expand_draws sets its function's shared values, then calls it
 
 
 @functools.cache
@@ -155,6 +156,42 @@ def deterministics(model, post: xr.Dataset) -> xr.Dataset:
     fn = _compiled(model, "deterministics", build)
     args, shape = _flat(post, [rv.name for rv in free])
     return xr.merge([post, _dataset(model, names, fn(*args), shape, post)], compat="override", join="left")
+
+
+def expand_draws(model, values: dict[str, np.ndarray], shared: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What nutpie's expansion stores besides the free variables' unconstrained values, for many draws at once: every
+    free variable in its own space and every deterministic (``model.unobserved_value_vars``, in that order).
+
+    ``values``: each free variable's value variable by name (unconstrained where transformed), with a leading draw
+    axis; ``shared``: the shared values (data, prior hyperparameters) by name that the draws were sampled with (those
+    not given keep ``model``'s). Evaluated by PyTensor's Python implementations (:func:`python_mode`), built once per
+    structure ever like the other functions here."""
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.graph.replace import vectorize_graph
+
+    value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    names = {v.name for v in value_vars}
+    out_names = [v.name for v in model.unobserved_value_vars if v.name not in names]
+    if not out_names:
+        return {}
+
+    def build():
+        _register_view_vectorisation()
+        outs = [v for v in model.unobserved_value_vars if v.name not in names]
+        inputs = {v: pt.tensor(dtype=v.dtype, shape=(None, *v.type.shape), name=f"{v.name}_batch") for v in value_vars}
+        return pytensor.function([inputs[v] for v in value_vars], vectorize_graph(outs, replace=inputs),
+                                 on_unused_input="ignore", mode=python_mode())
+
+    fn = compiled_for(model, "expand", build)
+    args = [np.asarray(values[v.name], dtype=v.dtype) for v in value_vars]
+    with _EXPAND_LOCK:
+        rebind(fn, model)
+        for sv in fn.get_shared():
+            if sv.name in shared and not _is_rng(sv):
+                sv.set_value(shared[sv.name], borrow=True)
+        res = fn(*args)
+    return {n: np.asarray(r) for n, r in zip(out_names, res, strict=True)}
 
 
 def log_likelihood(model, post: xr.Dataset) -> xr.Dataset:

@@ -50,13 +50,13 @@ import numpy as np
 
 from .cachefile import cache_dir, lookup, write_entry
 from .cachefile import prune as cachefile_prune
-from .callbacks import compile_pymc_model, generate_machine_code
+from .callbacks import DrawExpansion, compile_pymc_model, generate_machine_code
 
 __all__ = ["cache_dir", "compiled_model", "cached_function", "pin_compiler_flags", "structure_key", "shared_by_name", "logp_and_grad", "cache_info", "pytensor_caches",
            "clear_cache", "prune", "CacheStats", "STATS", "MAX_BYTES"]
 
-FORMAT = 4  # 2: machine code (numba object code) instead of bitcode; 3: callbacks of .callbacks (same ABI and results);
-# 4: pieces optimised at optlevels.LEAN
+FORMAT = 5  # 2: machine code (numba object code) instead of bitcode; 3: callbacks of .callbacks (same ABI and results);
+# 4: pieces optimised at optlevels.LEAN; 5: the expansion stores the unconstrained vector only (callbacks.DrawExpansion)
 _MAGIC = b"BSCM"
 _ENV_PREFIX = "_ZN08NumbaEnv"
 _PTR_SLOT = "_ptr_cache_"  # PyTensor's per-process cache of a scipy Cython function's address (link/numba/cache.py)
@@ -439,7 +439,7 @@ def _bind(loaded: _Loaded, model):
         dims=dims, _coords=coords, _shapes=p["shapes"], compiled_logp_func=_Fn(loaded, loaded.logp_address),
         compiled_expand_func=_Fn(loaded, loaded.expand_address), initial_point_func=_wrap_with_lock(init), shared_data=shared_data,
         shared_var_keys=shared_var_keys, user_data=user_data, n_expanded=p["n_expanded"], shape_info=p["shape_info"], logp_func=None,
-        expand_func=None, _n_dim=p["n_dim"], reparameterized_names=p["reparam"])
+        expand_func=DrawExpansion(model), _n_dim=p["n_dim"], reparameterized_names=p["reparam"])
 
 
 _CFUNC = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
@@ -538,6 +538,8 @@ def compiled_model(model, log=None):
 
     A structure not in the cache is compiled by :func:`bayes_sacral.callbacks.compile_pymc_model` (nutpie's callbacks,
     typed faster). Falls back to that compilation uncached when an entry cannot be written, e.g. a read-only cache folder.
+    Sample it with :func:`bayes_sacral.nuts.start`, which expands the stored unconstrained draws into every variable
+    (:class:`~bayes_sacral.callbacks.DrawExpansion`); ``nutpie.sample`` alone would keep the unconstrained values only.
     """
     from .nuts import import_nutpie
 

@@ -6,7 +6,8 @@ about 0.45 s of a 4 s ``bayes-sacral fit``, spent only to reach arviz-base's ``f
 therefore puts a stand-in for ``arviz`` in its place when nothing has imported it yet (the real module is imported
 in full on the first name read from it, by whoever reads it), and :func:`start` asks nutpie for
 its raw Arrow trace, which :meth:`Sampling.wait` converts with arviz-base: the same DataTree as nutpie's own conversion
-(``tests/test_nuts.py`` compares them draw for draw).
+(``tests/test_nuts.py`` compares them draw for draw), with the variables that the package's compiled models leave to
+after sampling (:mod:`bayes_sacral.callbacks`) added.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import types
 
 import numpy as np
 import xarray as xr
+
+from .callbacks import DrawExpansion
 
 __all__ = ["import_nutpie", "start", "Sampling"]
 
@@ -157,7 +160,9 @@ def _columns(batches, skip: set[str], n_draws: int, dims: dict) -> dict[str, np.
 
 
 def _trace_tree(raw, compiled, settings: dict) -> xr.DataTree:
-    """nutpie's raw Arrow trace as a DataTree with posterior and sample_stats (warm-up draws dropped)."""
+    """nutpie's raw Arrow trace as a DataTree with posterior and sample_stats (warm-up draws dropped). A model whose
+    expansion stores the unconstrained vector only (:class:`~bayes_sacral.callbacks.DrawExpansion`) has its other
+    variables computed here, for all draws at once."""
     import arviz_base
     import pandas as pd
 
@@ -172,6 +177,12 @@ def _trace_tree(raw, compiled, settings: dict) -> xr.DataTree:
     dims: dict[str, list[str]] = {}
     posterior = _columns(post_draws, set(), n_draws, dims)
     stats = _columns(post_stats, _skipped(settings), n_draws, dims)
+    if isinstance(compiled.expand_func, DrawExpansion):
+        # the callbacks stored the unconstrained values only: the free variables and deterministics, for all draws at once
+        values = {name: posterior[name].reshape(-1, *posterior[name].shape[2:]) for name in compiled.shape_info[0]}
+        for name, arr in compiled.expand_func(compiled, values).items():
+            posterior[name] = arr.reshape(len(post_draws), n_draws, *arr.shape[1:])
+            dims[name] = list(compiled.dims.get(name) or [])
     for name in compiled.reparameterized_names:
         posterior.pop(name, None)
     attrs = {"inference_library": "nutpie", "inference_library_version": nutpie.__version__,
