@@ -190,3 +190,37 @@ def test_functions_with_blockwise_nodes_are_stored_and_load_identically(tmp_path
     for v in first.data_vars:
         np.testing.assert_array_equal(again[v].values, first[v].values)
     np.testing.assert_array_equal(batched.log_likelihood(model, post)[v].values, first[v].values)  # the live one still runs
+
+
+def test_clip_and_mixed_joins_are_rewritten_to_whole_array_operations_with_the_same_values():
+    """An elementwise clip (numpy runs its scalar op per element) and a join of a batched with an unbatched input
+    (vectorize_graph leaves it to a Blockwise that loops over the draws) become whole-array operations; the values are
+    those of the graph before, bit for bit, NaN and the bounds themselves included."""
+    import pytensor
+    import pytensor.scalar as ps
+    import pytensor.tensor as pt
+    from pytensor.compile.mode import Mode
+    from pytensor.graph.replace import vectorize_graph
+    from pytensor.tensor.blockwise import Blockwise
+    from pytensor.tensor.elemwise import Elemwise
+
+    from bayes_sacral.batched import python_mode, without_python_loops
+
+    x = pt.matrix("x", shape=(2, 3))
+    core = pt.concatenate([pt.zeros((1, 3)), pt.clip(x, -0.5, 0.5)], axis=0)  # (3, 3): an unbatched row, then x
+    xb = pt.tensor("xb", shape=(None, 2, 3))
+    before = vectorize_graph(core, replace={x: xb})
+    assert isinstance(before.owner.op, Blockwise)  # what PyTensor gives: a loop over the draws
+    after = without_python_loops([before])
+    f_before = pytensor.function([xb], before, mode=Mode(linker="py", optimizer=None))
+    f_after = pytensor.function([xb], after, mode=python_mode())
+    nodes = f_after.maker.fgraph.apply_nodes
+    assert not [n for n in nodes if isinstance(n.op, Blockwise)]
+    assert not [n for n in nodes if isinstance(n.op, Elemwise) and isinstance(n.op.scalar_op, ps.Clip)]
+    vals = np.random.default_rng(1).normal(size=(50, 2, 3))
+    vals[0, 0, :3] = [np.nan, -0.5, 0.5]
+    a, b = f_before(vals), f_after(vals)[0]
+    assert a.shape == b.shape == (50, 3, 3)
+    assert np.array_equal(a, b, equal_nan=True)
+    expected = np.concatenate([np.zeros((50, 1, 3)), np.where(vals < -0.5, -0.5, np.where(vals > 0.5, 0.5, vals))], axis=1)
+    assert np.array_equal(b, expected, equal_nan=True)

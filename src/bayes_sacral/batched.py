@@ -15,7 +15,7 @@ import threading
 import numpy as np
 import xarray as xr
 
-__all__ = ["deterministics", "expand_draws", "log_likelihood", "posterior_predictive", "prior_predictive", "compiled_for", "rebind"]
+__all__ = ["deterministics", "expand_draws", "without_python_loops", "log_likelihood", "posterior_predictive", "prior_predictive", "compiled_for", "rebind"]
 
 _FNS: dict[tuple[str, str], object] = {}  # (structure key, what) -> compiled function(s)
 _LOCK = threading.Lock()
@@ -119,6 +119,54 @@ def _register_view_vectorisation() -> None:
         return op.make_node(*batched_inputs)
 
 
+def without_python_loops(outputs: list) -> list:
+    """``outputs`` (vectorised graphs) with two constructs that PyTensor's Python implementations run element by element
+    or draw by draw replaced by whole-array ones that give the same values bit for bit:
+
+    - an elementwise ``clip`` (its scalar op has no numpy function, so numpy called it once per element through
+      ``frompyfunc``: 120,000 calls for 4,000 draws of the per-item model) becomes the two comparisons its Python
+      implementation makes (``switch(x < lo, lo, switch(x > hi, hi, x))``);
+    - a join of batched and unbatched inputs, which ``vectorize_graph`` leaves to a ``Blockwise`` that loops over the
+      draws in Python, becomes a join along the shifted axis of the inputs broadcast to the batch shape.
+
+    The per-item model's expansion of 4,000 draws (:func:`expand_draws`, whose cumulative probabilities are clipped)
+    went from 0.30 and 0.31 s to 0.26 and 0.20 s (interleaved, 18:11-18:13 on 2026-11-28); the rest is numpy's work on
+    whole arrays. A replacement is built on the replacements made before it (the nodes are visited in order)."""
+    import pytensor.scalar as ps
+    import pytensor.tensor as pt
+    from pytensor.graph.replace import graph_replace
+    from pytensor.graph.traversal import graph_inputs, io_toposort
+    from pytensor.tensor.basic import Join
+    from pytensor.tensor.blockwise import Blockwise
+    from pytensor.tensor.elemwise import Elemwise
+
+    reps = {}
+    for node in io_toposort(list(graph_inputs(outputs)), list(outputs)):
+        op = node.op
+        ins = [reps.get(i, i) for i in node.inputs]  # a replacement is built on the replacements before it
+        if isinstance(op, Elemwise) and isinstance(op.scalar_op, ps.Clip):
+            x, lo, hi = ins
+            out = pt.switch(pt.lt(x, lo), lo, pt.switch(pt.gt(x, hi), hi, x))
+            if out.type.dtype == node.outputs[0].type.dtype and out.type.ndim == node.outputs[0].type.ndim:
+                reps[node.outputs[0]] = out
+        elif isinstance(op, Blockwise) and isinstance(op.core_op, Join):
+            core_nd = len(op.outputs_sig[0])
+            batch_nd = node.outputs[0].type.ndim - core_nd
+            full = [x for x in ins if x.type.ndim - core_nd == batch_nd and not any(x.type.broadcastable[:batch_nd])]
+            if not full or op.core_op.axis < 0:
+                continue
+            batch_shape = tuple(full[0].shape[:batch_nd])
+            xs = []
+            for x in ins:
+                pad = batch_nd - (x.type.ndim - core_nd)
+                x = pt.shape_padleft(x, pad) if pad else x
+                xs.append(pt.broadcast_to(x, (*batch_shape, *tuple(x.shape[batch_nd:]))))
+            out = Join(op.core_op.axis + batch_nd)(*xs)
+            if out.type.dtype == node.outputs[0].type.dtype and out.type.ndim == node.outputs[0].type.ndim:
+                reps[node.outputs[0]] = out
+    return graph_replace(list(outputs), reps, strict=False) if reps else list(outputs)
+
+
 def _flat(post: xr.Dataset, names: list[str]) -> tuple[list[np.ndarray], tuple[int, int]]:
     C, D = post.sizes["chain"], post.sizes["draw"]
     return [np.ascontiguousarray(post[n].transpose("chain", "draw", ...).values).reshape(C * D, *post[n].shape[2:]) for n in names], (C, D)
@@ -150,7 +198,7 @@ def deterministics(model, post: xr.Dataset) -> xr.Dataset:
     def build():
         _register_view_vectorisation()
         inputs = _batched_inputs(model)
-        outs = vectorize_graph(list(model.deterministics), replace=inputs)
+        outs = without_python_loops(vectorize_graph(list(model.deterministics), replace=inputs))
         return pytensor.function([inputs[rv] for rv in free], outs, on_unused_input="ignore", mode=python_mode())
 
     fn = _compiled(model, "deterministics", build)
@@ -180,7 +228,7 @@ def expand_draws(model, values: dict[str, np.ndarray], shared: dict[str, np.ndar
         _register_view_vectorisation()
         outs = [v for v in model.unobserved_value_vars if v.name not in names]
         inputs = {v: pt.tensor(dtype=v.dtype, shape=(None, *v.type.shape), name=f"{v.name}_batch") for v in value_vars}
-        return pytensor.function([inputs[v] for v in value_vars], vectorize_graph(outs, replace=inputs),
+        return pytensor.function([inputs[v] for v in value_vars], without_python_loops(vectorize_graph(outs, replace=inputs)),
                                  on_unused_input="ignore", mode=python_mode())
 
     fn = compiled_for(model, "expand", build)
@@ -209,7 +257,7 @@ def log_likelihood(model, post: xr.Dataset) -> xr.Dataset:
         _register_view_vectorisation()
         inputs = _batched_inputs(model)
         graphs = [pm.logp(rv, model.rvs_to_values[rv]) for rv in obs]
-        outs = vectorize_graph(graphs, replace=inputs)
+        outs = without_python_loops(vectorize_graph(graphs, replace=inputs))
         return pytensor.function([inputs[rv] for rv in free], outs, on_unused_input="ignore", mode=python_mode())
 
     fn = _compiled(model, "log_likelihood", build)
@@ -226,7 +274,7 @@ def _redraw(rv, replace: dict, batch, tag: str):
     from pytensor.tensor.type_other import NoneTypeT
 
     _rng, size, *params = rv.owner.inputs
-    vparams = vectorize_graph(params, replace=replace) if replace else list(params)
+    vparams = without_python_loops(vectorize_graph(params, replace=replace)) if replace else list(params)
     if not isinstance(size.type, NoneTypeT):
         new_size = pt.concatenate([pt.stack([batch]), size])
     elif any(vp is not p for vp, p in zip(vparams, params, strict=True)):
