@@ -147,8 +147,6 @@ def without_python_loops(outputs: list) -> list:
         if isinstance(op, Elemwise) and isinstance(op.scalar_op, ps.Clip):
             x, lo, hi = ins
             out = pt.switch(pt.lt(x, lo), lo, pt.switch(pt.gt(x, hi), hi, x))
-            if out.type.dtype == node.outputs[0].type.dtype and out.type.ndim == node.outputs[0].type.ndim:
-                reps[node.outputs[0]] = out
         elif isinstance(op, Blockwise) and isinstance(op.core_op, Join):
             core_nd = len(op.outputs_sig[0])
             batch_nd = node.outputs[0].type.ndim - core_nd
@@ -162,8 +160,10 @@ def without_python_loops(outputs: list) -> list:
                 x = pt.shape_padleft(x, pad) if pad else x
                 xs.append(pt.broadcast_to(x, (*batch_shape, *tuple(x.shape[batch_nd:]))))
             out = Join(op.core_op.axis + batch_nd)(*xs)
-            if out.type.dtype == node.outputs[0].type.dtype and out.type.ndim == node.outputs[0].type.ndim:
-                reps[node.outputs[0]] = out
+        else:
+            continue
+        if out.type.dtype == node.outputs[0].type.dtype and out.type.ndim == node.outputs[0].type.ndim:
+            reps[node.outputs[0]] = out
     return graph_replace(list(outputs), reps, strict=False) if reps else list(outputs)
 
 
@@ -220,13 +220,12 @@ def expand_draws(model, values: dict[str, np.ndarray], shared: dict[str, np.ndar
 
     value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
     names = {v.name for v in value_vars}
-    out_names = [v.name for v in model.unobserved_value_vars if v.name not in names]
-    if not out_names:
+    outs = [v for v in model.unobserved_value_vars if v.name not in names]
+    if not outs:
         return {}
 
     def build():
         _register_view_vectorisation()
-        outs = [v for v in model.unobserved_value_vars if v.name not in names]
         inputs = {v: pt.tensor(dtype=v.dtype, shape=(None, *v.type.shape), name=f"{v.name}_batch") for v in value_vars}
         return pytensor.function([inputs[v] for v in value_vars], without_python_loops(vectorize_graph(outs, replace=inputs)),
                                  on_unused_input="ignore", mode=python_mode())
@@ -239,7 +238,7 @@ def expand_draws(model, values: dict[str, np.ndarray], shared: dict[str, np.ndar
             if sv.name in shared and not _is_rng(sv):
                 sv.set_value(shared[sv.name], borrow=True)
         res = fn(*args)
-    return {n: np.asarray(r) for n, r in zip(out_names, res, strict=True)}
+    return {v.name: np.asarray(r) for v, r in zip(outs, res, strict=True)}
 
 
 def log_likelihood(model, post: xr.Dataset) -> xr.Dataset:

@@ -50,18 +50,6 @@ class DrawExpansion:
         return expand_draws(self.model, values, shared)
 
 
-def deterministic_shared(model) -> list:
-    """The shared variables (not random generators) that the stored variables other than the free ones read: data or
-    hyperparameters that a deterministic uses, besides the log density's."""
-    from pytensor.compile.sharedvalue import SharedVariable
-    from pytensor.graph.traversal import ancestors
-
-    values = {model.rvs_to_values[rv].name for rv in model.free_RVs}
-    outs = [v for v in model.unobserved_value_vars if v.name not in values]
-    return [a for a in ancestors(outs) if isinstance(a, SharedVariable)
-            and "Generator" not in type(a.get_value(borrow=True)).__name__]
-
-
 def _is_word(dt: np.dtype) -> bool:
     return dt.itemsize == 8 and dt.kind == "u"
 
@@ -211,6 +199,7 @@ def compile_pymc_model(model, machine_code: bool = True):
 
     from pymc.initial_point import make_initial_point_fn
 
+    from .compiled import shared_by_name
     from .nuts import import_nutpie
 
     nutpie = import_nutpie()
@@ -222,8 +211,9 @@ def compile_pymc_model(model, machine_code: bool = True):
     n_dim, n_expanded, logp_pt, expand_pt, init, shape_info, reparam = ncp._make_functions(
         model, mode="NUMBA", compute_grad=True, join_expanded=True, pymc_initial_point_fn=ncp._wrap_with_lock(ipf), var_names=[])
     shared_data, keys = {}, {}
-    # the deterministics' own shared variables too, so that with_data replaces them as nutpie's expansion would read them
-    for var in [*logp_pt.get_shared(), *deterministic_shared(model)]:
+    # every shared variable of the model, the deterministics' own too, so that with_data replaces them as nutpie's
+    # expansion would read them
+    for var in [*logp_pt.get_shared(), *shared_by_name(model).values()]:
         if var not in keys:
             keys[var] = uuid4().hex
             shared_data[keys[var]] = np.array(var.get_value(), order="C", copy=True)
