@@ -285,6 +285,8 @@ def diagnose(idata: xr.DataTree, var_names: list[str] | None = None) -> Diagnost
     """Convergence diagnostics of the posterior against :data:`THRESHOLDS` (status ok | warning | failed)."""
     import arviz_stats as azs
 
+    from .convergence import diagnostics_of
+
     post = idata["posterior"].to_dataset()
     if var_names:
         post = post[[v for v in var_names if v in post]]
@@ -294,14 +296,14 @@ def diagnose(idata: xr.DataTree, var_names: list[str] | None = None) -> Diagnost
     keep = [v for v in post.data_vars if float(post[v].std()) > 0]
     post = post[keep]
     problems = []
+    diags = {v: diagnostics_of(post[v]) for v in post.data_vars}
     if chains >= 2:
-        rhat = azs.rhat(post)
-        max_rhat, rhat_var = _extreme(rhat, np.max)
+        max_rhat, rhat_var = _extreme(xr.Dataset({v: d["rhat"] for v, d in diags.items()}), np.max)
     else:
         max_rhat, rhat_var = float("nan"), ""
         problems.append("one chain: R-hat cannot be computed")
-    ess_b, essb_var = _extreme(azs.ess(post, method="bulk"), np.min)
-    ess_t, esst_var = _extreme(azs.ess(post, method="tail"), np.min)
+    ess_b, essb_var = _extreme(xr.Dataset({v: d["ess_bulk"] for v, d in diags.items()}), np.min)
+    ess_t, esst_var = _extreme(xr.Dataset({v: d["ess_tail"] for v, d in diags.items()}), np.min)
     stats = idata["sample_stats"].to_dataset() if "sample_stats" in idata.children else xr.Dataset()
     div = int(stats["diverging"].sum()) if "diverging" in stats else 0
     frac = div / (chains * draws)

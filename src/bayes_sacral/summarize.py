@@ -35,11 +35,11 @@ def _split_by_block(da: xr.DataArray, blocks: np.ndarray) -> list[xr.DataArray]:
 
 def _within_blocks(split: xr.DataArray, prob: float) -> tuple:
     """R-hat, bulk and tail ESS, MCSE of the mean and of the interval, mean and variance of each block of ``split``."""
-    import arviz_stats as azs
+    from .convergence import diagnostics_of
 
-    rh = azs.rhat(split) if split.sizes["chain"] > 1 else xr.full_like(split.isel(chain=0, draw=0), np.nan, dtype=float)
-    return (rh, azs.ess(split, method="bulk"), azs.ess(split, method="tail"), azs.mcse(split, method="mean"),
-            _interval_mcse(split, prob), split.mean(("chain", "draw")), split.var(("chain", "draw")))
+    d = diagnostics_of(split, prob)
+    return (d["rhat"], d["ess_bulk"], d["ess_tail"], d["mcse_mean"], d["mcse_interval"], split.mean(("chain", "draw")),
+            split.var(("chain", "draw")))
 
 
 def _block_diagnostics(da: xr.DataArray, blocks: np.ndarray, prob: float = 0.95):
@@ -62,30 +62,18 @@ _DIAGNOSTICS = Memo(4096, "bayes_sacral.summarize:diagnostics", persist=True)
 def _diagnostics(da: xr.DataArray, blocks: np.ndarray | None, prob: float, has_chains: bool, finite_all: bool) -> tuple:
     """(R-hat, bulk ESS, tail ESS, MCSE of the mean, between-block share, interval MCSE) of one variable; see
     :func:`summarize_posterior`. Memoised on the draws' content."""
-    import arviz_stats as azs
+    from .convergence import diagnostics_of
 
     def compute():
         share = None
-        if blocks is not None and finite_all:
-            rhat, ess_b, ess_t, mcse, share, mcse_q = _block_diagnostics(da, blocks, prob)
-        else:
-            rhat = azs.rhat(da) if has_chains and finite_all else None
-            ess_b = azs.ess(da, method="bulk") if finite_all else None
-            ess_t = azs.ess(da, method="tail") if finite_all else None
-            mcse = azs.mcse(da, method="mean") if finite_all else None
-            mcse_q = _interval_mcse(da, prob) if finite_all else None
-        return rhat, ess_b, ess_t, mcse, share, mcse_q
+        if not finite_all:
+            return None, None, None, None, None, None
+        if blocks is not None:
+            return _block_diagnostics(da, blocks, prob)
+        d = diagnostics_of(da, prob)
+        return (d["rhat"] if has_chains else None), d["ess_bulk"], d["ess_tail"], d["mcse_mean"], share, d["mcse_interval"]
 
     return _DIAGNOSTICS.get_or_compute(digest(da, blocks, float(prob)), compute)
-
-
-def _interval_mcse(da: xr.DataArray, prob: float = 0.95) -> xr.DataArray:
-    """The larger Monte Carlo standard error of the two equal-tailed interval endpoints."""
-    import arviz_stats as azs
-
-    lo = azs.mcse(da, method="quantile", prob=(1 - prob) / 2)
-    hi = azs.mcse(da, method="quantile", prob=1 - (1 - prob) / 2)
-    return np.maximum(lo, hi)
 
 
 #: Batches for the Monte Carlo standard error of the HDI's ends (see :func:`hdi_end_mcse`).
