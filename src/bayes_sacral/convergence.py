@@ -60,15 +60,18 @@ def _rows(x: np.ndarray, min_chains: int) -> tuple[np.ndarray, tuple, np.ndarray
     return rows, lead, fallback
 
 
-def _vectorised(x, fast: Callable[[np.ndarray], np.ndarray], slow: Callable[[np.ndarray], float], min_chains: int) -> np.ndarray:
+def _vectorised(x, fast: Callable[[np.ndarray], np.ndarray], slow: Callable[[np.ndarray], object], min_chains: int,
+                width: int | None = None) -> np.ndarray:
+    """``fast`` on the elements it can do at once, ``slow`` (ArviZ's one-element function) on the others; ``width``:
+    values per element (a last axis of that length), None for one."""
     rows, lead, fallback = _rows(x, min_chains)
-    out = np.empty(len(rows))
+    out = np.empty((len(rows),) if width is None else (len(rows), width))
     ok = ~fallback
     if ok.any():
         out[ok] = fast(rows[ok] if not ok.all() else rows)
     for i in np.flatnonzero(fallback):
         out[i] = slow(rows[i])
-    return out.reshape(lead)
+    return out.reshape(lead + out.shape[1:])
 
 
 def _split(x: np.ndarray) -> np.ndarray:
@@ -122,10 +125,6 @@ def _z_scale(x: np.ndarray, presorted: tuple[np.ndarray, np.ndarray] | None = No
     return z.reshape(x.shape)
 
 
-def _median(x: np.ndarray) -> np.ndarray:
-    return np.median(x.reshape(len(x), -1), axis=-1)[:, None, None]
-
-
 def _rhat_basic(x: np.ndarray) -> np.ndarray:
     n = x.shape[-1]
     chain_mean = np.mean(x, axis=-1)
@@ -133,6 +132,14 @@ def _rhat_basic(x: np.ndarray) -> np.ndarray:
     between = n * np.var(chain_mean, axis=-1, ddof=1)
     within = np.mean(chain_var, axis=-1)
     return np.sqrt((between / within + n - 1) / n)
+
+
+def _rhat_of_split(s: np.ndarray, z: np.ndarray, srt: np.ndarray) -> np.ndarray:
+    """The larger of the bulk and the tail (folded) R-hat of split chains ``s``, from their normal scores ``z`` and
+    their sorted draws ``srt`` (element, draw)."""
+    bulk = _rhat_basic(z)
+    tail = _rhat_basic(_z_scale(np.abs(s - np.median(srt, axis=-1)[:, None, None])))
+    return np.where(tail > bulk, tail, bulk)
 
 
 def _mean_over_chains(acov: np.ndarray) -> np.ndarray:
@@ -227,9 +234,8 @@ def rhat_rank(x: np.ndarray) -> np.ndarray:
 
     def fast(rows):
         s = _split(rows)
-        bulk = _rhat_basic(_z_scale(s))
-        tail = _rhat_basic(_z_scale(np.abs(s - _median(s))))
-        return np.where(tail > bulk, tail, bulk)
+        order, srt = _sorted(s.reshape(len(s), -1))
+        return _rhat_of_split(s, _z_scale(s, (order, srt)), srt)
 
     return _vectorised(x, fast, _slow("rhat_rank"), min_chains=2)
 
@@ -264,30 +270,34 @@ def ess_mean(x: np.ndarray, relative: bool = False) -> np.ndarray:
 def mcse_mean(x: np.ndarray) -> np.ndarray:
     """Monte Carlo standard error of the mean: the standard deviation over the square root of the mean's ESS."""
 
-    def fast(rows):
-        sd = np.std(rows.reshape(len(rows), -1), axis=-1, ddof=1)
-        return sd / np.sqrt(_ess_core(_split(rows)))
+    return _vectorised(x, _mcse_mean_rows, _slow("mcse_mean"), min_chains=1)
 
-    return _vectorised(x, fast, _slow("mcse_mean"), min_chains=1)
+
+def _mcse_mean_rows(rows: np.ndarray) -> np.ndarray:
+    return np.std(rows.reshape(len(rows), -1), axis=-1, ddof=1) / np.sqrt(_ess_core(_split(rows)))
+
+
+def _mcse_quantile_sorted(srt: np.ndarray, ess: np.ndarray, prob: float) -> np.ndarray:
+    """ArviZ's MCSE of the ``prob`` quantile from the sorted draws (element, draw) and the quantile's ESS."""
+    from scipy import stats
+
+    probability = np.array([0.1586553, 0.8413447])
+    with np.errstate(invalid="ignore"):
+        ppf = stats.beta.ppf(probability[None, :], (ess * prob + 1)[:, None], (ess * (1 - prob) + 1)[:, None])
+    size = srt.shape[-1]
+    ppf_size = ppf * size - 1
+    lo = np.floor(np.fmax(ppf_size[:, 0], 0)).astype(int)
+    hi = np.ceil(np.fmin(ppf_size[:, 1], size - 1)).astype(int)
+    idx = np.arange(len(srt))
+    return (srt[idx, hi] - srt[idx, lo]) / 2
 
 
 def mcse_quantile(x: np.ndarray, prob: float) -> np.ndarray:
     """Monte Carlo standard error of the ``prob`` quantile: half the distance between the order statistics at the
     16th and 84th percentiles of the quantile's Beta distribution given its ESS."""
-    from scipy import stats
 
     def fast(rows):
-        ess = _ess_quantile_rows(rows, prob)
-        probability = np.array([0.1586553, 0.8413447])
-        with np.errstate(invalid="ignore"):
-            ppf = stats.beta.ppf(probability[None, :], (ess * prob + 1)[:, None], (ess * (1 - prob) + 1)[:, None])
-        srt = np.sort(rows.reshape(len(rows), -1), axis=-1)
-        size = srt.shape[-1]
-        ppf_size = ppf * size - 1
-        lo = np.floor(np.fmax(ppf_size[:, 0], 0)).astype(int)
-        hi = np.ceil(np.fmin(ppf_size[:, 1], size - 1)).astype(int)
-        idx = np.arange(len(rows))
-        return (srt[idx, hi] - srt[idx, lo]) / 2
+        return _mcse_quantile_sorted(np.sort(rows.reshape(len(rows), -1), axis=-1), _ess_quantile_rows(rows, prob), prob)
 
     return _vectorised(x, fast, _slow("mcse_quantile", prob=prob), min_chains=1)
 
@@ -300,8 +310,6 @@ def diagnostics(x: np.ndarray, interval_prob: float | None = None) -> dict[str, 
     :func:`mcse_quantile` one by one, but each element's draws are sorted once (and once more folded) for all of them:
     the split chains hold the same draws as the chains (an even number of draws), so their order gives the ranks, the
     median and every quantile. R-hat is NaN for a single chain (ArviZ's rule)."""
-    from scipy import stats
-
     lo_t, hi_t = tail_probs()
     ends = () if interval_prob is None else ((1 - interval_prob) / 2, 1 - (1 - interval_prob) / 2)
     names = ["rhat", "ess_bulk", "ess_tail", "mcse_mean"] + (["mcse_interval"] if ends else [])
@@ -313,33 +321,15 @@ def diagnostics(x: np.ndarray, interval_prob: float | None = None) -> dict[str, 
         order, srt = _sorted(flat_s)
         z = _z_scale(s, (order, srt))
         out = np.empty((n_elem, len(names)))
+        out[:, 0] = _rhat_of_split(s, z, srt) if n_chain > 1 else np.nan
         out[:, 1] = _ess_core(z)
-        if n_chain > 1:
-            med = np.median(srt, axis=-1)[:, None, None]
-            bulk, tail = _rhat_basic(z), _rhat_basic(_z_scale(np.abs(s - med)))
-            out[:, 0] = np.where(tail > bulk, tail, bulk)
-        else:
-            out[:, 0] = np.nan
-        flat = rows.reshape(n_elem, -1)
-        full = srt if n_draw % 2 == 0 else np.sort(flat, axis=-1)  # the sorted draws (the split leaves out none)
+        full = srt if n_draw % 2 == 0 else np.sort(rows.reshape(n_elem, -1), axis=-1)  # the draws sorted (none left out)
         q = np.quantile(full, [lo_t, hi_t, *ends], axis=-1)  # (quantile, element)
         ind = [_ess_core(_split(rows <= q[k][:, None, None])) for k in range(len(q))]
         out[:, 2] = np.where(ind[1] < ind[0], ind[1], ind[0])
-        out[:, 3] = np.std(flat, axis=-1, ddof=1) / np.sqrt(_ess_core(_split(rows)))
+        out[:, 3] = _mcse_mean_rows(rows)
         if ends:
-            size = full.shape[-1]
-            idx = np.arange(n_elem)
-            probability = np.array([0.1586553, 0.8413447])
-            half = []
-            for k, p in enumerate(ends):
-                ess = ind[2 + k]
-                with np.errstate(invalid="ignore"):
-                    ppf = stats.beta.ppf(probability[None, :], (ess * p + 1)[:, None], (ess * (1 - p) + 1)[:, None])
-                ppf_size = ppf * size - 1
-                a = np.floor(np.fmax(ppf_size[:, 0], 0)).astype(int)
-                b = np.ceil(np.fmin(ppf_size[:, 1], size - 1)).astype(int)
-                half.append((full[idx, b] - full[idx, a]) / 2)
-            out[:, 4] = np.maximum(half[0], half[1])
+            out[:, 4] = np.maximum(*(_mcse_quantile_sorted(full, ind[2 + k], p) for k, p in enumerate(ends)))
         return out
 
     def slow(block):
@@ -351,32 +341,29 @@ def diagnostics(x: np.ndarray, interval_prob: float | None = None) -> dict[str, 
             vals.append(np.maximum(a._mcse_quantile(block, ends[0]), a._mcse_quantile(block, ends[1])))
         return np.asarray(vals, dtype=float)
 
-    rows, lead, fallback = _rows(x, 1)
-    out = np.empty((len(rows), len(names)))
-    ok = ~fallback
-    if ok.any():
-        out[ok] = fast(rows[ok] if not ok.all() else rows)
-    for i in np.flatnonzero(fallback):
-        out[i] = slow(rows[i])
-    return {name: out[:, k].reshape(lead) for k, name in enumerate(names)}
+    out = _vectorised(x, fast, slow, min_chains=1, width=len(names))
+    return {name: out[..., k] for k, name in enumerate(names)}
 
 
 # ---- xarray front ends, like arviz_stats's rhat / ess / mcse --------------------------------------------------------
 
 
-def _on_dataarray(da: xr.DataArray, fn: Callable[[np.ndarray], np.ndarray]) -> xr.DataArray:
+def _per_element(da: xr.DataArray, fn: Callable[[np.ndarray], object]):
+    """``fn`` of ``da``'s values with chain and draw last, and a maker of DataArrays over its other dims."""
     rest = [d for d in da.dims if d not in ("chain", "draw")]
-    values = da.transpose(*rest, "chain", "draw").values
     coords = {k: v for k, v in da.coords.items() if not {"chain", "draw"} & set(v.dims)}
-    return xr.DataArray(fn(values), dims=rest, coords=coords, name=da.name)
+    return fn(da.transpose(*rest, "chain", "draw").values), lambda v: xr.DataArray(v, dims=rest, coords=coords, name=da.name)
+
+
+def _on_dataarray(da: xr.DataArray, fn: Callable[[np.ndarray], np.ndarray]) -> xr.DataArray:
+    values, wrap = _per_element(da, fn)
+    return wrap(values)
 
 
 def diagnostics_of(da: xr.DataArray, interval_prob: float | None = None) -> dict[str, xr.DataArray]:
     """:func:`diagnostics` of a DataArray with ``chain`` and ``draw`` dims: DataArrays over its other dims."""
-    rest = [d for d in da.dims if d not in ("chain", "draw")]
-    values = da.transpose(*rest, "chain", "draw").values
-    coords = {k: v for k, v in da.coords.items() if not {"chain", "draw"} & set(v.dims)}
-    return {k: xr.DataArray(v, dims=rest, coords=coords, name=da.name) for k, v in diagnostics(values, interval_prob).items()}
+    values, wrap = _per_element(da, lambda v: diagnostics(v, interval_prob))
+    return {k: wrap(v) for k, v in values.items()}
 
 
 def _on(data, fn):

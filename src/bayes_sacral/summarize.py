@@ -65,13 +65,12 @@ def _diagnostics(da: xr.DataArray, blocks: np.ndarray | None, prob: float, has_c
     from .convergence import diagnostics_of
 
     def compute():
-        share = None
         if not finite_all:
             return None, None, None, None, None, None
         if blocks is not None:
             return _block_diagnostics(da, blocks, prob)
         d = diagnostics_of(da, prob)
-        return (d["rhat"] if has_chains else None), d["ess_bulk"], d["ess_tail"], d["mcse_mean"], share, d["mcse_interval"]
+        return (d["rhat"] if has_chains else None), d["ess_bulk"], d["ess_tail"], d["mcse_mean"], None, d["mcse_interval"]
 
     return _DIAGNOSTICS.get_or_compute(digest(da, blocks, float(prob)), compute)
 
