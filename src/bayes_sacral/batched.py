@@ -44,8 +44,8 @@ def _mode_name(mode) -> str:
 
 def with_draw_mode(model, draw):
     """``draw(mode)`` with :func:`python_mode`, or with the default (numba) backend (``mode`` None) for a model whose
-    random draws the Python implementations refuse (numpy's binomial rejects a count given as a float, which numba's
-    accepts; scipy's beta-binomial fails on read-only broadcast parameters); remembered per structure."""
+    random draws the Python implementations refuse (scipy's beta-binomial fails on read-only broadcast parameters;
+    a binomial's float count is cast first, see :func:`_counts_as_integers`); remembered per structure."""
     from .compiled import structure_key
 
     key = structure_key(model)
@@ -280,8 +280,22 @@ def _redraw(rv, replace: dict, batch, tag: str):
         new_size = None  # the batch comes with the parameters
     else:
         new_size = pt.concatenate([pt.stack([batch]), pt.as_tensor(rv.shape, dtype="int64")])
+    vparams = _counts_as_integers(rv.owner.op, vparams)
     rng = pytensor.shared(np.random.default_rng(0), name=f"{rv.name}_{tag}_rng")
     return rv.owner.op.make_node(rng, new_size, *vparams).outputs[1]
+
+
+def _counts_as_integers(op, params: list) -> list:
+    """The number of trials of a binomial or multinomial as integers: models hold counts as floating-point data (shared
+    variables the design engines overwrite with simulated trials), which numpy's samplers refuse ("Cannot cast array data
+    from float64 to int64"), so these models' predictive draws fell back to the numba backend and compiled them in every
+    process (17 CPU-s in a first-ever reanalysis). The counts are whole numbers, so the cast is exact."""
+    import pytensor.tensor as pt
+    from pytensor.tensor.random.basic import BinomialRV, MultinomialRV
+
+    if not isinstance(op, (BinomialRV, MultinomialRV)) or params[0].dtype.startswith("int"):
+        return params
+    return [pt.cast(pt.round(params[0]), "int64"), *params[1:]]
 
 
 def posterior_predictive(model, post: xr.Dataset, seed: int) -> xr.Dataset:
