@@ -78,6 +78,7 @@ def test_vectorised_log_likelihood_and_deterministics_equal_pymcs_per_draw_loops
     {"kind": "secondary_procedures", "variant": "hierarchical"},
     {"kind": "narcotic_change", "variant": "ordered_logit", "pooling": "partial"},
     {"kind": "msts", "route": "summary", "likelihood": "normal", "pooling": "partial"},
+    {"kind": "msts", "route": "reconstructed", "reconstructions": 2, "likelihood": "beta_binomial", "pooling": "partial"},
 ])
 def test_vectorised_prior_predictive_has_pymcs_distribution(model_doc):
     """The prior and prior predictive drawn in one vectorised call have the distribution of PyMC's per-draw sampler:
@@ -109,6 +110,47 @@ def test_vectorised_prior_predictive_has_pymcs_distribution(model_doc):
     again, _ = batched.prior_predictive(model, n, 1)  # same seed, same draws
     for v in prior.data_vars:
         np.testing.assert_array_equal(again[v].values, prior[v].values)
+
+
+def test_beta_binomial_posterior_predictive_is_drawn_the_same_on_every_call(tmp_path, monkeypatch):
+    """The posterior predictive of a beta-binomial model, drawn again after another function of the model was built (as
+    a fit does between reconstructed data sets): the same seed gives the same draws on every call, drawn by numpy with
+    nothing falling back to numba, whether or not the function came from the compile cache; and the draws have the
+    beta-binomial's mean and variance. (Building the log-likelihood made the graph's constant 30 read-only; scipy's
+    beta-binomial refused views of it, so from the second data set on the draws came from numba's generator, but only
+    in a process that had built the function rather than loaded it.)"""
+    import pytensor.tensor as pt
+    import xarray as xr
+    from pytensor.graph.replace import graph_replace
+
+    from bayes_sacral import batched
+    from bayes_sacral.config import resolve
+    from bayes_sacral.fitting import build_run_model, prepare_run
+
+    monkeypatch.setenv("BAYES_SACRAL_CACHE", str(tmp_path))  # functions built here, not loaded
+    monkeypatch.setattr(batched, "_FNS", {})
+    monkeypatch.setattr(batched, "_NUMBA_ONLY", set())
+    run = resolve({"run": {"name": "bb", "seed": 1},
+                   "model": {"kind": "msts", "route": "reconstructed", "reconstructions": 2, "likelihood": "beta_binomial"}})
+    inp, _ = prepare_run(run)
+    model = build_run_model(run, inp)
+    prior, _ = batched.prior_predictive(model, 400, 3)
+    post = prior[[rv.name for rv in model.free_RVs]]
+    first = batched.posterior_predictive(model, post, 5)
+    batched.log_likelihood(model, post)
+    for _ in range(2):
+        xr.testing.assert_identical(batched.posterior_predictive(model, post, 5), first)
+    assert not batched._NUMBA_ONLY
+    # one parameter draw repeated: the replicates of each patient have the beta-binomial's moments
+    one = post.isel(draw=[0]).isel(draw=np.zeros(20000, dtype=int)).assign_coords(draw=np.arange(20000))
+    (name,) = [rv.name for rv in model.observed_RVs]
+    rep = batched.posterior_predictive(model, one, 7)[name].values.reshape(20000, -1)
+    at = {rv: pt.as_tensor(post[rv.name].values[0, 0]) for rv in model.free_RVs}
+    n, a, b = (np.broadcast_to(x.eval(), rep.shape[1:]) for x in graph_replace(model[name].owner.inputs[2:], at))
+    mean = n * a / (a + b)
+    var = n * a * b * (a + b + n) / ((a + b) ** 2 * (a + b + 1))
+    np.testing.assert_allclose(rep.mean(axis=0), mean, atol=5 * np.sqrt(var / 20000).max())
+    np.testing.assert_allclose(rep.var(axis=0), var, rtol=0.1)
 
 
 FN_SCRIPT = """

@@ -44,8 +44,9 @@ def _mode_name(mode) -> str:
 
 def with_draw_mode(model, draw):
     """``draw(mode)`` with :func:`python_mode`, or with the default (numba) backend (``mode`` None) for a model whose
-    random draws the Python implementations refuse (scipy's beta-binomial fails on read-only broadcast parameters;
-    a binomial's float count is cast first, see :func:`_counts_as_integers`); remembered per structure."""
+    random draws the Python implementations refuse; remembered per structure. (None of this package's models: a
+    binomial's float count is cast first, see :func:`_counts_as_integers`, and a beta-binomial is drawn without scipy,
+    see :func:`_beta_then_binomial`.)"""
     from .compiled import structure_key
 
     key = structure_key(model)
@@ -270,6 +271,7 @@ def _redraw(rv, replace: dict, batch, tag: str):
     import pytensor
     import pytensor.tensor as pt
     from pytensor.graph.replace import vectorize_graph
+    from pytensor.tensor.random.basic import BetaBinomialRV
     from pytensor.tensor.type_other import NoneTypeT
 
     _rng, size, *params = rv.owner.inputs
@@ -282,7 +284,25 @@ def _redraw(rv, replace: dict, batch, tag: str):
         new_size = pt.concatenate([pt.stack([batch]), pt.as_tensor(rv.shape, dtype="int64")])
     vparams = _counts_as_integers(rv.owner.op, vparams)
     rng = pytensor.shared(np.random.default_rng(0), name=f"{rv.name}_{tag}_rng")
+    if isinstance(rv.owner.op, BetaBinomialRV):
+        return _beta_then_binomial(rng, new_size, *vparams)
     return rv.owner.op.make_node(rng, new_size, *vparams).outputs[1]
+
+
+def _beta_then_binomial(rng, size, n, a, b):
+    """Beta-binomial draws as scipy makes them, a probability from Beta(a, b) per element and then a binomial count, in
+    two numpy draws from one generator. PyTensor's Python implementation calls scipy, which refuses a parameter that is
+    a view of a read-only array (a graph constant such as the 30 of a 0-30 score, once another compile has frozen it):
+    the draw then fell back to the numba backend from the second call of a process on, so a fit's predictive draws
+    depended on whether the function had been loaded from the compile cache, and numba compiled them in every first-ever
+    run. Without a size, the parameters are broadcast first, so that every element has its own probability."""
+    import pytensor.tensor as pt
+    from pytensor.tensor.random.basic import beta, binomial
+
+    if size is None:
+        n, a, b = pt.broadcast_arrays(n, a, b)
+    nxt, p = beta.make_node(rng, size, a, b).outputs
+    return binomial.make_node(nxt, size, *_counts_as_integers(binomial, [n, p])).outputs[1]
 
 
 def _counts_as_integers(op, params: list) -> list:
