@@ -23,7 +23,15 @@ from ..checks import blocks, is_item_scores, item_scores
 from ..precision import format_probability, probability_mcse
 from ..priors import prior_pdf
 from ..summarize import element_name
-from .style import DOUBLE, PALETTE, SINGLE, arm_colours, new_figure
+from .style import (
+    DOUBLE,
+    PALETTE,
+    SINGLE,
+    arm_colours,
+    from_percent_of_range,
+    new_figure,
+    percent_of_range,
+)
 
 __all__ = ["FIGURE_KINDS", "forest", "effect_density", "prior_posterior", "ppc", "rates", "sensitivity", "prior_grid",
            "summary_forest", "grid_cells", "rank", "trace", "figure_for", "density_curve", "gaussian_kde_grid"]
@@ -243,21 +251,13 @@ def _forest_axes(ax, rows, colour, ypos: dict[str, float], offset=0.0, label=Non
         first = False
 
 
-def _to_percent(R, p):
-    return p / R * 100
-
-
-def _from_percent(R, q):
-    return q * R / 100
-
-
 def _points_axis(ax, o):
     """A secondary axis in percent of the score's range; its ticks stay inside the plotted range so no end label overhangs."""
     from matplotlib.ticker import FixedLocator, MaxNLocator
 
     R = o.range
     # module-level functions (not lambdas) so that the figure pickles for the report's writer processes
-    sec = ax.secondary_xaxis("top", functions=(functools.partial(_to_percent, R), functools.partial(_from_percent, R)))
+    sec = ax.secondary_xaxis("top", functions=(functools.partial(percent_of_range, R), functools.partial(from_percent_of_range, R)))
     lo, hi = (v / R * 100 for v in ax.get_xlim())
     margin = 0.06 * (hi - lo)
     ticks = [t for t in MaxNLocator(nbins=6).tick_values(lo, hi) if lo + margin <= t <= hi - margin]
