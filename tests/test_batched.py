@@ -117,8 +117,8 @@ def test_beta_binomial_posterior_predictive_is_drawn_the_same_on_every_call(tmp_
     a fit does between reconstructed data sets): the same seed gives the same draws on every call, drawn by numpy with
     nothing falling back to numba, whether or not the function came from the compile cache; and the draws have the
     beta-binomial's mean and variance. (Building the log-likelihood made the graph's constant 30 read-only; scipy's
-    beta-binomial refused views of it, so from the second data set on the draws came from numba's generator, but only
-    in a process that had built the function rather than loaded it.)"""
+    beta-binomial refused views of it, so from the second data set on the draws were compiled with numba, but only in
+    a process that had built the function rather than loaded it.)"""
     import pytensor.tensor as pt
     import xarray as xr
     from pytensor.graph.replace import graph_replace

@@ -293,9 +293,10 @@ def _beta_then_binomial(rng, size, n, a, b):
     """Beta-binomial draws as scipy makes them, a probability from Beta(a, b) per element and then a binomial count, in
     two numpy draws from one generator. PyTensor's Python implementation calls scipy, which refuses a parameter that is
     a view of a read-only array (a graph constant such as the 30 of a 0-30 score, once another compile has frozen it):
-    the draw then fell back to the numba backend from the second call of a process on, so a fit's predictive draws
-    depended on whether the function had been loaded from the compile cache, and numba compiled them in every first-ever
-    run. Without a size, the parameters are broadcast first, so that every element has its own probability."""
+    the draw then fell back to the numba backend from the second call of a process on (in a process that had built the
+    function; one that loaded it from the compile cache never did), and numba compiled it in every first-ever run only
+    to run scipy's draw in object mode, the same draws. Without a size, the parameters are broadcast first, so that
+    every element has its own probability."""
     import pytensor.tensor as pt
     from pytensor.tensor.random.basic import beta, binomial
 
