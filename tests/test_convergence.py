@@ -99,3 +99,39 @@ def test_xarray_front_ends_keep_dims_and_coords():
     assert d["ess_bulk"].dims == ("item",) and list(d["ess_bulk"]["item"].values) == ["a", "b", "c"]
     with pytest.raises(ValueError, match="ess method"):
         C.ess(da, "median")
+
+
+def test_diagnose_finds_the_worst_element_of_all_variables_as_arviz_stats_does():
+    """inference.diagnose, which diagnoses every element of every variable in one call, reports the largest R-hat and the
+    smallest bulk and tail ESS over all variables with the variable holding them, as arviz_stats's one-element functions
+    give them; a constant variable is left out."""
+    from bayes_sacral.inference import diagnose
+
+    rng = np.random.default_rng(7)
+    post = xr.Dataset({
+        "a": (("chain", "draw"), _ar1(rng, (4, 300), 0.5)),
+        "b": (("chain", "draw", "k"), np.moveaxis(_ar1(rng, (3, 4, 300), 0.95), 0, -1)),
+        "c": (("chain", "draw", "i", "j"), np.moveaxis(_ar1(rng, (2, 2, 4, 300), 0.8), (0, 1), (-2, -1))),
+        "fixed": (("chain", "draw"), np.zeros((4, 300))),
+    })
+    post["b"][1, :, 2] += 1.0  # one chain off: a large R-hat in b
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((4, 300), bool)),
+                        "energy": (("chain", "draw"), rng.normal(size=(4, 300)))})
+    d = diagnose(xr.DataTree.from_dict({"posterior": post, "sample_stats": stats}))
+
+    def per_variable(fn):
+        out = {}
+        for v in ("a", "b", "c"):
+            da = post[v]
+            rows = da.transpose(*(x for x in da.dims if x not in ("chain", "draw")), "chain", "draw").values.reshape(-1, 4, 300)
+            out[v] = [fn(r) for r in rows]
+        return out
+
+    rhat = per_variable(A.rhat)
+    bulk = per_variable(A.ess)
+    tail = per_variable(lambda r: A.ess(r, method="tail", prob=C.tail_probs()))  # ArviZ's default interval
+    worst = max(rhat, key=lambda v: max(rhat[v]))
+    assert (d.max_r_hat, d.worst_r_hat_variable) == (max(rhat[worst]), worst) and worst == "b"
+    fewest = min(bulk, key=lambda v: min(bulk[v]))
+    assert (d.min_ess_bulk, d.worst_ess_variable) == (min(bulk[fewest]), fewest)
+    assert d.min_ess_tail == min(min(t) for t in tail.values())

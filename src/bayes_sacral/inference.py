@@ -268,10 +268,12 @@ class Diagnostics:
         return asdict(self)
 
 
-def _extreme(node, fn) -> tuple[float, str]:
+def _extreme(values: dict[str, np.ndarray], fn) -> tuple[float, str]:
+    """``fn`` (np.max or np.min) over the finite values of every variable, and the variable holding it (on a tie, the
+    later one)."""
     best, name = None, ""
-    for v in node.data_vars:
-        arr = np.asarray(node[v].values, dtype=float)
+    for v, arr in values.items():
+        arr = np.asarray(arr, dtype=float)
         arr = arr[np.isfinite(arr)]
         if arr.size == 0:
             continue
@@ -282,10 +284,14 @@ def _extreme(node, fn) -> tuple[float, str]:
 
 
 def diagnose(idata: xr.DataTree, var_names: list[str] | None = None) -> Diagnostics:
-    """Convergence diagnostics of the posterior against :data:`THRESHOLDS` (status ok | warning | failed)."""
+    """Convergence diagnostics of the posterior against :data:`THRESHOLDS` (status ok | warning | failed).
+
+    Every element of every variable is diagnosed in one call of :func:`bayes_sacral.convergence.diagnostics` (each
+    element is a row computed on its own, so the values are those of one call per variable, which cost about 5 ms of
+    array handling each: 85 ms for each of a reconstructed run's 20 data sets)."""
     import arviz_stats as azs
 
-    from .convergence import diagnostics_of
+    from .convergence import diagnostics
 
     post = idata["posterior"].to_dataset()
     if var_names:
@@ -293,17 +299,24 @@ def diagnose(idata: xr.DataTree, var_names: list[str] | None = None) -> Diagnost
     chains = post.sizes["chain"]
     draws = post.sizes["draw"]
     # variables that are constant across draws (e.g. a fixed zero) have undefined R-hat/ESS; skip them
-    keep = [v for v in post.data_vars if float(post[v].std()) > 0]
-    post = post[keep]
+    rows = {}
+    for v in post.data_vars:
+        da = post[v]
+        if float(da.std()) > 0:
+            rows[v] = da.transpose(*(d for d in da.dims if d not in ("chain", "draw")), "chain", "draw").values.reshape(-1, chains, draws)
     problems = []
-    diags = {v: diagnostics_of(post[v]) for v in post.data_vars}
+    diags: dict[str, dict[str, np.ndarray]] = {"rhat": {}, "ess_bulk": {}, "ess_tail": {}}
+    if rows:
+        flat = diagnostics(np.concatenate(list(rows.values())))
+        ends = np.cumsum([0] + [len(r) for r in rows.values()])
+        diags = {k: {v: flat[k][a:b] for v, a, b in zip(rows, ends[:-1], ends[1:], strict=True)} for k in diags}
     if chains >= 2:
-        max_rhat, rhat_var = _extreme(xr.Dataset({v: d["rhat"] for v, d in diags.items()}), np.max)
+        max_rhat, rhat_var = _extreme(diags["rhat"], np.max)
     else:
         max_rhat, rhat_var = float("nan"), ""
         problems.append("one chain: R-hat cannot be computed")
-    ess_b, essb_var = _extreme(xr.Dataset({v: d["ess_bulk"] for v, d in diags.items()}), np.min)
-    ess_t, esst_var = _extreme(xr.Dataset({v: d["ess_tail"] for v, d in diags.items()}), np.min)
+    ess_b, essb_var = _extreme(diags["ess_bulk"], np.min)
+    ess_t, esst_var = _extreme(diags["ess_tail"], np.min)
     stats = idata["sample_stats"].to_dataset() if "sample_stats" in idata.children else xr.Dataset()
     div = int(stats["diverging"].sum()) if "diverging" in stats else 0
     frac = div / (chains * draws)
