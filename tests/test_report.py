@@ -366,9 +366,36 @@ def test_an_axis_label_wider_than_its_axis_is_rewrapped_inside_the_canvas(tmp_pa
         assert " ".join(label.get_text().split()) == text
 
 
+@pytest.mark.parametrize("long_label", [False, True])
+def test_the_png_draw_as_first_layout_round_gives_the_same_files(tmp_path, long_label):
+    """write_figure checks the labels on the PNG's own draw instead of a draw before it: its PNG and PDF are byte for
+    byte those of laying the figure out at 300 dpi first, label rewraps included, and then writing each file
+    (figure_bytes)."""
+    from bayes_sacral.report.style import (
+        SINGLE,
+        figure_bytes,
+        house_style,
+        new_figure,
+        write_figure,
+    )
+
+    def build():
+        fig, ax = new_figure(SINGLE, 3.0)
+        ax.set_yticks(range(4), [f"pathological, Emotional acceptance {i}" for i in range(4)])
+        ax.plot([0, 1], [0, 3])
+        ax.set_xlabel("Effect on the item score, PSFS − Sacroplasty alone (0-5)" if long_label else "Effect")
+        return fig
+
+    with house_style():
+        write_figure(build(), tmp_path / "f")
+        assert (tmp_path / "f.png").read_bytes() == figure_bytes(build(), "png")
+        assert (tmp_path / "f.pdf").read_bytes() == figure_bytes(build(), "pdf")
+
+
 def test_a_figure_is_laid_out_once_and_its_preview_shows_the_files_pixels(tmp_path):
-    """write_figure lays the figure out once, at 300 dpi, for the PNG and the PDF: the 300-dpi PNG is byte for byte what
-    matplotlib's own constrained layout gives, and writing the files moves no axes. The preview has matplotlib's size
+    """write_figure lays the figure out once, at 300 dpi, in the PNG's draw, and keeps that layout for the PDF: the
+    300-dpi PNG is byte for byte what matplotlib's own constrained layout gives, and writing the PDF moves no axes. The
+    preview has matplotlib's size
     at 110 dpi and shows the PNG's pixels: it matches the 300-dpi image averaged over each preview pixel's area
     (computed here from cumulative sums)."""
     import io
@@ -394,9 +421,10 @@ def test_a_figure_is_laid_out_once_and_its_preview_shows_the_files_pixels(tmp_pa
         moved = []
         real_savefig = fig.savefig
 
-        def savefig(*a, **k):  # the axes' positions as each file is written
+        def savefig(*a, **k):  # the axes' positions after each file is written
+            out = real_savefig(*a, **k)
             moved.append(np.array([ax.get_position().bounds for ax in fig.axes]))
-            return real_savefig(*a, **k)
+            return out
 
         fig.savefig = savefig
         preview = write_figure(fig, tmp_path / "f", preview_dpi=110)

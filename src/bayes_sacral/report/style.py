@@ -75,51 +75,88 @@ def new_figure(width: float = SINGLE, height: float = 2.4, nrows: int = 1, ncols
     return fig, axes
 
 
-def fit_axis_labels(fig, min_width: int = 12) -> None:
+#: Layout rounds of :func:`fit_axis_labels` (each lays the figure out and rewraps the labels still too wide).
+LABEL_ROUNDS = 8
+
+
+def fit_axis_labels(fig, min_width: int = 12, rounds: int = LABEL_ROUNDS) -> None:
     """Rewrap every x-axis label that runs past the edge of the canvas, narrower until it fits. A label is centred under
     its axis, and long tick labels on the left push the axis right: a label wider than the axis then lost its end
     (the per-item forest plot's "Effect on the item score, PSFS − Sacroplasty alone" was cut after "Sacro")."""
-    import textwrap
-
-    for _ in range(8):
+    for _ in range(rounds):
         fig.draw_without_rendering()  # the layout and text extents of a draw, without rasterising (a full draw cost
-        right = fig.bbox.width        # about a third of writing a report's figures)
-        moved = False
-        for ax in fig.axes:
-            label = ax.xaxis.label
-            text = label.get_text()
-            if not text:
-                continue
-            box = label.get_window_extent()
-            if box.x0 >= -0.5 and box.x1 <= right + 0.5:
-                continue
-            longest = max(len(line) for line in text.split("\n"))
-            width = int(longest * 0.85)
-            if width < min_width:
-                continue
-            label.set_text("\n".join(textwrap.wrap(" ".join(text.split()), width)))
-            moved = True
-        if not moved:
+        if not _rewrap_overflowing(fig, min_width):  # about a third of writing a report's figures)
             return
     fig.draw_without_rendering()  # the last rewrap laid out too, as when the loop returns early
 
 
-def _lay_out_for_files(fig):
-    """Rewrap x-axis labels that run past the canvas, measured at 300 dpi (:func:`fit_axis_labels`, whose last draw
-    runs the layout engine), and keep that layout (the engine set aside). Returns the engine set aside, or None."""
+def _rewrap_overflowing(fig, min_width: int = 12) -> bool:
+    """Rewrap the x-axis labels that run past the canvas as last drawn (at the figure's current resolution); returns
+    whether any was rewrapped."""
+    import textwrap
+
+    right = fig.bbox.width
+    moved = False
+    for ax in fig.axes:
+        label = ax.xaxis.label
+        text = label.get_text()
+        if not text:
+            continue
+        box = label.get_window_extent()
+        if box.x0 >= -0.5 and box.x1 <= right + 0.5:
+            continue
+        longest = max(len(line) for line in text.split("\n"))
+        width = int(longest * 0.85)
+        if width < min_width:
+            continue
+        label.set_text("\n".join(textwrap.wrap(" ".join(text.split()), width)))
+        moved = True
+    return moved
+
+
+def _keep_layout(fig) -> None:
+    """Set the layout engine aside, keeping the positions it computed last."""
     from matplotlib.layout_engine import PlaceHolderLayoutEngine
 
-    dpi = fig.dpi
-    fig.set_dpi(DPI)
-    try:
-        fit_axis_labels(fig)
-    finally:
-        fig.set_dpi(dpi)
     engine = fig.get_layout_engine()
-    if engine is None or isinstance(engine, PlaceHolderLayoutEngine):
-        return None
-    fig.set_layout_engine("none")  # keeps the positions just computed
-    return engine
+    if engine is not None and not isinstance(engine, PlaceHolderLayoutEngine):
+        fig.set_layout_engine("none")
+
+
+@contextlib.contextmanager
+def _at_dpi(fig, dpi: float):
+    old = fig.dpi
+    fig.set_dpi(dpi)
+    try:
+        yield
+    finally:
+        fig.set_dpi(old)
+
+
+def _lay_out_for_files(fig) -> None:
+    """Rewrap x-axis labels that run past the canvas, measured at 300 dpi (:func:`fit_axis_labels`, whose last draw
+    runs the layout engine), and keep that layout (the engine set aside)."""
+    with _at_dpi(fig, DPI):
+        fit_axis_labels(fig)
+    _keep_layout(fig)
+
+
+def _png_laid_out(fig) -> bytes:
+    """The 300-dpi PNG, with the figure laid out as :func:`_lay_out_for_files` lays it out and that layout kept, for
+    one draw less: the PNG's own draw is the first layout round, its labels are checked on it, and only a figure with a
+    label to rewrap is laid out again (:func:`fit_axis_labels`' remaining rounds) and drawn once more. The draws and
+    layouts run in the same order and at the same resolution as before, so the PNG's bytes are the same."""
+    buf = io.BytesIO()
+    _save(fig, buf, "png")  # the layout engine runs at 300 dpi in this draw
+    with _at_dpi(fig, DPI):
+        moved = _rewrap_overflowing(fig)
+        if moved:
+            fit_axis_labels(fig, rounds=LABEL_ROUNDS - 1)
+    _keep_layout(fig)
+    if moved:
+        buf = io.BytesIO()
+        _save(fig, buf, "png")
+    return buf.getvalue()
 
 
 def _save(fig, target, fmt: str) -> None:
@@ -150,8 +187,8 @@ def write_figure(fig, stem: Path, preview_dpi: int | None = None) -> bytes | Non
     """Write ``stem``.png (300 dpi) and ``stem``.pdf with no timestamps (the same figure gives the same bytes), close
     the figure, and return a PNG preview at ``preview_dpi`` (None without one).
 
-    The figure is laid out once, at 300 dpi, where x-axis labels that run past the canvas are rewrapped
-    (:func:`fit_axis_labels`), and that layout is kept while the PNG and the PDF are written. Positions are fractions
+    The figure is laid out at 300 dpi in the PNG's own draw, where x-axis labels that run past the canvas are found and
+    rewrapped (:func:`_png_laid_out`), and that layout is kept for the PDF. Positions are fractions
     of the figure, so the 300-dpi layout carries over to the PDF (its text is drawn at true glyph widths, closest to
     those at 300 dpi). The preview is the 300-dpi PNG resampled (:func:`preview_of`), not drawn a fourth time: drawing
     it laid the figure out again at the preview's resolution (where hinting widens small text) and cost about a fifth
@@ -159,13 +196,11 @@ def write_figure(fig, stem: Path, preview_dpi: int | None = None) -> bytes | Non
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _lay_out_for_files(fig)
+        png = _png_laid_out(fig)
         # Run names may contain dots (sweep values such as 0.5): append, never replace a "suffix".
-        png = io.BytesIO()
-        _save(fig, png, "png")
-        stem.with_name(stem.name + ".png").write_bytes(png.getvalue())
+        stem.with_name(stem.name + ".png").write_bytes(png)
         _save(fig, stem.with_name(stem.name + ".pdf"), "pdf")
-        return None if preview_dpi is None else preview_of(png.getvalue(), preview_dpi)
+        return None if preview_dpi is None else preview_of(png, preview_dpi)
     finally:
         plt.close(fig)
 
