@@ -310,7 +310,7 @@ def _counts_as_integers(op, params: list) -> list:
     """The number of trials of a binomial or multinomial as integers: models hold counts as floating-point data (shared
     variables the design engines overwrite with simulated trials), which numpy's samplers refuse ("Cannot cast array data
     from float64 to int64"), so these models' predictive draws fell back to the numba backend and compiled them in every
-    process (17 CPU-s in a first-ever reanalysis). The counts are whole numbers, so the cast is exact."""
+    process. The counts are whole numbers, so the cast is exact."""
     import pytensor.tensor as pt
     from pytensor.tensor.random.basic import BinomialRV, MultinomialRV
 
