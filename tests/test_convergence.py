@@ -135,3 +135,21 @@ def test_diagnose_finds_the_worst_element_of_all_variables_as_arviz_stats_does()
     fewest = min(bulk, key=lambda v: min(bulk[v]))
     assert (d.min_ess_bulk, d.worst_ess_variable) == (min(bulk[fewest]), fewest)
     assert d.min_ess_tail == min(min(t) for t in tail.values())
+
+
+def test_diagnostics_by_variable_equals_diagnostics_of_each_variable():
+    """One call over every variable gives each variable's elements the values diagnostics_of gives it alone, flat in
+    the order of its other dims."""
+    rng = np.random.default_rng(11)
+    ds = xr.Dataset({
+        "a": (("chain", "draw"), _ar1(rng, (4, 200), 0.7)),
+        "b": (("k", "chain", "draw"), _ar1(rng, (3, 4, 200), 0.9)),  # chain and draw not last
+        "c": (("chain", "draw", "i", "j"), rng.normal(size=(4, 200, 2, 3))),
+    })
+    got = C.diagnostics_by_variable(ds, 0.95)
+    assert list(got) == ["a", "b", "c"]
+    for v in ds.data_vars:
+        want = C.diagnostics_of(ds[v], 0.95)
+        for k, arr in want.items():
+            np.testing.assert_array_equal(got[v][k], np.ravel(arr.values), err_msg=f"{v}: {k}")
+    assert C.diagnostics_by_variable(ds[[]]) == {}

@@ -303,18 +303,18 @@ def _beta_then_binomial(rng, size, n, a, b):
     if size is None:
         n, a, b = pt.broadcast_arrays(n, a, b)
     nxt, p = beta.make_node(rng, size, a, b).outputs
-    return binomial.make_node(nxt, size, *_counts_as_integers(binomial, [n, p])).outputs[1]
+    return binomial.make_node(nxt, size, n, p).outputs[1]
 
 
 def _counts_as_integers(op, params: list) -> list:
-    """The number of trials of a binomial or multinomial as integers: models hold counts as floating-point data (shared
-    variables the design engines overwrite with simulated trials), which numpy's samplers refuse ("Cannot cast array data
-    from float64 to int64"), so these models' predictive draws fell back to the numba backend and compiled them in every
-    process. The counts are whole numbers, so the cast is exact."""
+    """The number of trials of a binomial, beta-binomial or multinomial as integers: models hold counts as floating-point
+    data (shared variables the design engines overwrite with simulated trials), which numpy's samplers refuse ("Cannot
+    cast array data from float64 to int64"), so these models' predictive draws fell back to the numba backend and
+    compiled them in every process. The counts are whole numbers, so the cast is exact."""
     import pytensor.tensor as pt
-    from pytensor.tensor.random.basic import BinomialRV, MultinomialRV
+    from pytensor.tensor.random.basic import BetaBinomialRV, BinomialRV, MultinomialRV
 
-    if not isinstance(op, (BinomialRV, MultinomialRV)) or params[0].dtype.startswith("int"):
+    if not isinstance(op, (BinomialRV, BetaBinomialRV, MultinomialRV)) or params[0].dtype.startswith("int"):
         return params
     return [pt.cast(pt.round(params[0]), "int64"), *params[1:]]
 

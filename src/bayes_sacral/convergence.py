@@ -27,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 import xarray as xr
 
-__all__ = ["rhat", "ess", "mcse", "diagnostics", "diagnostics_of", "rhat_rank", "ess_bulk", "ess_tail", "ess_mean", "mcse_mean", "mcse_quantile",
+__all__ = ["rhat", "ess", "mcse", "diagnostics", "diagnostics_of", "diagnostics_by_variable", "rhat_rank", "ess_bulk", "ess_tail", "ess_mean", "mcse_mean", "mcse_quantile",
            "tail_probs"]
 
 #: Blom's offset in the back-transformation of ranks (ArviZ's).
@@ -364,6 +364,19 @@ def diagnostics_of(da: xr.DataArray, interval_prob: float | None = None) -> dict
     """:func:`diagnostics` of a DataArray with ``chain`` and ``draw`` dims: DataArrays over its other dims."""
     values, wrap = _per_element(da, lambda v: diagnostics(v, interval_prob))
     return {k: wrap(v) for k, v in values.items()}
+
+
+def diagnostics_by_variable(ds: xr.Dataset, interval_prob: float | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`diagnostics` of every element of every variable of ``ds`` (dims ``chain``, ``draw`` and any others) in one
+    call: variable -> diagnostic -> its elements' values, flat in the order of the variable's other dims. The elements
+    are rows computed on their own, so the values are those of :func:`diagnostics_of` per variable, without its array
+    handling per variable (about 5 ms each)."""
+    rows = {v: _per_element(ds[v], lambda x: x.reshape(-1, *x.shape[-2:]))[0] for v in ds.data_vars}
+    if not rows:
+        return {}
+    flat = diagnostics(np.concatenate(list(rows.values())), interval_prob)
+    ends = np.cumsum([0] + [len(r) for r in rows.values()])
+    return {v: {k: col[a:b] for k, col in flat.items()} for v, a, b in zip(rows, ends[:-1], ends[1:], strict=True)}
 
 
 def _on(data, fn):
