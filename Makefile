@@ -11,7 +11,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$(ls -d /root/.pyenv/versions/3.12*/bi
   if $$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1; then echo $$p; break; fi; done)
 PYTEST_WORKERS ?= 2
 
-.PHONY: help setup bytecode browser reanalysis test validate bench lint lock clean
+.PHONY: help setup bytecode browser reanalysis test validate bench lint lock prebuilt clean
 
 help:
 	@echo "make reanalysis  set up .venv (if missing) and run the reanalysis of the published study"
@@ -19,6 +19,7 @@ help:
 	@echo "make validate    heavy validation: full simulation-based calibration and slow checks"
 	@echo "make bench       benchmarks (ratios against a baseline in the same run)"
 	@echo "make lint        ruff"
+	@echo "make prebuilt    recompile the bundled configs' model structures shipped with the package (after a model change)"
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PYTHON312)" || { echo "error: no Python 3.12 interpreter found (set PYTHON312=/path/to/python3.12)"; exit 1; }
@@ -55,6 +56,14 @@ bench: $(STAMP) bytecode
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
+
+# Recompile the bundled configs' model structures for any x86-64 CPU (src/bayes_sacral/prebuilt_models/, read by
+# every fit before its own cache): after a change to a model kind, the lock or the package version. Empty caches, so
+# that nothing host-specific is reused (see bayes_sacral.prebuilt).
+prebuilt: $(STAMP) bytecode
+	@T=$$(mktemp -d) && trap 'rm -rf "$$T"' EXIT && \
+	  NUMBA_CPU_NAME=generic BAYES_SACRAL_PREBUILT=0 BAYES_SACRAL_CACHE=$$T/cache PYTENSOR_FLAGS=base_compiledir=$$T/pytensor \
+	  $(PY) -m bayes_sacral.prebuilt configs
 
 # Regenerate the pinned lock from the current .venv (after a deliberate dependency change).
 lock:

@@ -61,14 +61,14 @@ cm = compiled.compiled_model({model})
 idata = nuts.start(cm, draws=300, tune=300, chains=2, cores=1, seed=5, progress_bar=False, target_accept=0.8).wait()
 s = compiled.STATS
 var = list(idata["posterior"].data_vars)[0]
-print(json.dumps({{"compiled": s.compiled, "loaded": s.loaded, "rejected": s.rejected, "objmode": len(objmode),
+print(json.dumps({{"compiled": s.compiled, "loaded": s.loaded, "rejected": s.rejected, "prebuilt": s.prebuilt, "objmode": len(objmode),
                   "slots": sum(len(x.payload["slots"]) for x in compiled._LOADED.values()),
                   "mu": idata["posterior"][var].values.ravel().tolist()}}))
 """
 
 
-def run_fresh(cache, model="normal_model([0.5, 1.5, 2.0])"):
-    env = {**os.environ, "BAYES_SACRAL_CACHE": str(cache)}
+def run_fresh(cache, model="normal_model([0.5, 1.5, 2.0])", env=None):
+    env = {**os.environ, "BAYES_SACRAL_CACHE": str(cache), **(env or {})}
     code = SCRIPT.format(tests=os.path.dirname(__file__), model=model)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -287,7 +287,7 @@ def test_code_that_computes_another_density_is_rejected_and_rebuilt(tmp_path, mo
         mu = pm.Normal("mu", 0.0, 3.0)
         pm.Deterministic("mu_doubled", 2 * mu)
         pm.Normal("obs", mu, 1.0, observed=pm.Data("y", y))
-    monkeypatch.setattr(compiled, "structure_key", lambda model: wide_key)
+    monkeypatch.setattr(compiled, "structure_key", lambda model, cpu=None: wide_key)
     for where, copies in (("memory", 2), ("disk", 1)):  # first the wrong code is in memory and on disk, then on disk
         if where == "disk":
             compiled._LOADED.clear()

@@ -18,6 +18,9 @@ nutpie's log density and gradient are numba C callbacks (built by :mod:`bayes_sa
 - **Use.** On a hit the machine code is linked into the process (tens of milliseconds) and bound to the model at hand:
   its shared data, coordinates and initial-point function. A freshly compiled model is written and then loaded the same way, so a
   run's draws are the same whether its structure came from the cache or not.
+- **Prebuilt.** The bundled configs' structures ship compiled for any x86-64 CPU (:mod:`bayes_sacral.prebuilt`,
+  :func:`prebuilt_dir`): a structure's prebuilt entry, keyed as above with numba's ``generic`` CPU, is tried before
+  the cache's, read only, and checked like any entry.
 - **Trust.** Every bind checks the compiled log density at two points against PyTensor's own Python implementation of
   the same model and the gradient against finite differences; a corrupt, truncated, stale or colliding entry fails the
   header or this check and is deleted and rebuilt, never used.
@@ -38,6 +41,7 @@ import functools
 import hashlib
 import importlib
 import io
+import os
 import pickle
 import platform
 import sys
@@ -48,11 +52,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .cachefile import cache_dir, lookup, write_entry
+from .cachefile import cache_dir, lookup, read_entry, write_entry
 from .cachefile import prune as cachefile_prune
 from .callbacks import DrawExpansion, compile_pymc_model, generate_machine_code
 
-__all__ = ["cache_dir", "compiled_model", "cached_function", "pin_compiler_flags", "structure_key", "shared_by_name", "logp_and_grad", "cache_info", "pytensor_caches",
+__all__ = ["cache_dir", "compiled_model", "prebuilt_dir", "target_cpu", "versions", "PORTABLE_CPU", "cached_function", "pin_compiler_flags", "structure_key", "shared_by_name", "logp_and_grad", "cache_info", "pytensor_caches",
            "clear_cache", "prune", "CacheStats", "STATS", "MAX_BYTES"]
 
 FORMAT = 5  # 2: machine code (numba object code) instead of bitcode; 3: callbacks of .callbacks (same ABI and results);
@@ -76,6 +80,7 @@ class CacheStats:
     load_s: float = 0.0
     functions_built: int = 0
     functions_loaded: int = 0
+    prebuilt: int = 0  # of ``loaded``: from the package's prebuilt models (:func:`prebuilt_dir`)
 
 
 STATS = CacheStats()
@@ -185,9 +190,25 @@ def pin_compiler_flags() -> bool:
     return False
 
 
-def _versions() -> str:
-    import llvmlite
+def target_cpu() -> tuple[str, str]:
+    """The CPU (name, instruction-set features) numba makes machine code for in this process: the host's, unless
+    ``NUMBA_CPU_NAME`` (and ``NUMBA_CPU_FEATURES``) name another, as :mod:`bayes_sacral.prebuilt` does to make code
+    for every x86-64 CPU (numba's ``generic`` target, whose features default to none)."""
     import llvmlite.binding as ll
+    from numba.core import config
+
+    name = config.CPU_NAME or ll.get_host_cpu_name()
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else ll.get_host_cpu_features().flatten()
+    return name, features
+
+
+PORTABLE_CPU = ("generic", "")  # numba's baseline x86-64 target: the prebuilt models' machine code runs on any x86-64
+
+
+def versions(cpu: tuple[str, str]) -> str:
+    """What besides the structure a compiled model depends on: Python, the platform, the CPU the code is for, the
+    sampling stack's versions, this package's version, the entry format and the optimisation policy."""
+    import llvmlite
     import numba
     import pymc
     import pytensor
@@ -197,11 +218,12 @@ def _versions() -> str:
 
     nutpie = import_nutpie()
 
-    return "|".join([sys.version, platform.machine(), ll.get_host_cpu_name(), ll.get_host_cpu_features().flatten(), nutpie.__version__, numba.__version__, llvmlite.__version__,
+    return "|".join([sys.version, platform.machine(), cpu[0], cpu[1], nutpie.__version__, numba.__version__, llvmlite.__version__,
                      pytensor.__version__, pymc.__version__, __version__, str(FORMAT), optlevels.policy()])
 
 
 _KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_TEXTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LOGP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -214,16 +236,23 @@ def _logp(model):
     return out
 
 
-def structure_key(model) -> str:
+def structure_key(model, cpu: tuple[str, str] | None = None) -> str:
     """SHA-256 of what a compiled model depends on (see the module docstring); values of shared variables excluded.
-    Computed once per model object (a model's structure does not change once built)."""
-    key = _KEYS.get(model)
+    ``cpu``: the (name, features) the machine code is for; default this process's :func:`target_cpu`. Computed once
+    per model object and CPU (a model's structure does not change once built)."""
+    cpu = cpu or target_cpu()
+    keys = _KEYS.setdefault(model, {})
+    key = keys.get(cpu)
     if key is None:
-        key = _KEYS[model] = _structure_key(model)
+        text = _TEXTS.get(model)
+        if text is None:
+            text = _TEXTS[model] = _structure_text(model)
+        key = keys[cpu] = hashlib.sha256(versions(cpu).encode() + text).hexdigest()
     return key
 
 
-def _structure_key(model) -> str:
+def _structure_text(model) -> bytes:
+    """The structure's graph, variable names and constants as bytes (what the key hashes after the versions)."""
     import pytensor
     from pytensor.compile.sharedvalue import SharedVariable
     from pytensor.graph.basic import Constant
@@ -232,23 +261,20 @@ def _structure_key(model) -> str:
     outputs = [_logp(model), *model.deterministics]
     buf = io.StringIO()
     pytensor.dprint(outputs, file=buf, print_type=True, id_type="")
-    h = hashlib.sha256()
-    h.update(_versions().encode())
-    h.update(buf.getvalue().encode())
-    h.update(repr([model.rvs_to_values[v].name for v in model.free_RVs]).encode())
-    h.update(repr([d.name for d in model.deterministics]).encode())
+    parts = [buf.getvalue().encode(), repr([model.rvs_to_values[v].name for v in model.free_RVs]).encode(),
+             repr([d.name for d in model.deterministics]).encode()]
     for a in ancestors(outputs):
         if isinstance(a, SharedVariable):
             val = a.get_value(borrow=True)
-            h.update(f"shared:{a.name}:{np.asarray(val).dtype}:{np.ndim(val)}".encode())
+            parts.append(f"shared:{a.name}:{np.asarray(val).dtype}:{np.ndim(val)}".encode())
         elif isinstance(a, Constant):
             data = np.asarray(a.data)
-            h.update(f"const:{data.dtype}:{data.shape}".encode())
+            parts.append(f"const:{data.dtype}:{data.shape}".encode())
             if data.dtype == object:  # a Python object (None, a slice): its bytes are a pointer, different in every process
-                h.update(repr(a.data).encode())
+                parts.append(repr(a.data).encode())
             else:
-                h.update(np.ascontiguousarray(data).tobytes())
-    return h.hexdigest()
+                parts.append(np.ascontiguousarray(data).tobytes())
+    return b"".join(parts)
 
 
 # ---------------------------------------------------------------------- serialising nutpie's compiled callbacks
@@ -548,22 +574,29 @@ def compiled_model(model, log=None):
     log = log or (lambda m: None)
     key = structure_key(model)
     with _LOCK:
-        if key in _LOADED:
-            try:
-                cm = _bind(_LOADED[key], model)
-                _verify(cm, model)
-            except Exception as exc:  # noqa: BLE001 - code that does not compute this model's density is never used
-                STATS.rejected += 1
-                log(f"compile cache: loaded model {key[:12]} rejected ({exc}); rebuilding")
-                del _LOADED[key]
-            else:
-                STATS.reused += 1
-                return cm
-        path = _models_dir() / f"{key}.bscm"
-        if path.is_file():
+        # the prebuilt entry first, so that a bundled structure runs the same code on every machine and in every process
+        for k, path, own in _candidates(model, key):
+            if k in _LOADED:
+                try:
+                    cm = _bind(_LOADED[k], model)
+                    _verify(cm, model)
+                except Exception as exc:  # noqa: BLE001 - code that does not compute this model's density is never used
+                    STATS.rejected += 1
+                    log(f"compile cache: loaded model {k[:12]} rejected ({exc}); rebuilding")
+                    del _LOADED[k]
+                else:
+                    STATS.reused += 1
+                    return cm
+            if not path.is_file():
+                continue
             t0 = time.perf_counter()
-            # an intact entry is marked as used (for prune); a damaged, stale or foreign one is already deleted
-            found, payload = lookup(path, _MAGIC, FORMAT, key)
+            if own:  # an intact entry is marked as used (for prune); a damaged, stale or foreign one is already deleted
+                found, payload = lookup(path, _MAGIC, FORMAT, k)
+            else:  # a prebuilt entry is only read, never touched or deleted
+                try:
+                    found, payload = True, read_entry(path, _MAGIC, FORMAT, k)
+                except Exception:  # noqa: BLE001 - damaged, stale or foreign: never used
+                    found, payload = False, None
             try:
                 if not found:
                     raise ValueError("damaged, stale or foreign entry")
@@ -572,13 +605,17 @@ def compiled_model(model, log=None):
                 _verify(cm, model)
             except Exception as exc:  # noqa: BLE001 - any unreadable or wrong entry is rebuilt, never used
                 STATS.rejected += 1
-                log(f"compile cache: entry {path.name[:12]} rejected ({exc}); rebuilding")
-                path.unlink(missing_ok=True)
+                log(f"compile cache: {'entry' if own else 'prebuilt entry'} {path.name[:12]} rejected ({exc}); "
+                    f"{'rebuilding' if own else 'not used'}")
+                if own:
+                    path.unlink(missing_ok=True)
             else:
-                _LOADED[key] = loaded
+                _LOADED[k] = loaded
                 STATS.loaded += 1
+                STATS.prebuilt += not own
                 STATS.load_s += time.perf_counter() - t0
                 return cm
+        path = _models_dir() / f"{key}.bscm"
         t0 = time.perf_counter()
         from .inference import quiet_pymc
 
@@ -606,6 +643,31 @@ def compiled_model(model, log=None):
         STATS.compiled += 1
         STATS.compile_s += time.perf_counter() - t0
         return cm
+
+
+def prebuilt_dir() -> Path | None:
+    """The package's prebuilt models (machine code for any x86-64 CPU of the bundled configs' structures, made by
+    ``make prebuilt``, see :mod:`bayes_sacral.prebuilt`), or None where ``BAYES_SACRAL_PREBUILT=0`` turns them off.
+    An entry is used only where its key matches: same structure, same versions of Python and the sampling stack, same
+    package version and code format; it is read, never written or deleted, and checked like every cache entry.
+    ``BAYES_SACRAL_PREBUILT`` set to a folder reads that folder instead."""
+    where = os.environ.get("BAYES_SACRAL_PREBUILT", "")
+    if where == "0":
+        return None
+    return Path(where) if where and where != "1" else Path(__file__).with_name("prebuilt_models")
+
+
+def _candidates(model, key: str) -> list[tuple[str, Path, bool]]:
+    """(key, entry path, whether the entry is the user's cache's) to try in order: the prebuilt entry of this
+    structure for the portable CPU, where there is one, then the cache's entry for this process's CPU."""
+    own = (key, _models_dir() / f"{key}.bscm", True)
+    d = prebuilt_dir()
+    if d is None or not d.is_dir() or platform.machine() not in ("x86_64", "AMD64"):
+        return [own]
+    portable = structure_key(model, PORTABLE_CPU)
+    if portable == key:  # this process makes portable code itself (make prebuilt)
+        return [own]
+    return [(portable, d / f"{portable}.bscm", False), own]
 
 
 def _entries() -> list[Path]:
@@ -645,7 +707,16 @@ def cache_info() -> dict:
             "pytensor_compiledir": str(pt["compiledir"]), "pytensor_bytes": sum(f.stat().st_size for f in comp),
             "pytensor_numba": str(pt["numba"]), "pytensor_numba_entries": sum(1 for f in numba_files if f.suffix == ".nbi"),
             "pytensor_numba_bytes": sum(f.stat().st_size for f in numba_files),
-            "env": "BAYES_SACRAL_CACHE"}
+            "env": "BAYES_SACRAL_CACHE", **_prebuilt_info()}
+
+
+def _prebuilt_info() -> dict:
+    """The prebuilt models' folder, entries and size (whether they fit this environment is known only when a model's
+    key is computed, which needs PyMC: ``cache info`` starts without it)."""
+    d = prebuilt_dir()
+    files = sorted(d.glob("*.bscm")) if d is not None and d.is_dir() else []
+    return {"prebuilt": "off (BAYES_SACRAL_PREBUILT=0)" if d is None else str(d), "prebuilt_entries": len(files),
+            "prebuilt_bytes": sum(f.stat().st_size for f in files)}
 
 
 def clear_cache(pytensor_too: bool = False) -> int:

@@ -34,7 +34,9 @@ def cache_info(
             {"item": "PyTensor compiledir", "location": d["pytensor_compiledir"], "entries": "",
              "MiB": f"{d['pytensor_bytes'] / 2**20:.1f}"},
             {"item": "PyTensor numba cache (compiled ops)", "location": d["pytensor_numba"], "entries": str(d["pytensor_numba_entries"]),
-             "MiB": f"{d['pytensor_numba_bytes'] / 2**20:.1f}"}]
+             "MiB": f"{d['pytensor_numba_bytes'] / 2**20:.1f}"},
+            {"item": "prebuilt models (read only, used where made for these versions)",
+             "location": d["prebuilt"], "entries": str(d["prebuilt_entries"]), "MiB": f"{d['prebuilt_bytes'] / 2**20:.1f}"}]
     emit(rows, fmt, columns=["item", "location", "entries", "MiB"], title="Cache",
          footer="A stale or corrupt entry is detected (key and checksum; for compiled models also a logp check) and rebuilt, never used; "
                 "clearing is never required.")
