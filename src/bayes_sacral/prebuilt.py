@@ -14,7 +14,8 @@ How they are made and used:
   checksum, the log density against PyTensor's own implementation, the gradient against finite differences) and
   never used when it fails. Prebuilt entries are only read; ``BAYES_SACRAL_PREBUILT=0`` turns them off.
 - ``index.json`` records the versions the entries were made with and the run each structure came from; a test
-  checks that every NUTS run of ``configs/`` finds its structure there when this environment is the one recorded.
+  (in ``make validate``) checks that every NUTS run of ``configs/`` finds its structure there when this environment is the
+  one recorded.
 """
 
 from __future__ import annotations
