@@ -85,5 +85,12 @@ def build(configs_dir: Path, out_dir: Path = DEFAULT_OUT, log=print) -> dict[str
 
 if __name__ == "__main__":
     configs = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("configs")
-    done = build(configs)
+    if not configs.is_dir() or not any(configs.glob("*.toml")):
+        print(f"error: {configs}: no run configs (*.toml) in this folder", file=sys.stderr)
+        sys.exit(2)
+    try:
+        done = build(configs)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     print(f"{len(done)} structures written to {DEFAULT_OUT}")
