@@ -54,20 +54,26 @@ def read_entry(path: Path, magic: bytes, fmt: int, key: str):
     return pickle.loads(body)
 
 
-def lookup(path: Path, magic: bytes, fmt: int, key: str) -> tuple[bool, object]:
+def lookup(path: Path, magic: bytes, fmt: int, key: str, read_only: bool = False) -> tuple[bool, object]:
     """``(True, body)`` for an intact entry, touched as just used (for :func:`prune`); ``(False, None)`` when there is
-    none. A damaged, stale or foreign entry is deleted (the caller computes the value again) and never returned."""
+    none. A damaged, stale or foreign entry is deleted (the caller computes the value again) and never returned.
+    ``read_only``: an entry of a folder that is not the cache's (the package's prebuilt models) is neither touched nor
+    deleted."""
     path = Path(path)
     try:
         body = read_entry(path, magic, fmt, key)
     except (FileNotFoundError, NotADirectoryError):
         return False, None
     except Exception:  # noqa: BLE001 - corrupt, truncated, stale or foreign: never used
+        if read_only:
+            return False, None
         try:
             path.unlink(missing_ok=True)
         except OSError:
             pass
         return False, None
+    if read_only:
+        return True, body
     try:
         os.utime(path)
     except OSError:

@@ -52,11 +52,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .cachefile import cache_dir, lookup, read_entry, write_entry
+from .cachefile import cache_dir, lookup, write_entry
 from .cachefile import prune as cachefile_prune
 from .callbacks import DrawExpansion, compile_pymc_model, generate_machine_code
 
-__all__ = ["cache_dir", "compiled_model", "prebuilt_dir", "target_cpu", "versions", "PORTABLE_CPU", "cached_function", "pin_compiler_flags", "structure_key", "shared_by_name", "logp_and_grad", "cache_info", "pytensor_caches",
+__all__ = ["cache_dir", "compiled_model", "prebuilt_dir", "target_cpu", "versions", "PORTABLE_CPU", "PREBUILT_DIR", "cached_function", "pin_compiler_flags", "structure_key", "shared_by_name", "logp_and_grad", "cache_info", "pytensor_caches",
            "clear_cache", "prune", "CacheStats", "STATS", "MAX_BYTES"]
 
 FORMAT = 5  # 2: machine code (numba object code) instead of bitcode; 3: callbacks of .callbacks (same ABI and results);
@@ -202,6 +202,7 @@ def target_cpu() -> tuple[str, str]:
     return name, features
 
 
+PREBUILT_DIR = Path(__file__).with_name("prebuilt_models")  # the package's prebuilt models (bayes_sacral.prebuilt)
 PORTABLE_CPU = ("generic", "")  # numba's baseline x86-64 target: the prebuilt models' machine code runs on any x86-64
 
 
@@ -590,13 +591,9 @@ def compiled_model(model, log=None):
             if not path.is_file():
                 continue
             t0 = time.perf_counter()
-            if own:  # an intact entry is marked as used (for prune); a damaged, stale or foreign one is already deleted
-                found, payload = lookup(path, _MAGIC, FORMAT, k)
-            else:  # a prebuilt entry is only read, never touched or deleted
-                try:
-                    found, payload = True, read_entry(path, _MAGIC, FORMAT, k)
-                except Exception:  # noqa: BLE001 - damaged, stale or foreign: never used
-                    found, payload = False, None
+            # an intact cache entry is marked as used (for prune), a damaged, stale or foreign one is already deleted;
+            # a prebuilt entry is only read
+            found, payload = lookup(path, _MAGIC, FORMAT, k, read_only=not own)
             try:
                 if not found:
                     raise ValueError("damaged, stale or foreign entry")
@@ -654,7 +651,7 @@ def prebuilt_dir() -> Path | None:
     where = os.environ.get("BAYES_SACRAL_PREBUILT", "")
     if where == "0":
         return None
-    return Path(where) if where and where != "1" else Path(__file__).with_name("prebuilt_models")
+    return Path(where) if where and where != "1" else PREBUILT_DIR
 
 
 def _candidates(model, key: str) -> list[tuple[str, Path, bool]]:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .compiled import (
     PORTABLE_CPU,
+    PREBUILT_DIR,
     cache_dir,
     compiled_model,
     prebuilt_dir,
@@ -37,7 +38,7 @@ from .compiled import (
 
 __all__ = ["build", "nuts_runs", "DEFAULT_OUT"]
 
-DEFAULT_OUT = Path(__file__).with_name("prebuilt_models")
+DEFAULT_OUT = PREBUILT_DIR
 
 
 def nuts_runs(configs_dir: Path) -> list:
