@@ -21,10 +21,16 @@ help:
 	@echo "make lint        ruff"
 	@echo "make prebuilt    recompile the bundled configs' model structures shipped with the package (after a model change)"
 
+# The lock is installed by uv (pinned in the lock itself): it downloads in parallel and byte-compiles on every core,
+# 21 s where pip took 82 s on one core of a 2-core machine (11:35, empty caches; the same files installed). Where uv
+# cannot be had or cannot reach the package index (it does not read pip's configuration), pip installs the lock instead.
 $(STAMP): pyproject.toml requirements.lock
 	@test -n "$(PYTHON312)" || { echo "error: no Python 3.12 interpreter found (set PYTHON312=/path/to/python3.12)"; exit 1; }
 	@test -x $(PY) || $(PYTHON312) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@if $(PY) -m pip install --quiet --disable-pip-version-check "$$(grep -i '^uv==' requirements.lock)" \
+	    && $(VENV)/bin/uv pip install --quiet --python $(PY) --compile-bytecode -r requirements.lock; then :; else \
+	  echo "note: uv could not install requirements.lock; installing it with pip instead (slower)"; \
+	  $(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock; fi
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
