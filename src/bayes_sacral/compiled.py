@@ -56,7 +56,7 @@ from .cachefile import cache_dir, lookup, write_entry
 from .cachefile import prune as cachefile_prune
 from .callbacks import DrawExpansion, compile_pymc_model, generate_machine_code
 
-__all__ = ["cache_dir", "compiled_model", "prebuilt_dir", "target_cpu", "versions", "PORTABLE_CPU", "PREBUILT_DIR", "cached_function", "pin_compiler_flags", "structure_key", "shared_by_name", "logp_and_grad", "cache_info", "pytensor_caches",
+__all__ = ["cache_dir", "compiled_model", "entry_path", "prebuilt_dir", "target_cpu", "versions", "PORTABLE_CPU", "PREBUILT_DIR", "cached_function", "pin_compiler_flags", "structure_key", "shared_by_name", "logp_and_grad", "cache_info", "pytensor_caches",
            "clear_cache", "prune", "CacheStats", "STATS", "MAX_BYTES"]
 
 FORMAT = 5  # 2: machine code (numba object code) instead of bitcode; 3: callbacks of .callbacks (same ABI and results);
@@ -88,6 +88,11 @@ STATS = CacheStats()
 
 def _models_dir() -> Path:
     return cache_dir() / "models"
+
+
+def entry_path(key: str) -> Path:
+    """Where the compile cache keeps the compiled model of structure ``key`` (see :func:`structure_key`)."""
+    return _models_dir() / f"{key}.bscm"
 
 
 @functools.cache
@@ -612,7 +617,7 @@ def compiled_model(model, log=None):
                 STATS.prebuilt += not own
                 STATS.load_s += time.perf_counter() - t0
                 return cm
-        path = _models_dir() / f"{key}.bscm"
+        path = entry_path(key)
         t0 = time.perf_counter()
         from .inference import quiet_pymc
 
@@ -657,7 +662,7 @@ def prebuilt_dir() -> Path | None:
 def _candidates(model, key: str) -> list[tuple[str, Path, bool]]:
     """(key, entry path, whether the entry is the user's cache's) to try in order: the prebuilt entry of this
     structure for the portable CPU, where there is one, then the cache's entry for this process's CPU."""
-    own = (key, _models_dir() / f"{key}.bscm", True)
+    own = (key, entry_path(key), True)
     d = prebuilt_dir()
     if d is None or not d.is_dir() or platform.machine() not in ("x86_64", "AMD64"):
         return [own]

@@ -314,7 +314,8 @@ def diagnostics(x: np.ndarray, interval_prob: float | None = None) -> dict[str, 
     # the ends as the decimals meant: (1 - 0.9) / 2 is 0.04999999999999999 in floating point, and the quantile MCSE,
     # which takes the order statistics at the floor and ceiling of Beta quantiles × draws, can move to a neighbouring
     # draw on that last bit (61 draws: 0.446 instead of ArviZ's 0.455 at prob=0.05)
-    ends = () if interval_prob is None else (round((1 - interval_prob) / 2, 12), round(1 - round((1 - interval_prob) / 2, 12), 12))
+    lo_i = None if interval_prob is None else round((1 - interval_prob) / 2, 12)
+    ends = () if lo_i is None else (lo_i, round(1 - lo_i, 12))
     names = ["rhat", "ess_bulk", "ess_tail", "mcse_mean"] + (["mcse_interval"] if ends else [])
 
     def fast(rows):

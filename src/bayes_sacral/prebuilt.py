@@ -25,11 +25,12 @@ import shutil
 import sys
 from pathlib import Path
 
+from .atomic import atomic_directory
 from .compiled import (
     PORTABLE_CPU,
     PREBUILT_DIR,
-    cache_dir,
     compiled_model,
+    entry_path,
     prebuilt_dir,
     structure_key,
     target_cpu,
@@ -67,20 +68,16 @@ def build(configs_dir: Path, out_dir: Path = DEFAULT_OUT, log=print) -> dict[str
         if key in made:
             continue
         compiled_model(model, log)
-        if not (cache_dir() / "models" / f"{key}.bscm").is_file():
+        if not entry_path(key).is_file():
             raise RuntimeError(f"{run.config.run.name}: the compiled model could not be cached")
         made[key] = run.config.run.name
         log(f"{key[:12]}  {run.config.run.name}")
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for key in made:
-        shutil.copyfile(cache_dir() / "models" / f"{key}.bscm", tmp / f"{key}.bscm")
-    index = {"versions": versions(PORTABLE_CPU), "structures": made}
-    (tmp / "index.json").write_text(json.dumps(index, indent=1) + "\n")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    # written under a temporary name and renamed into place; only a folder of prebuilt models (index.json) is replaced
+    with atomic_directory(out_dir, overwrite=True, marker="index.json") as tmp:
+        for key in made:
+            shutil.copyfile(entry_path(key), tmp / f"{key}.bscm")
+        index = {"versions": versions(PORTABLE_CPU), "structures": made}
+        (tmp / "index.json").write_text(json.dumps(index, indent=1) + "\n")
     return made
 
 
@@ -89,9 +86,11 @@ if __name__ == "__main__":
     if not configs.is_dir() or not any(configs.glob("*.toml")):
         print(f"error: {configs}: no run configs (*.toml) in this folder", file=sys.stderr)
         sys.exit(2)
+    from .errors import BayesSacralError
+
     try:
         done = build(configs)
-    except RuntimeError as exc:
+    except (RuntimeError, FileExistsError, BayesSacralError) as exc:  # a wrong environment, or an output not replaceable
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     print(f"{len(done)} structures written to {DEFAULT_OUT}")
